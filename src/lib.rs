@@ -1,0 +1,3 @@
+//! replay-guard (skeleton; see README).
+pub mod clock;
+pub mod store;

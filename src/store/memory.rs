@@ -1,0 +1,272 @@
+//! The embedded in-memory store: one process, no sharing.
+//!
+//! Records live in a sharded map of `std::sync::Mutex<HashMap>` (a lock is
+//! never held across an `.await`). A purge task removes expired records on
+//! a schedule; until it runs, an expired record is treated as absent by
+//! every operation. The number of live records is capped by `max_entries`:
+//! when full, a new claim answers [`StoreError::Full`] — a live record is
+//! never evicted, because evicting a nonce would let its replay through.
+//!
+//! This store must never be used by more than one replica: each replica
+//! would have its own memory and a replay sent to another replica would
+//! pass. Use the DynamoDB store for that.
+
+use std::collections::hash_map::{DefaultHasher, Entry};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
+};
+use crate::clock::SharedClock;
+
+const SHARDS: usize = 64;
+
+/// One stored record.
+#[derive(Debug)]
+enum Record {
+    /// A claimed nonce. The owner is kept as a 64-bit hash to keep the
+    /// per-nonce footprint small; it only serves to recognise a retry.
+    Nonce { expires_at: u64, owner: u64 },
+    /// An idempotency key, in flight or completed.
+    Idem {
+        expires_at: u64,
+        owner: Box<str>,
+        fingerprint: Box<str>,
+        state: IdemState,
+    },
+}
+
+#[derive(Debug)]
+enum IdemState {
+    InFlight { lease_until: u64 },
+    Completed(StoredResponse),
+}
+
+impl Record {
+    fn expires_at(&self) -> u64 {
+        match self {
+            Record::Nonce { expires_at, .. } | Record::Idem { expires_at, .. } => *expires_at,
+        }
+    }
+
+    /// Absent for every condition: expired, or an in-flight lease that ended.
+    fn is_expired(&self, now: u64) -> bool {
+        self.expires_at() < now
+    }
+}
+
+/// The embedded store. Cheap to clone through `Arc`.
+#[derive(Debug)]
+pub struct MemoryStore {
+    /// Records by partition key, spread over shards to reduce contention.
+    shards: Box<[Mutex<HashMap<Box<str>, Record>>]>,
+    /// Records currently held (live or expired-not-yet-purged).
+    len: AtomicUsize,
+    /// Upper bound on records held.
+    max_entries: usize,
+}
+
+fn owner_hash(owner: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    owner.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl MemoryStore {
+    /// An empty store holding at most `max_entries` records.
+    pub fn new(max_entries: usize) -> Self {
+        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        Self {
+            shards,
+            len: AtomicUsize::new(0),
+            max_entries,
+        }
+    }
+
+    /// Records currently held, including expired ones not purged yet.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether the store holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, pk: &str) -> MutexGuard<'_, HashMap<Box<str>, Record>> {
+        let mut hasher = DefaultHasher::new();
+        pk.hash(&mut hasher);
+        let index = (hasher.finish() as usize) % self.shards.len();
+        // A poisoned shard only means a panic elsewhere; the map is intact.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Remove every expired record; returns how many were removed.
+    pub fn purge(&self, now: u64) -> usize {
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let before = map.len();
+            map.retain(|_, record| !record.is_expired(now));
+            removed += before - map.len();
+        }
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        removed
+    }
+
+    /// Start the purge task. It stops by itself when the store is dropped.
+    pub fn spawn_purger(self: &Arc<Self>, clock: SharedClock, every: Duration) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(store) = weak.upgrade() else { break };
+                store.purge(clock.now_secs());
+            }
+        });
+    }
+
+    /// Reserve room for one new record, purging this shard first if full.
+    fn reserve(
+        &self,
+        map: &mut HashMap<Box<str>, Record>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        if self.len.load(Ordering::Relaxed) >= self.max_entries {
+            let before = map.len();
+            map.retain(|_, record| !record.is_expired(now));
+            self.len.fetch_sub(before - map.len(), Ordering::Relaxed);
+            if self.len.load(Ordering::Relaxed) >= self.max_entries {
+                return Err(StoreError::Full);
+            }
+        }
+        self.len.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn claim_nonce(&self, claim: NonceClaim<'_>) -> Result<NonceOutcome, StoreError> {
+        let owner = owner_hash(claim.owner);
+        let record = Record::Nonce {
+            expires_at: claim.expires_at,
+            owner,
+        };
+        let mut map = self.shard(claim.pk);
+        if let Some(existing) = map.get_mut(claim.pk) {
+            let ours = matches!(existing, Record::Nonce { owner: o, .. } if *o == owner);
+            if ours || existing.is_expired(claim.now) {
+                *existing = record;
+                return Ok(NonceOutcome::Claimed);
+            }
+            return Ok(NonceOutcome::Replayed);
+        }
+        self.reserve(&mut map, claim.now)?;
+        map.insert(claim.pk.into(), record);
+        Ok(NonceOutcome::Claimed)
+    }
+
+    async fn claim_idempotency(&self, claim: IdemClaim<'_>) -> Result<IdemOutcome, StoreError> {
+        let record = Record::Idem {
+            expires_at: claim.expires_at,
+            owner: claim.owner.into(),
+            fingerprint: claim.fingerprint.into(),
+            state: IdemState::InFlight {
+                lease_until: claim.lease_until,
+            },
+        };
+        let mut map = self.shard(claim.pk);
+        if let Some(existing) = map.get_mut(claim.pk) {
+            let takeable = match &*existing {
+                Record::Nonce { .. } => true,
+                Record::Idem {
+                    expires_at,
+                    owner,
+                    state,
+                    ..
+                } => {
+                    **owner == *claim.owner
+                        || *expires_at < claim.now
+                        || matches!(state, IdemState::InFlight { lease_until } if *lease_until < claim.now)
+                }
+            };
+            if takeable {
+                *existing = record;
+                return Ok(IdemOutcome::Claimed);
+            }
+            return Ok(match &*existing {
+                Record::Idem {
+                    fingerprint,
+                    state: IdemState::InFlight { lease_until },
+                    ..
+                } => IdemOutcome::InFlight {
+                    fingerprint: fingerprint.to_string(),
+                    lease_until: *lease_until,
+                },
+                Record::Idem {
+                    fingerprint,
+                    state: IdemState::Completed(response),
+                    ..
+                } => IdemOutcome::Completed {
+                    fingerprint: fingerprint.to_string(),
+                    response: response.clone(),
+                },
+                Record::Nonce { .. } => IdemOutcome::Claimed,
+            });
+        }
+        self.reserve(&mut map, claim.now)?;
+        map.insert(claim.pk.into(), record);
+        Ok(IdemOutcome::Claimed)
+    }
+
+    async fn complete_idempotency(
+        &self,
+        pk: &str,
+        owner: &str,
+        response: &StoredResponse,
+        expires_at: u64,
+    ) -> Result<Fenced, StoreError> {
+        let mut map = self.shard(pk);
+        match map.get_mut(pk) {
+            Some(Record::Idem {
+                owner: held,
+                expires_at: record_expiry,
+                state,
+                ..
+            }) if **held == *owner => {
+                *state = IdemState::Completed(response.clone());
+                *record_expiry = expires_at;
+                Ok(Fenced::Done)
+            }
+            _ => Ok(Fenced::LostOwnership),
+        }
+    }
+
+    async fn release_idempotency(&self, pk: &str, owner: &str) -> Result<Fenced, StoreError> {
+        let mut map = self.shard(pk);
+        let ours = matches!(map.get(pk), Some(Record::Idem { owner: held, .. }) if **held == *owner);
+        if !ours {
+            return Ok(Fenced::LostOwnership);
+        }
+        if let Entry::Occupied(entry) = map.entry(pk.into()) {
+            entry.remove();
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(Fenced::Done)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

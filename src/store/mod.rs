@@ -1,0 +1,201 @@
+//! Replay state: nonce claims and idempotency records.
+//!
+//! This module defines the one narrow trait every store implements
+//! ([`Store`]) and the records that cross it. Two implementations exist:
+//! [`memory::MemoryStore`] (single instance, embedded) and
+//! [`dynamodb::DynamoStore`] (shared by many replicas).
+//!
+//! Semantics every implementation must honour (checked by the shared
+//! behavioural suite in `tests/store_contract.rs`):
+//! - a record whose `expires_at` is in the past is absent, whether or not
+//!   it has been physically deleted yet;
+//! - a failed conditional write is an *outcome* (`Replayed`, `InFlight`,
+//!   `Completed`), never an error; errors mean "the store could not answer";
+//! - a write carrying an `owner` token that finds a record with the same
+//!   token treats it as its own earlier attempt (an SDK retry), not as a
+//!   replay;
+//! - complete and release are fenced by the owner token.
+//!
+//! This module must never decide HTTP behaviour: it reports outcomes, and
+//! the checks turn them into rejections.
+
+pub mod dynamodb;
+pub mod memory;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// Why the store could not answer. Never carries a secret or a key.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Timeout, throttling, connection failure, unexpected server answer.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The memory store reached `max_entries` live records.
+    #[error("store full")]
+    Full,
+}
+
+/// A nonce claim: `pk` is `nonce#<identity>#<nonce>`.
+#[derive(Debug, Clone)]
+pub struct NonceClaim<'a> {
+    /// Partition key of the record.
+    pub pk: &'a str,
+    /// Random token of this claim attempt; a retry of the same attempt
+    /// carries the same token and is recognised as our own.
+    pub owner: &'a str,
+    /// Epoch seconds after which the record is absent.
+    pub expires_at: u64,
+    /// The proxy's clock, epoch seconds.
+    pub now: u64,
+}
+
+/// Result of a nonce claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceOutcome {
+    /// No live record existed (or it was our own earlier attempt): fresh.
+    Claimed,
+    /// A live record from another request exists: a replay.
+    Replayed,
+}
+
+/// An idempotency claim: `pk` is `idem#<identity>#<key>`.
+#[derive(Debug, Clone)]
+pub struct IdemClaim<'a> {
+    /// Partition key of the record.
+    pub pk: &'a str,
+    /// Random token of the claimant; fences complete and release.
+    pub owner: &'a str,
+    /// Lowercase hex SHA-256 of method, path, query and body.
+    pub fingerprint: &'a str,
+    /// Epoch seconds until which the claimant holds the lease.
+    pub lease_until: u64,
+    /// Epoch seconds after which the in-flight record is absent
+    /// (at least `lease_until`).
+    pub expires_at: u64,
+    /// The proxy's clock, epoch seconds.
+    pub now: u64,
+}
+
+/// Result of an idempotency claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdemOutcome {
+    /// The caller now holds the lease and must forward, then complete or release.
+    Claimed,
+    /// Another request holds a live lease.
+    InFlight {
+        /// Fingerprint of the request holding the lease.
+        fingerprint: String,
+        /// Epoch seconds when that lease ends.
+        lease_until: u64,
+    },
+    /// A completed record exists.
+    Completed {
+        /// Fingerprint of the request that completed it.
+        fingerprint: String,
+        /// What the upstream answered.
+        response: StoredResponse,
+    },
+}
+
+/// An upstream answer kept for idempotent replays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// End-to-end response headers, in order (hop-by-hop ones removed).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body, or `None` when it was larger than `max_response_bytes`
+    /// and was not retained.
+    pub body: Option<Bytes>,
+}
+
+/// Result of a fenced write (complete or release).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fenced {
+    /// The record was ours and the write landed.
+    Done,
+    /// Another claimant took the record over (our lease had expired).
+    LostOwnership,
+}
+
+/// The store trait: everything the checks need, nothing more.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Atomically claim a nonce: insert if absent (or expired, or ours).
+    async fn claim_nonce(&self, claim: NonceClaim<'_>) -> Result<NonceOutcome, StoreError>;
+
+    /// Atomically claim an idempotency key, or report the existing record.
+    /// An in-flight record whose lease ended counts as absent.
+    async fn claim_idempotency(&self, claim: IdemClaim<'_>) -> Result<IdemOutcome, StoreError>;
+
+    /// Store the response of a claimed key, if `owner` still holds it.
+    async fn complete_idempotency(
+        &self,
+        pk: &str,
+        owner: &str,
+        response: &StoredResponse,
+        expires_at: u64,
+    ) -> Result<Fenced, StoreError>;
+
+    /// Delete a claimed key so a retry can run, if `owner` still holds it.
+    async fn release_idempotency(&self, pk: &str, owner: &str) -> Result<Fenced, StoreError>;
+
+    /// Cheap reachability probe for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+impl StoredResponse {
+    /// Serialise headers as one compact blob: for each header,
+    /// `u16 name length, name, u32 value length, value` (big endian).
+    pub fn encode_headers(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, value) in &self.headers {
+            let name_len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+            let value_len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&name_len.to_be_bytes());
+            out.extend_from_slice(&name.as_bytes()[..usize::from(name_len)]);
+            out.extend_from_slice(&value_len.to_be_bytes());
+            out.extend_from_slice(&value[..value_len as usize]);
+        }
+        out
+    }
+
+    /// Inverse of [`StoredResponse::encode_headers`]; `None` on a corrupt blob.
+    pub fn decode_headers(mut blob: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+        let mut headers = Vec::new();
+        while !blob.is_empty() {
+            let (len, rest) = blob.split_first_chunk::<2>()?;
+            let len = usize::from(u16::from_be_bytes(*len));
+            let name = String::from_utf8(rest.get(..len)?.to_vec()).ok()?;
+            let rest = &rest[len..];
+            let (len, rest) = rest.split_first_chunk::<4>()?;
+            let len = u32::from_be_bytes(*len) as usize;
+            let value = rest.get(..len)?.to_vec();
+            blob = &rest[len..];
+            headers.push((name, value));
+        }
+        Some(headers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_blob_round_trips() {
+        let response = StoredResponse {
+            status: 201,
+            headers: vec![
+                ("content-type".into(), b"application/json".to_vec()),
+                ("x-odd".into(), vec![0xff, 0x00, b'a']),
+                ("empty".into(), Vec::new()),
+            ],
+            body: None,
+        };
+        let blob = response.encode_headers();
+        assert_eq!(StoredResponse::decode_headers(&blob), Some(response.headers));
+        assert_eq!(StoredResponse::decode_headers(&blob[..blob.len() - 1]), None);
+    }
+}
