@@ -1,1 +1,159 @@
-fn main(){}
+//! The `replay-guard` binary: parses the command line, sets up logging and
+//! calls into the library. Exit codes: 0 ok, 1 bad config or usage,
+//! 2 runtime failure.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use replay_guard::clock::{SharedClock, SystemClock};
+use replay_guard::config::Config;
+use replay_guard::{cli, server};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "replay-guard", version, about = "Reverse-proxy sidecar that stops replay attacks")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the proxy.
+    Run {
+        /// Configuration file.
+        #[arg(long, env = "REPLAY_GUARD_CONFIG", default_value = "replay-guard.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration and print the compiled route table.
+    Check {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Create the DynamoDB table with TTL enabled (safe to run twice).
+    InitTable {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the headers a client must send for one signed request.
+    Sign(cli::sign::SignArgs),
+    /// Self-contained walkthrough on loopback: built-in upstream, proxy on
+    /// the memory store, one request per outcome.
+    Demo,
+    /// Load generator for fresh, signed, unique traffic.
+    Loadgen(cli::loadgen::LoadgenArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(1)
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        })
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+fn run(command: Command) -> Result<(), ExitCode> {
+    match command {
+        Command::Run { config } => {
+            let config = load(&config)?;
+            runtime()?.block_on(serve(config))
+        }
+        Command::Check { config } => {
+            let config = load(&config)?;
+            print!("{}", cli::check::route_table(&config));
+            Ok(())
+        }
+        Command::InitTable { config } => {
+            let config = load(&config)?;
+            runtime()?.block_on(cli::init_table::run(&config))
+        }
+        Command::Sign(args) => cli::sign::run(&args),
+        Command::Demo => runtime()?.block_on(cli::demo::run()),
+        Command::Loadgen(args) => runtime()?.block_on(cli::loadgen::run(args)),
+    }
+}
+
+async fn serve(config: Config) -> Result<(), ExitCode> {
+    let clock: SharedClock = std::sync::Arc::new(SystemClock);
+    let running = server::start(config, clock).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot start");
+        ExitCode::from(2)
+    })?;
+    let trigger = running.shutdown_trigger();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        let _ = trigger.send(true);
+    });
+    running.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

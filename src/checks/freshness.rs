@@ -1,0 +1,145 @@
+//! Freshness: the request timestamp must be present, parse in the route's
+//! format and lie within `max_skew` of the proxy clock, in both directions.
+//!
+//! This check is stateless and must never touch the store.
+
+use std::time::Duration;
+
+use http::HeaderMap;
+use http::header::HeaderName;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+use super::header_text;
+use crate::clock::Clock;
+use crate::config::{Freshness, TimestampFormat};
+use crate::rejection::Rejection;
+
+/// A timestamp that passed the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fresh {
+    /// The timestamp, milliseconds since the epoch.
+    pub millis: i128,
+    /// The timestamp rounded up to whole seconds (for nonce expiry).
+    pub seconds_ceil: u64,
+}
+
+/// Parse a timestamp in a format, to milliseconds since the epoch.
+pub fn parse(value: &str, format: TimestampFormat) -> Option<i128> {
+    match format {
+        TimestampFormat::Unix => digits(value, 12).map(|s| s * 1000),
+        TimestampFormat::UnixMs => digits(value, 15),
+        TimestampFormat::Rfc3339 => OffsetDateTime::parse(value, &Rfc3339)
+            .ok()
+            .map(|t| t.unix_timestamp_nanos() / 1_000_000),
+        TimestampFormat::HttpDate => {
+            let imf = format_description!(
+                "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+            );
+            PrimitiveDateTime::parse(value, imf)
+                .ok()
+                .map(|t| t.assume_utc().unix_timestamp_nanos() / 1_000_000)
+        }
+    }
+}
+
+/// Unsigned decimal digits only, at most `max_len` of them.
+fn digits(value: &str, max_len: usize) -> Option<i128> {
+    if value.is_empty() || value.len() > max_len || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse::<i128>().ok()
+}
+
+/// Check the timestamp header against the rule.
+pub fn check(
+    headers: &HeaderMap,
+    name: &HeaderName,
+    rule: &Freshness,
+    clock: &dyn Clock,
+) -> Result<Fresh, Rejection> {
+    let value = match header_text(headers, name) {
+        None => return Err(Rejection::MissingTimestamp),
+        Some(Err(())) => return Err(Rejection::MalformedTimestamp),
+        Some(Ok(value)) => value,
+    };
+    let millis = parse(value, rule.format).ok_or(Rejection::MalformedTimestamp)?;
+    within_window(millis, rule.max_skew, clock.now())?;
+    let seconds_ceil = u64::try_from((millis + 999).div_euclid(1000)).unwrap_or(0);
+    Ok(Fresh {
+        millis,
+        seconds_ceil,
+    })
+}
+
+/// Whether a timestamp lies within `skew` of `now`, both ways.
+pub fn within_window(millis: i128, skew: Duration, now: Duration) -> Result<(), Rejection> {
+    let now = now.as_millis() as i128;
+    let skew = skew.as_millis() as i128;
+    if millis < now - skew {
+        Err(Rejection::StaleTimestamp)
+    } else if millis > now + skew {
+        Err(Rejection::FutureTimestamp)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use http::HeaderValue;
+
+    const T: i128 = 1_764_326_400_000; // 2025-11-28T10:40:00Z
+
+    #[test]
+    fn formats_parse_to_the_same_instant() {
+        assert_eq!(parse("1764326400", TimestampFormat::Unix), Some(T));
+        assert_eq!(parse("1764326400000", TimestampFormat::UnixMs), Some(T));
+        assert_eq!(parse("2025-11-28T10:40:00Z", TimestampFormat::Rfc3339), Some(T));
+        assert_eq!(parse("2025-11-28T11:40:00+01:00", TimestampFormat::Rfc3339), Some(T));
+        assert_eq!(parse("Fri, 28 Nov 2025 10:40:00 GMT", TimestampFormat::HttpDate), Some(T));
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        for (value, format) in [
+            ("-1764326400", TimestampFormat::Unix),
+            ("1764326400.5", TimestampFormat::Unix),
+            ("+1764326400", TimestampFormat::Unix),
+            ("17643264000000000", TimestampFormat::Unix),
+            ("abc", TimestampFormat::UnixMs),
+            ("2025-11-28 10:40:00", TimestampFormat::Rfc3339),
+            ("Friday, 28-Nov-25 10:40:00 GMT", TimestampFormat::HttpDate),
+            ("Fri Nov 28 10:40:00 2025", TimestampFormat::HttpDate),
+            ("Fri, 28 Nov 2025 10:40:00 UTC", TimestampFormat::HttpDate),
+        ] {
+            assert_eq!(parse(value, format), None, "{value} as {format}");
+        }
+    }
+
+    #[test]
+    fn window_is_two_sided() {
+        let clock = ManualClock::at_secs(1_764_326_400);
+        let rule = Freshness {
+            max_skew: Duration::from_secs(120),
+            format: TimestampFormat::Unix,
+        };
+        let name = HeaderName::from_static("x-request-timestamp");
+        let at = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name.clone(), HeaderValue::from_str(value).unwrap());
+            check(&headers, &name, &rule, clock.as_ref())
+        };
+        assert!(at("1764326400").is_ok());
+        assert!(at("1764326280").is_ok());
+        assert!(at("1764326520").is_ok());
+        assert_eq!(at("1764326279"), Err(Rejection::StaleTimestamp));
+        assert_eq!(at("1764326521"), Err(Rejection::FutureTimestamp));
+        assert_eq!(at("soon"), Err(Rejection::MalformedTimestamp));
+        assert_eq!(at(" "), Err(Rejection::MissingTimestamp));
+        assert_eq!(check(&HeaderMap::new(), &name, &rule, clock.as_ref()), Err(Rejection::MissingTimestamp));
+    }
+}

@@ -1,0 +1,93 @@
+//! `replay-guard check`: print the compiled route table.
+
+use std::fmt::Write as _;
+
+use crate::config::{Config, Route, StoreKind};
+
+fn checks(route: &Route) -> String {
+    let mut parts = Vec::new();
+    if let Some(rate) = &route.rate_limit {
+        parts.push(format!(
+            "rate({}/{}s burst {})",
+            rate.quota,
+            rate.window_secs,
+            rate.burst
+        ));
+    }
+    if let Some(f) = &route.freshness {
+        parts.push(format!("freshness({} ±{}s)", f.format, f.max_skew.as_secs()));
+    }
+    if let Some(required) = route.signature {
+        parts.push(if required { "signature".into() } else { "signature(optional)".into() });
+    }
+    if let Some(required) = route.nonce {
+        parts.push(if required { "nonce".into() } else { "nonce(optional)".into() });
+    }
+    if let Some(i) = &route.idempotency {
+        parts.push(format!(
+            "idempotency({}ttl {}s, lease {}s)",
+            if i.required { "" } else { "optional, " },
+            i.ttl.as_secs(),
+            i.lease.as_secs()
+        ));
+    }
+    if parts.is_empty() {
+        "pass-through".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// The human-readable route table `check` prints.
+pub fn route_table(config: &Config) -> String {
+    let mut out = String::new();
+    let s = &config.server;
+    let _ = writeln!(out, "config OK: {}", config.source);
+    let _ = writeln!(
+        out,
+        "listen {}  admin {}  upstream {}  timeout {}ms  max_body {}B  unmatched {:?}",
+        s.listen,
+        s.admin_listen.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        s.upstream,
+        s.upstream_timeout.as_millis(),
+        s.max_body_bytes,
+        s.unmatched
+    );
+    let store = match config.store.kind {
+        StoreKind::Memory => format!("memory (max_entries {})", config.store.max_entries),
+        StoreKind::Dynamodb => config.store.dynamodb.as_ref().map_or_else(
+            || "dynamodb".to_owned(),
+            |d| format!("dynamodb table {} region {}", d.table, d.region),
+        ),
+    };
+    let _ = writeln!(out, "store {store}  on_error {:?}", config.store.on_error);
+    let keys: Vec<&str> = config.keys.keys().map(String::as_str).collect();
+    let _ = writeln!(out, "keys [{}]", keys.join(", "));
+    let _ = writeln!(out, "routes (first match wins):");
+    let _ = writeln!(out, "  {:<3} {:<20} {:<12} {:<24} {:<16} checks", "#", "name", "methods", "path", "identity");
+    for (i, route) in config.routes.iter().enumerate() {
+        let methods = route.methods.as_ref().map_or_else(
+            || "*".to_owned(),
+            |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","),
+        );
+        let _ = writeln!(
+            out,
+            "  {:<3} {:<20} {:<12} {:<24} {:<16} {}",
+            i + 1,
+            route.name,
+            methods,
+            route.path.to_string(),
+            route.identity.to_string(),
+            checks(route)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  -   (unmatched)          *            *                        -                {}",
+        match s.unmatched {
+            crate::config::Unmatched::Forward => "forward unchecked",
+            crate::config::Unmatched::Reject => "reject 404 route_not_allowed",
+        }
+    );
+    out
+}

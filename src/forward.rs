@@ -1,0 +1,168 @@
+//! Forwarding to the upstream: header hygiene both ways and the pooled
+//! upstream client with its timeouts.
+//!
+//! Hop-by-hop headers (RFC 9110 §7.6.1, plus those named in `Connection`)
+//! never cross the proxy; `X-Forwarded-For/-Proto/-Host` are set for the
+//! upstream; a client-supplied `X-Replay-Guard-Key-Id` is always dropped.
+//! Failures are classified by who caused them with typed predicates:
+//! never reached the upstream (connect) → 502, no answer in time → 504.
+//! This module must never decide whether a request may be forwarded — the
+//! checks do that.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use http::{HeaderMap, Request, Response};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::body::Body;
+
+/// Header the proxy sets after a verified signature.
+pub const KEY_ID_HEADER: HeaderName = HeaderName::from_static("x-replay-guard-key-id");
+/// Request id header.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Remove hop-by-hop headers and those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// What the upstream client reports when it fails.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The connection could not be made: the request never left.
+    #[error("connect failed")]
+    Connect,
+    /// No response in time: the upstream may have executed the request.
+    #[error("timed out")]
+    Timeout,
+    /// The connection failed after the request may have been sent.
+    #[error("upstream failed: {0}")]
+    Other(String),
+}
+
+/// The pooled upstream client, cloned to share its pool.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    timeout: Duration,
+}
+
+impl Upstream {
+    /// A client with a connect timeout and a response timeout.
+    pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Self { client, timeout }
+    }
+
+    /// The response timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Send a request; the timeout covers the response head.
+    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect),
+            Ok(Err(e)) => Err(UpstreamError::Other(e.to_string())),
+        }
+    }
+}
+
+/// Prepare request headers for the upstream.
+pub fn upstream_headers(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    client_host: Option<&HeaderValue>,
+    https: bool,
+    request_id: &HeaderValue,
+    verified_key: Option<&str>,
+) {
+    strip_hop_by_hop(headers);
+    headers.remove(KEY_ID_HEADER);
+    if let Some(key) = verified_key.and_then(|k| HeaderValue::from_str(k).ok()) {
+        headers.insert(KEY_ID_HEADER, key);
+    }
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let previous: Vec<String> = headers
+        .get_all(&xff)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    let appended = if previous.is_empty() {
+        peer.to_string()
+    } else {
+        format!("{}, {peer}", previous.join(", "))
+    };
+    if let Ok(value) = HeaderValue::from_str(&appended) {
+        headers.insert(xff, value);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if https { "https" } else { "http" }),
+    );
+    if let Some(host) = client_host {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+        if !headers.contains_key(HOST) {
+            headers.insert(HOST, host.clone());
+        }
+    }
+    headers.insert(REQUEST_ID_HEADER, request_id.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", HeaderValue::from_static("close, X-Secret-Hop"));
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        headers.insert("upgrade", HeaderValue::from_static("websocket"));
+        headers.insert("x-end-to-end", HeaderValue::from_static("kept"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-end-to-end"));
+    }
+}

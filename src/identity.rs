@@ -1,0 +1,107 @@
+//! Who the client is: the client address behind trusted proxies, and the
+//! encoding of an identity inside store keys.
+//!
+//! `client_ip` walks `X-Forwarded-For` from the right — the hop appended by
+//! the nearest proxy first — and stops at the first address not in
+//! `trusted_proxies`; a client can prepend any value it likes, so the
+//! leftmost value is believed only when every hop is trusted. This module
+//! must never trust a header from a peer outside `trusted_proxies`.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+
+/// The client address for a request from `peer`.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut current = peer;
+    let hops = headers
+        .get_all(http::header::HeaderName::from_static("x-forwarded-for"))
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        // An unparsable hop ends the walk: the last trusted hop we saw is
+        // the closest address we can vouch for.
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            return current;
+        };
+        current = ip;
+        if !is_trusted(&ip) {
+            return ip;
+        }
+    }
+    current
+}
+
+/// An identity made safe for store keys: `#`, `%`, controls, spaces and
+/// non-ASCII bytes are percent-encoded so `<identity>#<value>` can never be
+/// ambiguous.
+pub fn encode(identity: &str) -> String {
+    if identity
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'#' && b != b'%')
+    {
+        return identity.to_owned();
+    }
+    let mut out = String::with_capacity(identity.len() + 8);
+    for b in identity.bytes() {
+        if b.is_ascii_graphic() && b != b'#' && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// A short, non-reversible tag of an identity for log lines.
+pub fn log_tag(identity: &str) -> String {
+    hex::encode(&Sha256::digest(identity.as_bytes())[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn xff(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_whatever_it_claims() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(client_ip(peer, &xff("1.2.3.4"), &trusted), peer);
+    }
+
+    #[test]
+    fn walks_from_the_right_past_trusted_hops() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        let headers = xff("6.6.6.6, 198.51.100.7, 10.0.0.1");
+        assert_eq!(client_ip(peer, &headers, &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(peer, &xff("10.1.1.1, 10.0.0.1"), &trusted), "10.1.1.1".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+        assert_eq!(client_ip(peer, &xff("garbage, 10.0.0.1"), &trusted), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn encoding_keeps_keys_unambiguous() {
+        assert_eq!(encode("billing-svc"), "billing-svc");
+        assert_eq!(encode("a#b"), "a%23b");
+        assert_eq!(encode("50%"), "50%25");
+        assert_ne!(encode("a#b"), encode("a%23b"));
+    }
+}

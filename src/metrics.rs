@@ -1,0 +1,268 @@
+//! Prometheus metrics (SPEC §7), exposed on the admin listener.
+//!
+//! Labels are bounded: route names from the config, reasons and outcomes
+//! from fixed sets, store operation names. This module must never put a
+//! path, an identity, a key, a nonce or a secret into a label.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::store::{
+    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteOutcome {
+    route: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteReason {
+    route: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabel {
+    op: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~8 s
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// All metrics of one proxy.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteOutcome, Counter>,
+    rejections: Family<RouteReason, Counter>,
+    upstream_duration: HistogramFamily<RouteLabel>,
+    store_duration: HistogramFamily<OpLabel>,
+    store_errors: Family<OpLabel, Counter>,
+    fail_open: Family<RouteLabel, Counter>,
+    lost_ownership: Family<OpLabel, Counter>,
+    in_flight: Gauge,
+}
+
+/// Request outcome label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent to the upstream and answered.
+    Forwarded,
+    /// Refused by a check.
+    Rejected,
+    /// Answered from a stored idempotent response.
+    Replayed,
+    /// Upstream or store failure.
+    Error,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Rejected => "rejected",
+            Outcome::Replayed => "replayed",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Create and register every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("replay_guard");
+        let requests = Family::<RouteOutcome, Counter>::default();
+        registry.register("requests", "Requests by route and outcome", requests.clone());
+        let rejections = Family::<RouteReason, Counter>::default();
+        registry.register("rejections", "Rejections by route and reason", rejections.clone());
+        let upstream_duration: HistogramFamily<RouteLabel> = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "upstream_duration_seconds",
+            "Time to the upstream's response head",
+            upstream_duration.clone(),
+        );
+        let store_duration: HistogramFamily<OpLabel> = Family::new_with_constructor(latency_histogram);
+        registry.register("store_duration_seconds", "Store call latency", store_duration.clone());
+        let store_errors = Family::<OpLabel, Counter>::default();
+        registry.register("store_errors", "Store calls that failed", store_errors.clone());
+        let fail_open = Family::<RouteLabel, Counter>::default();
+        registry.register(
+            "store_fail_open",
+            "Requests forwarded unchecked because the store failed and on_error = \"allow\"",
+            fail_open.clone(),
+        );
+        let lost_ownership = Family::<OpLabel, Counter>::default();
+        registry.register(
+            "idempotency_lost_ownership",
+            "Complete or release writes refused because another claimant took the key over",
+            lost_ownership.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register("in_flight_requests", "Requests being handled", in_flight.clone());
+        Self {
+            registry,
+            requests,
+            rejections,
+            upstream_duration,
+            store_duration,
+            store_errors,
+            fail_open,
+            lost_ownership,
+            in_flight,
+        }
+    }
+
+    /// Count one finished request.
+    pub fn request(&self, route: &str, outcome: Outcome) {
+        self.requests
+            .get_or_create(&RouteOutcome {
+                route: route.to_owned(),
+                outcome: outcome.label().to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count one rejection.
+    pub fn rejection(&self, route: &str, reason: &str) {
+        self.rejections
+            .get_or_create(&RouteReason {
+                route: route.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Record the upstream's response time.
+    pub fn upstream(&self, route: &str, seconds: f64) {
+        self.upstream_duration
+            .get_or_create(&RouteLabel { route: route.to_owned() })
+            .observe(seconds);
+    }
+
+    /// Count a request forwarded unchecked under `on_error = "allow"`.
+    pub fn fail_open(&self, route: &str) {
+        self.fail_open
+            .get_or_create(&RouteLabel { route: route.to_owned() })
+            .inc();
+    }
+
+    /// Count a fenced write that lost its record.
+    pub fn lost_ownership(&self, op: &str) {
+        self.lost_ownership
+            .get_or_create(&OpLabel { op: op.to_owned() })
+            .inc();
+    }
+
+    /// Track requests in flight.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+
+    fn store_call(&self, op: &str, started: Instant, failed: bool) {
+        let label = OpLabel { op: op.to_owned() };
+        self.store_duration
+            .get_or_create(&label)
+            .observe(started.elapsed().as_secs_f64());
+        if failed {
+            self.store_errors.get_or_create(&label).inc();
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// A store wrapper that times every call and counts failures.
+#[derive(Debug)]
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl MeteredStore {
+    /// Wrap a store.
+    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+}
+
+#[async_trait]
+impl Store for MeteredStore {
+    async fn claim_nonce(&self, claim: NonceClaim<'_>) -> Result<NonceOutcome, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.claim_nonce(claim).await;
+        self.metrics.store_call("claim_nonce", started, result.is_err());
+        result
+    }
+
+    async fn claim_idempotency(&self, claim: IdemClaim<'_>) -> Result<IdemOutcome, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.claim_idempotency(claim).await;
+        self.metrics.store_call("claim_idempotency", started, result.is_err());
+        result
+    }
+
+    async fn complete_idempotency(
+        &self,
+        pk: &str,
+        owner: &str,
+        response: &StoredResponse,
+        expires_at: u64,
+    ) -> Result<Fenced, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.complete_idempotency(pk, owner, response, expires_at).await;
+        self.metrics.store_call("complete_idempotency", started, result.is_err());
+        result
+    }
+
+    async fn release_idempotency(&self, pk: &str, owner: &str) -> Result<Fenced, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.release_idempotency(pk, owner).await;
+        self.metrics.store_call("release_idempotency", started, result.is_err());
+        result
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.inner.ping().await;
+        self.metrics.store_call("ping", started, result.is_err());
+        result
+    }
+}

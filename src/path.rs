@@ -1,0 +1,203 @@
+//! Request-path normalisation, so no spelling of a protected path bypasses
+//! its route.
+//!
+//! The proxy matches routes on, and forwards, the normalised path:
+//! percent-encoded unreserved characters are decoded (`%70` → `p`), other
+//! escapes get uppercase hex, duplicate slashes collapse and dot segments
+//! are resolved (RFC 3986 §5.2.4). Spellings whose meaning differs between
+//! servers are refused instead of guessed: encoded slashes and backslashes
+//! (`%2F`, `%5C`, `\`), encoded NUL, control characters and broken escapes.
+//!
+//! For matching only, a trailing slash and `;` matrix parameters are
+//! ignored (`/payments/` and `/payments;x=1` are `/payments` to the route
+//! table) — the forwarded path keeps them. This module must never allocate
+//! more than a couple of strings per request, and never touch the query.
+
+/// Why a path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Not an origin-form path (`/...`).
+    #[error("the request target is not an absolute path")]
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    #[error("the path has a broken percent-escape")]
+    BadEscape,
+    /// `%2F`, `%5C`, `\`, `%00` or a control character.
+    #[error("the path contains an encoded slash, a backslash or a control character")]
+    Ambiguous,
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decode unreserved escapes, uppercase the others, refuse ambiguous bytes.
+fn decode_unreserved(path: &str) -> Result<String, PathError> {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let hi = bytes.get(i + 1).copied().and_then(hex_value);
+                let lo = bytes.get(i + 2).copied().and_then(hex_value);
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err(PathError::BadEscape);
+                };
+                let decoded = hi * 16 + lo;
+                if matches!(decoded, b'/' | b'\\' | 0) {
+                    return Err(PathError::Ambiguous);
+                }
+                if is_unreserved(decoded) {
+                    out.push(char::from(decoded));
+                } else {
+                    out.push('%');
+                    out.push(char::from(bytes[i + 1].to_ascii_uppercase()));
+                    out.push(char::from(bytes[i + 2].to_ascii_uppercase()));
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Ambiguous),
+            b if b.is_ascii_control() => return Err(PathError::Ambiguous),
+            _ => {
+                // `path` is a &str from a parsed URI: ASCII in practice; keep
+                // any other byte sequence intact by copying the char.
+                let ch_len = utf8_len(b);
+                out.push_str(&path[i..(i + ch_len).min(path.len())]);
+                i += ch_len;
+                continue;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        _ => 4,
+    }
+}
+
+/// Normalise a request path (without the query).
+///
+/// ```
+/// use replay_guard::path::normalize;
+/// assert_eq!(normalize("//a/./b/../%70ayments").unwrap(), "/a/payments");
+/// ```
+pub fn normalize(path: &str) -> Result<String, PathError> {
+    if !path.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let decoded = decode_unreserved(path)?;
+    let mut segments: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for segment in decoded.split('/') {
+        trailing_slash = false;
+        match segment {
+            "" => trailing_slash = true,
+            "." => trailing_slash = true,
+            ".." => {
+                segments.pop();
+                trailing_slash = true;
+            }
+            other => segments.push(other),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for segment in &segments {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// The key the route table matches on: the normalised path without
+/// `;` parameters in any segment and without a trailing slash.
+pub fn match_key(normalized: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = if normalized.len() > 1 {
+        normalized.trim_end_matches('/')
+    } else {
+        normalized
+    };
+    if !trimmed.contains(';') {
+        return std::borrow::Cow::Borrowed(if trimmed.is_empty() { "/" } else { trimmed });
+    }
+    let mut out = String::with_capacity(trimmed.len());
+    for segment in trimmed.split('/').skip(1) {
+        out.push('/');
+        out.push_str(segment.split(';').next().unwrap_or(""));
+    }
+    let out = out.trim_end_matches('/').to_owned();
+    std::borrow::Cow::Owned(if out.is_empty() { "/".to_owned() } else { out })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bypass_spellings_normalise_to_the_route() {
+        for spelling in [
+            "/payments",
+            "/payments/",
+            "//payments",
+            "/./payments",
+            "/a/../payments",
+            "/%70ayments",
+            "/%70%61yments",
+            "/payments/.",
+            "/x/y/../../payments",
+            "/../payments",
+            "/payments;jsessionid=1",
+            "/%2e/payments",
+            "/%2E%2E/payments",
+        ] {
+            let normalized = normalize(spelling).unwrap();
+            assert_eq!(match_key(&normalized), "/payments", "{spelling} → {normalized}");
+        }
+    }
+
+    #[test]
+    fn forwarded_path_keeps_meaningful_shape() {
+        assert_eq!(normalize("/a//b/").unwrap(), "/a/b/");
+        assert_eq!(normalize("/").unwrap(), "/");
+        assert_eq!(normalize("/a/%7e%41").unwrap(), "/a/~A");
+        assert_eq!(normalize("/a/%c3%a9").unwrap(), "/a/%C3%A9");
+        assert_eq!(normalize("/a/..").unwrap(), "/");
+    }
+
+    #[test]
+    fn ambiguous_spellings_are_refused() {
+        assert_eq!(normalize("/pay%2Fments"), Err(PathError::Ambiguous));
+        assert_eq!(normalize("/pay%2fments"), Err(PathError::Ambiguous));
+        assert_eq!(normalize("/pay%5Cments"), Err(PathError::Ambiguous));
+        assert_eq!(normalize("/pay\\ments"), Err(PathError::Ambiguous));
+        assert_eq!(normalize("/pay%00"), Err(PathError::Ambiguous));
+        assert_eq!(normalize("/pay%zz"), Err(PathError::BadEscape));
+        assert_eq!(normalize("/pay%4"), Err(PathError::BadEscape));
+        assert_eq!(normalize("*"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn match_key_strips_matrix_parameters_and_trailing_slash() {
+        assert_eq!(match_key("/"), "/");
+        assert_eq!(match_key("/a;x/b;y=2/"), "/a/b");
+        assert_eq!(match_key("/;x"), "/");
+    }
+}

@@ -1,0 +1,621 @@
+//! The request path, top to bottom in one place:
+//!
+//! ```text
+//! framing → normalise path → route → rate limit → freshness → body
+//!   → signature → (rate limit, key_id identity) → nonce → idempotency
+//!   → forward → record idempotent response → answer
+//! ```
+//!
+//! Each step either passes the request on or returns a
+//! [`Rejection`]; [`Proxy::handle`] is the one place a rejection becomes a
+//! response, is logged and counted. Stateless checks run before anything
+//! that writes to the store, so forged, stale or throttled requests never
+//! cost a store write. This module must never forward a request whose
+//! checks failed, and never forward unchecked because the store failed
+//! unless the operator chose `on_error = "allow"`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{self, StreamExt};
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, BodyStream, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+
+use crate::body::{self, Body, BoxError};
+use crate::checks::{freshness, header_text, idempotency, nonce, signature};
+use crate::checks::rate_limit::Limiter;
+use crate::clock::SharedClock;
+use crate::config::{Config, Identity, OnStoreError, Route, Unmatched};
+use crate::forward::{self, Upstream, UpstreamError, REQUEST_ID_HEADER};
+use crate::identity;
+use crate::metrics::{Metrics, Outcome};
+use crate::path;
+use crate::rejection::Rejection;
+use crate::routes::RouteTable;
+use crate::store::{Fenced, IdemClaim, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse};
+
+/// Response header marking a stored idempotent answer.
+pub const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Route label for requests no route names.
+const UNMATCHED: &str = "unmatched";
+
+/// Everything the request path needs, shared by all connections.
+#[derive(Debug)]
+pub struct Proxy {
+    /// The validated configuration.
+    config: Arc<Config>,
+    /// Routes in match order.
+    table: RouteTable,
+    /// One limiter per route (by index), where the route has a rate limit.
+    limiters: Vec<Option<Limiter>>,
+    /// Replay state (already wrapped for metrics).
+    store: Arc<dyn Store>,
+    /// Time source for every check.
+    clock: SharedClock,
+    /// Pooled upstream client.
+    upstream: Upstream,
+    /// Counters and histograms.
+    metrics: Arc<Metrics>,
+}
+
+/// Per-request facts gathered on the way, for the log line and metrics.
+#[derive(Debug, Default)]
+struct Ctx {
+    /// Matched route name (or `unmatched`).
+    route: String,
+    /// Hash tag of the identity, once known.
+    identity_tag: Option<String>,
+    /// `RateLimit` header for the answer.
+    rate_limit: Option<String>,
+    /// Close the client connection after answering (framing problems).
+    close: bool,
+}
+
+/// A successful pass through the request path.
+struct Answer {
+    response: Response<Body>,
+    outcome: Outcome,
+}
+
+impl Proxy {
+    /// Build the request path over a store, a clock and metrics.
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, clock: SharedClock, metrics: Arc<Metrics>) -> Self {
+        let table = RouteTable::new(config.routes.clone());
+        let limiters = config
+            .routes
+            .iter()
+            .map(|route| route.rate_limit.map(|rule| Limiter::new(rule, clock.clone())))
+            .collect();
+        let upstream = Upstream::new(config.server.upstream_connect_timeout, config.server.upstream_timeout);
+        Self {
+            config,
+            table,
+            limiters,
+            store,
+            clock,
+            upstream,
+            metrics,
+        }
+    }
+
+    /// The configuration this proxy runs on.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The metrics, for `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The store, for `/readyz`.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Forget idle rate-limit identities (run on a schedule).
+    pub fn sweep_limiters(&self) {
+        for limiter in self.limiters.iter().flatten() {
+            limiter.sweep();
+        }
+    }
+
+    /// Handle one request: never fails, always answers.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr, https: bool) -> Response<Body> {
+        let request_id = request_id(request.headers());
+        let mut ctx = Ctx {
+            route: UNMATCHED.to_owned(),
+            ..Ctx::default()
+        };
+        self.metrics.in_flight().inc();
+        let result = self.process(request, peer, https, &request_id, &mut ctx).await;
+        self.metrics.in_flight().dec();
+        let mut response = match result {
+            Ok(answer) => {
+                self.metrics.request(&ctx.route, answer.outcome);
+                answer.response
+            }
+            Err(rejection) => {
+                let outcome = if rejection.is_server_side() { Outcome::Error } else { Outcome::Rejected };
+                self.metrics.request(&ctx.route, outcome);
+                self.metrics.rejection(&ctx.route, rejection.reason());
+                let id = request_id.to_str().unwrap_or("-");
+                if rejection.is_server_side() {
+                    tracing::warn!(request_id = id, route = %ctx.route, reason = rejection.reason(), identity = ctx.identity_tag.as_deref().unwrap_or("-"), "request failed");
+                } else {
+                    tracing::info!(request_id = id, route = %ctx.route, reason = rejection.reason(), identity = ctx.identity_tag.as_deref().unwrap_or("-"), "request rejected");
+                }
+                rejection.to_response(id)
+            }
+        };
+        let headers = response.headers_mut();
+        headers.insert(REQUEST_ID_HEADER, request_id);
+        if let Some(value) = ctx.rate_limit.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(HeaderName::from_static("ratelimit"), value);
+        }
+        if ctx.close {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+
+    async fn process(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        https: bool,
+        request_id: &HeaderValue,
+        ctx: &mut Ctx,
+    ) -> Result<Answer, Rejection> {
+        let (parts, body) = request.into_parts();
+
+        // Framing: never forward a request with both framings (RFC 9112 §6.1).
+        if parts.headers.contains_key(TRANSFER_ENCODING) && parts.headers.contains_key(CONTENT_LENGTH) {
+            ctx.close = true;
+            return Err(Rejection::MalformedRequest(
+                "The request has both Content-Length and Transfer-Encoding.",
+            ));
+        }
+        let normalized = path::normalize(parts.uri.path()).map_err(|_| {
+            Rejection::MalformedRequest("The request path is ambiguous (encoded slash, backslash, control character or broken escape).")
+        })?;
+        let key = path::match_key(&normalized);
+
+        // Route.
+        let Some((index, route)) = self.table.find(&parts.method, &key) else {
+            if self.config.server.unmatched == Unmatched::Reject {
+                return Err(Rejection::RouteNotAllowed);
+            }
+            return self.forward_streaming(parts, body, &normalized, peer, https, request_id, ctx).await;
+        };
+        ctx.route.clone_from(&route.name);
+        if route.is_pass_through() {
+            return self.forward_streaming(parts, body, &normalized, peer, https, request_id, ctx).await;
+        }
+        let limiter = self.limiters.get(index).and_then(Option::as_ref);
+
+        // Rate limit by an identity known before any parsing.
+        let mut identity = match &route.identity {
+            Identity::ClientIp => Some(
+                identity::client_ip(peer.ip(), &parts.headers, &self.config.server.trusted_proxies).to_string(),
+            ),
+            Identity::Header(name) => Some(match header_text(&parts.headers, name) {
+                Some(Ok(value)) => value.to_owned(),
+                _ => String::new(),
+            }),
+            Identity::KeyId => None,
+        };
+        if let (Some(limiter), Some(id)) = (limiter, identity.as_deref()) {
+            ctx.identity_tag = Some(identity::log_tag(id));
+            ctx.rate_limit = Some(limiter.check(id)?.header);
+        }
+
+        // Cheap body-size refusal before reading anything.
+        let max_body = self.config.server.max_body_bytes;
+        if content_length(&parts).is_some_and(|len| len > max_body as u64) {
+            return Err(Rejection::BodyTooLarge);
+        }
+
+        // Freshness.
+        let fresh_secs = match &route.freshness {
+            Some(rule) => Some((
+                freshness::check(&parts.headers, &route.headers.timestamp, rule, self.clock.as_ref())?,
+                rule.max_skew.as_secs(),
+            )),
+            None => None,
+        };
+
+        // Body, buffered and capped.
+        let body = read_body(body, max_body, self.upstream.timeout()).await?;
+
+        // Signature.
+        let verified_key = self.verify_signature(route, &parts, &normalized, &body)?;
+        if route.identity == Identity::KeyId {
+            let key = verified_key.ok_or(Rejection::MissingSignature)?;
+            ctx.identity_tag = Some(identity::log_tag(key));
+            if let Some(limiter) = limiter {
+                ctx.rate_limit = Some(limiter.check(key)?.header);
+            }
+            identity = Some(key.to_owned());
+        }
+        let scope = identity::encode(identity.as_deref().unwrap_or(""));
+        if ctx.identity_tag.is_none() {
+            ctx.identity_tag = Some(identity::log_tag(&scope));
+        }
+
+        // Nonce.
+        if let (Some(required), Some((fresh, skew))) = (route.nonce, fresh_secs) {
+            match header_text(&parts.headers, &route.headers.nonce) {
+                None if required => return Err(Rejection::MissingNonce),
+                None => {}
+                Some(Err(())) => return Err(Rejection::MalformedNonce),
+                Some(Ok(value)) => {
+                    nonce::validate(value)?;
+                    let pk = nonce::record_key(&scope, value);
+                    let owner = owner_token();
+                    let claim = NonceClaim {
+                        pk: &pk,
+                        owner: &owner,
+                        expires_at: nonce::expires_at(fresh.seconds_ceil, skew),
+                        now: self.clock.now_secs(),
+                    };
+                    match self.store.claim_nonce(claim).await {
+                        Ok(NonceOutcome::Claimed) => {}
+                        Ok(NonceOutcome::Replayed) => return Err(Rejection::ReplayedNonce),
+                        Err(e) => self.on_store_error(e, &route.name, "claim_nonce")?,
+                    }
+                }
+            }
+        }
+
+        // Idempotency.
+        let mut claim = None;
+        if let Some(rule) = &route.idempotency {
+            match header_text(&parts.headers, &route.headers.idempotency_key) {
+                None if rule.required => return Err(Rejection::MissingIdempotencyKey),
+                None => {}
+                Some(Err(())) => return Err(Rejection::MalformedIdempotencyKey),
+                Some(Ok(key)) => {
+                    idempotency::validate(key)?;
+                    let pk = idempotency::record_key(&scope, key);
+                    let owner = owner_token();
+                    let fingerprint = idempotency::fingerprint(
+                        parts.method.as_str(),
+                        &normalized,
+                        parts.uri.query(),
+                        &body,
+                    );
+                    let now = self.clock.now_secs();
+                    let lease_until = now + rule.lease.as_secs();
+                    let outcome = self
+                        .store
+                        .claim_idempotency(IdemClaim {
+                            pk: &pk,
+                            owner: &owner,
+                            fingerprint: &fingerprint,
+                            lease_until,
+                            expires_at: lease_until,
+                            now,
+                        })
+                        .await;
+                    match outcome {
+                        Ok(outcome) => match idempotency::decide(outcome, &fingerprint, now)? {
+                            idempotency::Decision::Forward => claim = Some((pk, owner, rule)),
+                            idempotency::Decision::Replay(stored) => {
+                                return Ok(Answer {
+                                    response: replay_response(stored),
+                                    outcome: Outcome::Replayed,
+                                })
+                            }
+                        },
+                        Err(e) => self.on_store_error(e, &route.name, "claim_idempotency")?,
+                    }
+                }
+            }
+        }
+
+        // Forward.
+        let sent = self
+            .send(parts, body::full(body), &normalized, peer, https, request_id, verified_key, ctx)
+            .await;
+        let Some((pk, owner, rule)) = claim else {
+            let response = sent.map_err(upstream_rejection)?;
+            return Ok(Answer {
+                response: stream_response(response),
+                outcome: Outcome::Forwarded,
+            });
+        };
+
+        // Record the idempotent answer.
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                if matches!(error, UpstreamError::Connect) {
+                    // Never reached the upstream: a retry may run.
+                    self.release(&pk, &owner).await;
+                }
+                // Timeout or a failure after sending: it may have executed;
+                // the lease stays until it expires.
+                return Err(upstream_rejection(error));
+            }
+        };
+        let status = response.status().as_u16();
+        if rule.release_statuses.contains(&status) {
+            self.release(&pk, &owner).await;
+            return Ok(Answer {
+                response: stream_response(response),
+                outcome: Outcome::Forwarded,
+            });
+        }
+        let (mut head, upstream_body) = response.into_parts();
+        forward::strip_hop_by_hop(&mut head.headers);
+        let buffered = tokio::time::timeout(
+            self.upstream.timeout(),
+            buffer_up_to(upstream_body, rule.max_response_bytes),
+        )
+        .await;
+        let (kept, rest) = match buffered {
+            Ok(Ok(buffered)) => buffered,
+            Ok(Err(_)) | Err(_) => return Err(Rejection::UpstreamUnavailable),
+        };
+        let stored = StoredResponse {
+            status,
+            headers: head
+                .headers
+                .iter()
+                .filter(|(name, _)| *name != http::header::SET_COOKIE)
+                .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+                .collect(),
+            body: if rest.is_none() { Some(kept.clone()) } else { None },
+        };
+        let expires_at = self.clock.now_secs() + rule.ttl.as_secs();
+        match self.store.complete_idempotency(&pk, &owner, &stored, expires_at).await {
+            Ok(Fenced::Done) => {}
+            Ok(Fenced::LostOwnership) => {
+                self.metrics.lost_ownership("complete_idempotency");
+                tracing::warn!(route = %route.name, "idempotency record was taken over before completion; answering the caller anyway");
+            }
+            Err(e) => {
+                tracing::warn!(route = %route.name, error = %e, "could not store the idempotent response; answering the caller anyway");
+            }
+        }
+        let body = match rest {
+            None => body::full(kept),
+            Some(rest) => chain(kept, rest),
+        };
+        Ok(Answer {
+            response: Response::from_parts(head, body),
+            outcome: Outcome::Forwarded,
+        })
+    }
+
+    /// Apply `on_error`: fail closed with a rejection, or fail open.
+    fn on_store_error(&self, error: StoreError, route: &str, op: &str) -> Result<(), Rejection> {
+        match (self.config.store.on_error, &error) {
+            (OnStoreError::Allow, StoreError::Unavailable(_)) => {
+                self.metrics.fail_open(route);
+                tracing::warn!(route, op, error = %error, "store failed; forwarding unchecked (on_error = \"allow\")");
+                Ok(())
+            }
+            (_, StoreError::Full) => Err(Rejection::StoreFull),
+            _ => {
+                tracing::warn!(route, op, error = %error, "store failed; refusing (on_error = \"reject\")");
+                Err(Rejection::StoreUnavailable)
+            }
+        }
+    }
+
+    async fn release(&self, pk: &str, owner: &str) {
+        match self.store.release_idempotency(pk, owner).await {
+            Ok(Fenced::Done) => {}
+            Ok(Fenced::LostOwnership) => self.metrics.lost_ownership("release_idempotency"),
+            Err(e) => tracing::warn!(error = %e, "could not release an idempotency claim; it expires with its lease"),
+        }
+    }
+
+    fn verify_signature<'k>(
+        &'k self,
+        route: &Route,
+        parts: &Parts,
+        normalized: &str,
+        body: &Bytes,
+    ) -> Result<Option<&'k str>, Rejection> {
+        let Some(required) = route.signature else {
+            return Ok(None);
+        };
+        let key_id = header_text(&parts.headers, &route.headers.key_id);
+        let sig = header_text(&parts.headers, &route.headers.signature);
+        let (key_id, sig) = match (key_id, sig) {
+            (None, None) if !required => return Ok(None),
+            (Some(Ok(key_id)), Some(Ok(sig))) => (key_id, sig),
+            (None, _) | (_, None) => return Err(Rejection::MissingSignature),
+            _ => return Err(Rejection::BadSignature),
+        };
+        let timestamp = match header_text(&parts.headers, &route.headers.timestamp) {
+            Some(Ok(value)) => value,
+            _ => return Err(Rejection::MissingTimestamp),
+        };
+        let nonce = match header_text(&parts.headers, &route.headers.nonce) {
+            Some(Ok(value)) => value,
+            _ => "",
+        };
+        let host = request_host(parts).to_ascii_lowercase();
+        let path_and_query = match parts.uri.query() {
+            Some(query) => format!("{normalized}?{query}"),
+            None => normalized.to_owned(),
+        };
+        let body_sha256 = signature::sha256_hex(body);
+        let signed = signature::Signed {
+            method: parts.method.as_str(),
+            host: &host,
+            path_and_query: &path_and_query,
+            timestamp,
+            nonce,
+            body_sha256: &body_sha256,
+        };
+        signature::verify(&self.config.keys, key_id, sig, &signed).map(Some)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward_streaming(
+        &self,
+        parts: Parts,
+        body: Incoming,
+        normalized: &str,
+        peer: SocketAddr,
+        https: bool,
+        request_id: &HeaderValue,
+        ctx: &mut Ctx,
+    ) -> Result<Answer, Rejection> {
+        let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+        let response = self
+            .send(parts, body, normalized, peer, https, request_id, None, ctx)
+            .await
+            .map_err(upstream_rejection)?;
+        Ok(Answer {
+            response: stream_response(response),
+            outcome: Outcome::Forwarded,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        mut parts: Parts,
+        body: Body,
+        normalized: &str,
+        peer: SocketAddr,
+        https: bool,
+        request_id: &HeaderValue,
+        verified_key: Option<&str>,
+        ctx: &Ctx,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let upstream = &self.config.server.upstream;
+        let target = match parts.uri.query() {
+            Some(query) => format!("{}://{}{normalized}?{query}", upstream.scheme, upstream.authority),
+            None => format!("{}://{}{normalized}", upstream.scheme, upstream.authority),
+        };
+        let client_host = parts
+            .headers
+            .get(HOST)
+            .cloned()
+            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        parts.uri = target
+            .parse::<Uri>()
+            .map_err(|_| UpstreamError::Other("could not build the upstream URI".into()))?;
+        parts.version = Version::HTTP_11;
+        forward::upstream_headers(&mut parts.headers, peer.ip(), client_host.as_ref(), https, request_id, verified_key);
+        let started = Instant::now();
+        let result = self.upstream.send(Request::from_parts(parts, body)).await;
+        self.metrics.upstream(&ctx.route, started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            tracing::warn!(route = %ctx.route, error = %e, "upstream request failed");
+        }
+        result
+    }
+}
+
+fn upstream_rejection(error: UpstreamError) -> Rejection {
+    match error {
+        UpstreamError::Timeout => Rejection::UpstreamTimeout,
+        UpstreamError::Connect | UpstreamError::Other(_) => Rejection::UpstreamUnavailable,
+    }
+}
+
+/// The host the client addressed: the absolute-form authority, else `Host`.
+fn request_host(parts: &Parts) -> &str {
+    if let Some(authority) = parts.uri.authority() {
+        return authority.as_str();
+    }
+    parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+}
+
+fn content_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A random token identifying one claim attempt.
+fn owner_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Keep a sane client request id, or make one.
+fn request_id(headers: &http::HeaderMap) -> HeaderValue {
+    if let Some(value) = headers.get(REQUEST_ID_HEADER) {
+        let bytes = value.as_bytes();
+        if (1..=128).contains(&bytes.len())
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        {
+            return value.clone();
+        }
+    }
+    let id = uuid::Uuid::new_v4().hyphenated().to_string();
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+async fn read_body(body: Incoming, limit: usize, timeout: std::time::Duration) -> Result<Bytes, Rejection> {
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(Rejection::MalformedRequest("The request body was not received in time.")),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(Rejection::BodyTooLarge)
+        }
+        Ok(Err(_)) => Err(Rejection::MalformedRequest("The request body could not be read.")),
+    }
+}
+
+/// Read at most `limit` bytes; if more arrive, hand back the rest unread.
+async fn buffer_up_to(mut body: Incoming, limit: usize) -> Result<(Bytes, Option<Incoming>), hyper::Error> {
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buffer.extend_from_slice(&data);
+            if buffer.len() > limit {
+                return Ok((buffer.freeze(), Some(body)));
+            }
+        }
+    }
+    Ok((buffer.freeze(), None))
+}
+
+/// Bytes already read, followed by the rest of a streaming body.
+fn chain(head: Bytes, rest: Incoming) -> Body {
+    let first = stream::once(async move { Ok::<_, BoxError>(Frame::data(head)) });
+    let tail = BodyStream::new(rest).map(|frame| frame.map_err(|e| -> BoxError { Box::new(e) }));
+    BodyExt::boxed(StreamBody::new(first.chain(tail)))
+}
+
+fn stream_response(response: Response<Incoming>) -> Response<Body> {
+    let (mut head, body) = response.into_parts();
+    forward::strip_hop_by_hop(&mut head.headers);
+    Response::from_parts(head, body.map_err(|e| -> BoxError { Box::new(e) }).boxed())
+}
+
+fn replay_response(stored: StoredResponse) -> Response<Body> {
+    let mut response = Response::new(body::full(stored.body.unwrap_or_default()));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(&value)) {
+            headers.append(name, value);
+        }
+    }
+    headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    response
+}

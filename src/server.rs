@@ -1,0 +1,325 @@
+//! Listeners: the public proxy listener and the admin listener, with a
+//! connection cap, header-read timeout and graceful shutdown.
+//!
+//! [`start`] binds both listeners from the config (port 0 picks a free
+//! port, which tests use), spawns the accept loops and returns a
+//! [`Running`] handle with the bound addresses. Shutdown stops accepting,
+//! turns `/readyz` to 503, lets in-flight requests finish within
+//! `shutdown_grace`, then returns. The admin endpoints must never be served
+//! on the public listener.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::body::{self, Body};
+use crate::clock::SharedClock;
+use crate::config::{Config, StoreKind};
+use crate::metrics::{MeteredStore, Metrics};
+use crate::proxy::Proxy;
+use crate::store::dynamodb::{DynamoSettings, DynamoStore};
+use crate::store::memory::MemoryStore;
+use crate::store::{Store, StoreError};
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store could not be set up.
+    #[error("cannot set up the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Running {
+    /// Where the public listener is bound.
+    pub addr: SocketAddr,
+    /// Where the admin listener is bound, if configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// The metrics, for tests and the demo.
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Start draining and wait until every connection finished (or the
+    /// grace period ran out).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Resolve when the server has stopped (after a shutdown signal).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    /// A sender that triggers shutdown (for signal handlers).
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Build the configured store (memory or DynamoDB), wrapped for metrics.
+pub async fn build_store(
+    config: &Config,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let inner: Arc<dyn Store> = match (config.store.kind, &config.store.dynamodb) {
+        (StoreKind::Dynamodb, Some(dynamo)) => Arc::new(DynamoStore::connect(&dynamo_settings(dynamo)).await?),
+        _ => {
+            let memory = Arc::new(MemoryStore::new(config.store.max_entries));
+            memory.spawn_purger(clock.clone(), Duration::from_secs(5));
+            memory
+        }
+    };
+    Ok(Arc::new(MeteredStore::new(inner, metrics.clone())))
+}
+
+/// DynamoDB settings from the config.
+pub fn dynamo_settings(dynamo: &crate::config::DynamoConfig) -> DynamoSettings {
+    DynamoSettings {
+        table: dynamo.table.clone(),
+        region: dynamo.region.clone(),
+        endpoint_url: dynamo.endpoint_url.clone(),
+        timeout: dynamo.timeout,
+    }
+}
+
+/// Bind the listeners and serve until shut down.
+pub async fn start(config: Config, clock: SharedClock) -> Result<Running, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let store = build_store(&config, &clock, &metrics).await?;
+    start_with_store(config, clock, store, metrics).await
+}
+
+/// Like [`start`], over an already built store.
+pub async fn start_with_store(
+    config: Config,
+    clock: SharedClock,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+) -> Result<Running, StartError> {
+    let listen = config.server.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Bind { addr: listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
+    let admin = match config.server.admin_listen {
+        Some(admin_addr) => {
+            let admin = TcpListener::bind(admin_addr)
+                .await
+                .map_err(|source| StartError::Bind { addr: admin_addr, source })?;
+            Some(admin)
+        }
+        None => None,
+    };
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    for key in config.keys.values().filter(|k| k.inline) {
+        tracing::warn!(key_id = %key.id, "key secret is written inline in the config file: use secret_env or secret_file outside demos");
+    }
+    let config = Arc::new(config);
+    let proxy = Arc::new(Proxy::new(config.clone(), store, clock, metrics.clone()));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let draining = Arc::new(AtomicBool::new(false));
+
+    // Rate-limit state sweeper.
+    {
+        let proxy = Arc::downgrade(&proxy);
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                let Some(proxy) = proxy.upgrade() else { break };
+                proxy.sweep_limiters();
+            }
+        });
+    }
+
+    if let Some(admin) = admin {
+        let proxy = proxy.clone();
+        let draining = draining.clone();
+        let stop = shutdown_rx.clone();
+        tokio::spawn(serve_admin(admin, proxy, draining, stop));
+    }
+
+    let task = tokio::spawn(serve_proxy(listener, proxy, config, draining, shutdown_rx));
+    tracing::info!(%addr, admin = ?admin_addr, "replay-guard listening");
+    Ok(Running {
+        addr,
+        admin_addr,
+        metrics,
+        shutdown,
+        task,
+    })
+}
+
+fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.server.header_read_timeout)
+        .max_buf_size(64 * 1024);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+}
+
+async fn serve_proxy(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    config: Arc<Config>,
+    draining: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let builder = http_builder(&config);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(config.server.max_connections));
+    loop {
+        // Back-pressure: wait for a free connection slot before accepting.
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(request, peer, false).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    draining.store(true, Ordering::SeqCst);
+    drop(listener);
+    tracing::info!("draining in-flight requests");
+    if tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period ended with requests still in flight");
+    }
+}
+
+async fn serve_admin(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    draining: Arc<AtomicBool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => continue,
+            },
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                // Keep answering (readyz = 503) while the proxy drains.
+                draining.store(true, Ordering::SeqCst);
+                continue;
+            }
+        };
+        let proxy = proxy.clone();
+        let draining = draining.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let proxy = proxy.clone();
+            let draining = draining.clone();
+            async move { Ok::<_, Infallible>(admin(request, &proxy, &draining).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}
+
+async fn admin(request: Request<Incoming>, proxy: &Proxy, draining: &AtomicBool) -> Response<Body> {
+    let text = |status: StatusCode, body: String| {
+        let mut response = Response::new(body::full(body));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        response
+    };
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
+    }
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => {
+            if draining.load(Ordering::SeqCst) {
+                return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
+            }
+            match proxy.store().ping().await {
+                Ok(()) => text(StatusCode::OK, "ready\n".into()),
+                Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n".into()),
+            }
+        }
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, proxy_metrics(proxy));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found: try /healthz, /readyz or /metrics\n".into()),
+    }
+}
+
+fn proxy_metrics(proxy: &Proxy) -> String {
+    proxy.metrics().encode()
+}
+

@@ -1,0 +1,8 @@
+//! Test support: a real upstream that records what it receives, the real
+//! proxy started from a TOML string on ephemeral loopback ports, and an
+//! HTTP client. Every address is 127.0.0.1.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod proxy;
+pub mod upstream;

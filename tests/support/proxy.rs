@@ -1,0 +1,53 @@
+//! The real proxy, started in-process from a TOML string on 127.0.0.1:0,
+//! with a manual clock the test controls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use replay_guard::clock::ManualClock;
+use replay_guard::config::Config;
+use replay_guard::server::{self, Running};
+
+/// The instant every test starts at (2025-11-28T10:40:00Z).
+pub const T0: u64 = 1_764_326_400;
+
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub clock: Arc<ManualClock>,
+    pub running: Option<Running>,
+}
+
+impl TestProxy {
+    /// Start from a TOML text whose `{upstream}` is replaced by the URL.
+    /// `[server]` with listen/upstream is added in front of `body`.
+    pub async fn start(upstream: &str, body: &str) -> TestProxy {
+        Self::start_full(&format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{body}"
+        ))
+        .await
+    }
+
+    /// Start from a complete TOML text.
+    pub async fn start_full(toml: &str) -> TestProxy {
+        let config = Config::parse(toml, "test.toml").unwrap_or_else(|e| panic!("config:\n{e}"));
+        let clock = ManualClock::at_secs(T0);
+        let running = server::start(config, clock.clone()).await.expect("proxy starts");
+        TestProxy {
+            addr: running.addr,
+            admin: running.admin_addr,
+            clock,
+            running: Some(running),
+        }
+    }
+
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+}
