@@ -2,7 +2,9 @@
 //!
 //! Each behaviour is an `async fn(Arc<dyn Store>)`; the `contract!` macro
 //! runs it against a fresh `MemoryStore` (module `memory`) and against a
-//! `DynamoStore` on a fresh table of a local moto server (module `dynamo`).
+//! `DynamoStore` on a fresh table of a local moto server (module `dynamo`),
+//! and again on a moto that returns no old item from a failed conditional
+//! write (module `dynamo_without_old_items`: the fallback-read path).
 //! Times are real epoch seconds (moto may honour TTL), but every `now` is
 //! passed explicitly, so nothing sleeps. DynamoDB-only failure behaviour
 //! (outage, hang, `init_table`) is at the end.
@@ -36,6 +38,13 @@ fn memory_store() -> Shared {
 
 async fn dynamo_store() -> Shared {
     let settings = MotoServer::shared().fresh_table_settings().await;
+    Arc::new(DynamoStore::connect(&settings).await.expect("connect"))
+}
+
+/// On a server that returns no old item: exercises the fallback `GetItem`.
+async fn dynamo_store_without_old_items() -> Shared {
+    let moto = MotoServer::shared_without_old_items();
+    let settings = moto.fresh_table_settings().await;
     Arc::new(DynamoStore::connect(&settings).await.expect("connect"))
 }
 
@@ -435,6 +444,14 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::dynamo_store().await).await;
+                }
+            )*
+        }
+        mod dynamo_without_old_items {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::dynamo_store_without_old_items().await).await;
                 }
             )*
         }

@@ -626,3 +626,106 @@ fn get_b<'a>(item: &'a Item, name: &str) -> Option<&'a [u8]> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The decisions taken on a collided-with item, including the cases
+    //! only a racing fallback read can produce.
+    use super::*;
+
+    fn item(attrs: &[(&str, AttributeValue)]) -> Item {
+        attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    fn nonce_claim(owner: &str) -> NonceClaim<'_> {
+        NonceClaim {
+            pk: "nonce#id#n",
+            owner,
+            expires_at: 200,
+            now: 100,
+        }
+    }
+
+    fn idem_claim(owner: &str) -> IdemClaim<'_> {
+        IdemClaim {
+            pk: "idem#id#k",
+            owner,
+            fingerprint: "fp-new",
+            lease_until: 160,
+            expires_at: 220,
+            now: 100,
+        }
+    }
+
+    #[test]
+    fn nonce_decisions() {
+        let live = item(&[("owner", s("other")), ("expires_at", n(150))]);
+        let expired = item(&[("owner", s("other")), ("expires_at", n(99))]);
+        let ours = item(&[("owner", s("me")), ("expires_at", n(150))]);
+        let claim = nonce_claim("me");
+        assert!(matches!(
+            nonce_decision(Some(&live), &claim),
+            Decision::Outcome(NonceOutcome::Replayed)
+        ));
+        assert!(matches!(
+            nonce_decision(Some(&ours), &claim),
+            Decision::Outcome(NonceOutcome::Claimed)
+        ));
+        assert!(matches!(
+            nonce_decision(Some(&expired), &claim),
+            Decision::Retry
+        ));
+        assert!(matches!(nonce_decision(None, &claim), Decision::Retry));
+    }
+
+    #[test]
+    fn idem_decisions() {
+        let claim = idem_claim("me");
+        let in_flight = item(&[
+            ("status", s(IN_FLIGHT)),
+            ("owner", s("other")),
+            ("fingerprint", s("fp")),
+            ("lease_until", n(130)),
+            ("expires_at", n(190)),
+        ]);
+        match idem_decision(Some(&in_flight), &claim) {
+            Ok(Decision::Outcome(IdemOutcome::InFlight {
+                fingerprint,
+                lease_until: 130,
+            })) => assert_eq!(fingerprint, "fp"),
+            _ => panic!("expected InFlight"),
+        }
+        let mut lapsed = in_flight.clone();
+        lapsed.insert("lease_until".into(), n(99));
+        assert!(matches!(
+            idem_decision(Some(&lapsed), &claim),
+            Ok(Decision::Retry)
+        ));
+        assert!(matches!(idem_decision(None, &claim), Ok(Decision::Retry)));
+
+        let completed = item(&[
+            ("status", s(COMPLETED)),
+            ("owner", s("other")),
+            ("fingerprint", s("fp")),
+            ("expires_at", n(9_000)),
+            ("resp_status", n(201)),
+            ("resp_headers", b(Vec::new())),
+        ]);
+        match idem_decision(Some(&completed), &claim) {
+            Ok(Decision::Outcome(IdemOutcome::Completed { response, .. })) => {
+                assert_eq!(response.status, 201);
+                assert_eq!(response.body, None, "no resp_body: not retained");
+            }
+            _ => panic!("expected Completed"),
+        }
+        let mut corrupt = completed.clone();
+        corrupt.insert("resp_status".into(), n(70_000));
+        assert!(matches!(
+            idem_decision(Some(&corrupt), &claim),
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+}

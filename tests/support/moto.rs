@@ -46,6 +46,8 @@ pub struct MotoServer {
     tables: Mutex<Vec<String>>,
     /// Whether the server came from `REPLAY_GUARD_MOTO_URL` (not ours to stop).
     external: bool,
+    /// Whether it ignores `ReturnValuesOnConditionCheckFailure`.
+    no_old_items: bool,
 }
 
 /// Make the AWS SDK's environment safe for tests: fixed fake credentials,
@@ -68,11 +70,13 @@ fn script() -> PathBuf {
 }
 
 /// Spawn the script on `port` (0: any) and wait for its `PORT=` line.
-fn spawn(port: u16) -> (Child, BufReader<ChildStdout>, u16) {
-    let mut child = Command::new("python3")
-        .arg(script())
-        .arg("--port")
-        .arg(port.to_string())
+fn spawn(port: u16, no_old_items: bool) -> (Child, BufReader<ChildStdout>, u16) {
+    let mut command = Command::new("python3");
+    command.arg(script()).arg("--port").arg(port.to_string());
+    if no_old_items {
+        command.arg("--no-old-items");
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -107,14 +111,32 @@ fn spawn(port: u16) -> (Child, BufReader<ChildStdout>, u16) {
 impl MotoServer {
     /// Start a private server on a free port; it is killed on drop.
     pub fn start() -> MotoServer {
+        Self::spawned(false)
+    }
+
+    /// Like [`MotoServer::start`], but the server never returns the old
+    /// item of a failed conditional write (as some DynamoDB-compatible
+    /// servers do), so the store must fall back to a consistent read.
+    pub fn start_without_old_items() -> MotoServer {
+        Self::spawned(true)
+    }
+
+    fn spawned(no_old_items: bool) -> MotoServer {
         safe_aws_env();
-        let (child, stdout, port) = spawn(0);
+        let (child, stdout, port) = spawn(0, no_old_items);
         MotoServer {
             port,
             process: Mutex::new(Some((child, stdout))),
             tables: Mutex::new(Vec::new()),
             external: false,
+            no_old_items,
         }
+    }
+
+    /// A shared server started with [`MotoServer::start_without_old_items`].
+    pub fn shared_without_old_items() -> &'static MotoServer {
+        static SHARED: OnceLock<MotoServer> = OnceLock::new();
+        SHARED.get_or_init(MotoServer::start_without_old_items)
     }
 
     /// The one server shared by every test of this test binary (or the one
@@ -134,6 +156,7 @@ impl MotoServer {
                         process: Mutex::new(None),
                         tables: Mutex::new(Vec::new()),
                         external: true,
+                        no_old_items: false,
                     }
                 }
                 Err(_) => MotoServer::start(),
@@ -214,7 +237,7 @@ impl MotoServer {
     /// by `fresh_table_settings` (empty: moto keeps state in memory only).
     pub async fn restart(&self) {
         self.stop();
-        let (child, stdout, port) = spawn(self.port);
+        let (child, stdout, port) = spawn(self.port, self.no_old_items);
         assert_eq!(port, self.port, "moto restarted on another port");
         *self.process.lock().unwrap() = Some((child, stdout));
         let tables = self.tables.lock().unwrap().clone();
