@@ -1,8 +1,10 @@
 //! Test support: a real upstream that records what it receives, the real
-//! proxy started from a TOML string on ephemeral loopback ports, and an
-//! HTTP client. Every address is 127.0.0.1.
+//! proxy started from a TOML string on ephemeral loopback ports, an HTTP
+//! client, and a real DynamoDB-compatible server (moto). Every address is
+//! 127.0.0.1.
 #![allow(dead_code)]
 
 pub mod client;
+pub mod moto;
 pub mod proxy;
 pub mod upstream;

@@ -1,0 +1,599 @@
+//! One behavioural suite for every `Store` implementation.
+//!
+//! Each behaviour is an `async fn(Arc<dyn Store>)`; the `contract!` macro
+//! runs it against a fresh `MemoryStore` (module `memory`) and against a
+//! `DynamoStore` on a fresh table of a local moto server (module `dynamo`),
+//! and again on a moto that returns no old item from a failed conditional
+//! write (module `dynamo_without_old_items`: the fallback-read path).
+//! Times are real epoch seconds (moto may honour TTL), but every `now` is
+//! passed explicitly, so nothing sleeps. DynamoDB-only failure behaviour
+//! (outage, hang, `init_table`) is at the end.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use replay_guard::store::dynamodb::{init_table, DynamoStore};
+use replay_guard::store::memory::MemoryStore;
+use replay_guard::store::{
+    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
+};
+use support::moto::MotoServer;
+
+type Shared = Arc<dyn Store>;
+
+/// A realistic "now" in epoch seconds.
+fn t0() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+fn memory_store() -> Shared {
+    Arc::new(MemoryStore::new(10_000))
+}
+
+async fn dynamo_store() -> Shared {
+    let settings = MotoServer::shared().fresh_table_settings().await;
+    Arc::new(DynamoStore::connect(&settings).await.expect("connect"))
+}
+
+/// On a server that returns no old item: exercises the fallback `GetItem`.
+async fn dynamo_store_without_old_items() -> Shared {
+    let moto = MotoServer::shared_without_old_items();
+    let settings = moto.fresh_table_settings().await;
+    Arc::new(DynamoStore::connect(&settings).await.expect("connect"))
+}
+
+fn nonce<'a>(pk: &'a str, owner: &'a str, expires_at: u64, now: u64) -> NonceClaim<'a> {
+    NonceClaim {
+        pk,
+        owner,
+        expires_at,
+        now,
+    }
+}
+
+/// An idempotency claim with a 60 s lease and a 120 s in-flight expiry.
+fn idem<'a>(pk: &'a str, owner: &'a str, fingerprint: &'a str, now: u64) -> IdemClaim<'a> {
+    IdemClaim {
+        pk,
+        owner,
+        fingerprint,
+        lease_until: now + 60,
+        expires_at: now + 120,
+        now,
+    }
+}
+
+fn response(body: Option<&[u8]>) -> StoredResponse {
+    StoredResponse {
+        status: 201,
+        headers: vec![
+            ("content-type".into(), b"application/json".to_vec()),
+            ("x-binary".into(), vec![0xff, 0xfe, 0x00, b'a', 0x80]),
+            ("x-empty".into(), Vec::new()),
+            ("set-cookie".into(), b"a=1".to_vec()),
+            ("set-cookie".into(), b"b=2".to_vec()),
+        ],
+        body: body.map(Bytes::copy_from_slice),
+    }
+}
+
+// ---------------------------------------------------------------- nonces
+
+async fn nonce_claim_then_replay(store: Shared) {
+    let now = t0();
+    let pk = "nonce#client-a#4f9c2a7e1b3d4c5a8e6f";
+    assert_eq!(
+        store
+            .claim_nonce(nonce(pk, "o1", now + 180, now))
+            .await
+            .unwrap(),
+        NonceOutcome::Claimed
+    );
+    assert_eq!(
+        store
+            .claim_nonce(nonce(pk, "o2", now + 181, now + 1))
+            .await
+            .unwrap(),
+        NonceOutcome::Replayed
+    );
+}
+
+async fn nonce_keys_are_independent(store: Shared) {
+    let now = t0();
+    for (pk, owner) in [
+        ("nonce#client-a#samesamesamesame", "o1"),
+        ("nonce#client-b#samesamesamesame", "o2"),
+        ("nonce#client-a#othersothersothe", "o3"),
+    ] {
+        assert_eq!(
+            store
+                .claim_nonce(nonce(pk, owner, now + 180, now))
+                .await
+                .unwrap(),
+            NonceOutcome::Claimed,
+            "{pk}"
+        );
+    }
+}
+
+async fn nonce_expired_record_is_absent(store: Shared) {
+    let now = t0();
+    let pk = "nonce#client-a#expiring-nonce-0001";
+    assert_eq!(
+        store
+            .claim_nonce(nonce(pk, "o1", now + 10, now))
+            .await
+            .unwrap(),
+        NonceOutcome::Claimed
+    );
+    // Still live at exactly `expires_at`.
+    assert_eq!(
+        store
+            .claim_nonce(nonce(pk, "o2", now + 200, now + 10))
+            .await
+            .unwrap(),
+        NonceOutcome::Replayed
+    );
+    // Past it, the record is absent although nobody deleted it.
+    assert_eq!(
+        store
+            .claim_nonce(nonce(pk, "o3", now + 200, now + 11))
+            .await
+            .unwrap(),
+        NonceOutcome::Claimed
+    );
+    // And the new claim is live.
+    assert_eq!(
+        store
+            .claim_nonce(nonce(pk, "o4", now + 300, now + 12))
+            .await
+            .unwrap(),
+        NonceOutcome::Replayed
+    );
+}
+
+async fn nonce_own_retry_is_claimed(store: Shared) {
+    let now = t0();
+    let pk = "nonce#client-a#retried-nonce-0001";
+    let claim = nonce(pk, "owner-a", now + 180, now);
+    assert_eq!(
+        store.claim_nonce(claim.clone()).await.unwrap(),
+        NonceOutcome::Claimed
+    );
+    assert_eq!(
+        store.claim_nonce(claim).await.unwrap(),
+        NonceOutcome::Claimed
+    );
+    assert_eq!(
+        store
+            .claim_nonce(nonce(pk, "owner-b", now + 180, now))
+            .await
+            .unwrap(),
+        NonceOutcome::Replayed
+    );
+}
+
+async fn nonce_concurrent_claims_one_winner(store: Shared) {
+    let now = t0();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let owner = format!("owner-{i}");
+            store
+                .claim_nonce(nonce(
+                    "nonce#client-a#contended-nonce-01",
+                    &owner,
+                    now + 180,
+                    now,
+                ))
+                .await
+                .unwrap()
+        });
+    }
+    let mut claimed = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        if outcome.unwrap() == NonceOutcome::Claimed {
+            claimed += 1;
+        }
+    }
+    assert_eq!(claimed, 1, "exactly one of 50 concurrent claims wins");
+}
+
+// ---------------------------------------------------------- idempotency
+
+async fn idem_other_owner_sees_in_flight(store: Shared) {
+    let now = t0();
+    let pk = "idem#client-a#order-1";
+    assert_eq!(
+        store
+            .claim_idempotency(idem(pk, "a", "fp-a", now))
+            .await
+            .unwrap(),
+        IdemOutcome::Claimed
+    );
+    assert_eq!(
+        store
+            .claim_idempotency(idem(pk, "b", "fp-b", now + 5))
+            .await
+            .unwrap(),
+        IdemOutcome::InFlight {
+            fingerprint: "fp-a".into(),
+            lease_until: now + 60
+        }
+    );
+}
+
+async fn idem_own_retry_is_claimed(store: Shared) {
+    let now = t0();
+    let pk = "idem#client-a#order-retry";
+    let claim = idem(pk, "a", "fp-a", now);
+    assert_eq!(
+        store.claim_idempotency(claim.clone()).await.unwrap(),
+        IdemOutcome::Claimed
+    );
+    assert_eq!(
+        store.claim_idempotency(claim).await.unwrap(),
+        IdemOutcome::Claimed
+    );
+}
+
+async fn idem_completed_response_round_trips(store: Shared) {
+    let now = t0();
+    for (pk, body) in [
+        ("idem#client-a#order-body", Some(&b"{\"id\":1}\x00\xff"[..])),
+        ("idem#client-a#order-empty-body", Some(&b""[..])),
+        ("idem#client-a#order-not-retained", None),
+    ] {
+        let stored = response(body);
+        assert_eq!(
+            store
+                .claim_idempotency(idem(pk, "a", "fp-a", now))
+                .await
+                .unwrap(),
+            IdemOutcome::Claimed
+        );
+        assert_eq!(
+            store
+                .complete_idempotency(pk, "a", &stored, now + 86_400)
+                .await
+                .unwrap(),
+            Fenced::Done
+        );
+        // Long after the lease: a completed record does not lapse with it.
+        assert_eq!(
+            store
+                .claim_idempotency(idem(pk, "b", "fp-a", now + 600))
+                .await
+                .unwrap(),
+            IdemOutcome::Completed {
+                fingerprint: "fp-a".into(),
+                response: stored.clone()
+            },
+            "{pk}"
+        );
+        // After `expires_at` the record is absent.
+        assert_eq!(
+            store
+                .claim_idempotency(idem(pk, "c", "fp-c", now + 86_401))
+                .await
+                .unwrap(),
+            IdemOutcome::Claimed,
+            "{pk}"
+        );
+    }
+}
+
+async fn idem_lease_expiry_allows_takeover(store: Shared) {
+    let now = t0();
+    let pk = "idem#client-a#order-slow";
+    assert_eq!(
+        store
+            .claim_idempotency(idem(pk, "a", "fp", now))
+            .await
+            .unwrap(),
+        IdemOutcome::Claimed
+    );
+    // a's lease ends at now + 60; b takes over after it.
+    let later = now + 61;
+    assert_eq!(
+        store
+            .claim_idempotency(idem(pk, "b", "fp", later))
+            .await
+            .unwrap(),
+        IdemOutcome::Claimed
+    );
+    // The slow first attempt can neither complete nor release b's record.
+    assert_eq!(
+        store
+            .complete_idempotency(pk, "a", &response(Some(b"stale")), now + 86_400)
+            .await
+            .unwrap(),
+        Fenced::LostOwnership
+    );
+    assert_eq!(
+        store.release_idempotency(pk, "a").await.unwrap(),
+        Fenced::LostOwnership
+    );
+    assert_eq!(
+        store
+            .claim_idempotency(idem(pk, "c", "fp", later + 1))
+            .await
+            .unwrap(),
+        IdemOutcome::InFlight {
+            fingerprint: "fp".into(),
+            lease_until: later + 60
+        }
+    );
+    let fresh = response(Some(b"fresh"));
+    assert_eq!(
+        store
+            .complete_idempotency(pk, "b", &fresh, later + 86_400)
+            .await
+            .unwrap(),
+        Fenced::Done
+    );
+    assert_eq!(
+        store
+            .claim_idempotency(idem(pk, "c", "fp", later + 2))
+            .await
+            .unwrap(),
+        IdemOutcome::Completed {
+            fingerprint: "fp".into(),
+            response: fresh
+        }
+    );
+}
+
+async fn idem_release_by_owner_frees_key(store: Shared) {
+    let now = t0();
+    let pk = "idem#client-a#order-released";
+    assert_eq!(
+        store
+            .claim_idempotency(idem(pk, "a", "fp", now))
+            .await
+            .unwrap(),
+        IdemOutcome::Claimed
+    );
+    assert_eq!(
+        store.release_idempotency(pk, "a").await.unwrap(),
+        Fenced::Done
+    );
+    assert_eq!(
+        store
+            .claim_idempotency(idem(pk, "b", "fp", now + 1))
+            .await
+            .unwrap(),
+        IdemOutcome::Claimed
+    );
+}
+
+async fn idem_release_by_non_owner_is_refused(store: Shared) {
+    let now = t0();
+    let pk = "idem#client-a#order-kept";
+    assert_eq!(
+        store
+            .claim_idempotency(idem(pk, "a", "fp", now))
+            .await
+            .unwrap(),
+        IdemOutcome::Claimed
+    );
+    assert_eq!(
+        store.release_idempotency(pk, "b").await.unwrap(),
+        Fenced::LostOwnership
+    );
+    assert_eq!(
+        store
+            .claim_idempotency(idem(pk, "c", "fp", now + 1))
+            .await
+            .unwrap(),
+        IdemOutcome::InFlight {
+            fingerprint: "fp".into(),
+            lease_until: now + 60
+        }
+    );
+}
+
+async fn idem_concurrent_claims_one_winner(store: Shared) {
+    let now = t0();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let owner = format!("owner-{i}");
+            store
+                .claim_idempotency(idem("idem#client-a#contended", &owner, "fp", now))
+                .await
+                .unwrap()
+        });
+    }
+    let mut claimed = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        match outcome.unwrap() {
+            IdemOutcome::Claimed => claimed += 1,
+            IdemOutcome::InFlight { fingerprint, .. } => assert_eq!(fingerprint, "fp"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(claimed, 1, "exactly one of 20 concurrent claims wins");
+}
+
+async fn ping_answers(store: Shared) {
+    store.ping().await.unwrap();
+}
+
+/// Runs each behaviour against each store, as `memory::NAME` and `dynamo::NAME`.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::memory_store()).await;
+                }
+            )*
+        }
+        mod dynamo {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::dynamo_store().await).await;
+                }
+            )*
+        }
+        mod dynamo_without_old_items {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::dynamo_store_without_old_items().await).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    nonce_claim_then_replay,
+    nonce_keys_are_independent,
+    nonce_expired_record_is_absent,
+    nonce_own_retry_is_claimed,
+    nonce_concurrent_claims_one_winner,
+    idem_other_owner_sees_in_flight,
+    idem_own_retry_is_claimed,
+    idem_completed_response_round_trips,
+    idem_lease_expiry_allows_takeover,
+    idem_release_by_owner_frees_key,
+    idem_release_by_non_owner_is_refused,
+    idem_concurrent_claims_one_winner,
+    ping_answers,
+);
+
+// ------------------------------------------------- DynamoDB-only behaviour
+
+fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, StoreError>, started: Instant) {
+    match result {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}, not prompt");
+}
+
+/// A healthy-path call on a short-timeout store: retried while the store
+/// is unavailable (a loaded CI machine may miss 300 ms once), up to ~5 s.
+/// Safe because a claim retried with the same owner is recognised as ours.
+async fn claim_eventually(store: &DynamoStore, claim: NonceClaim<'_>) -> NonceOutcome {
+    for _ in 0..25 {
+        match store.claim_nonce(claim.clone()).await {
+            Ok(outcome) => return outcome,
+            Err(StoreError::Unavailable(_)) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    panic!("store did not recover");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamo_stopped_server_is_unavailable_then_recovers() {
+    let moto = MotoServer::start();
+    let mut settings = moto.fresh_table_settings().await;
+    settings.timeout = Duration::from_millis(300);
+    let store = DynamoStore::connect(&settings).await.unwrap();
+    let now = t0();
+    let pk = "nonce#client-a#outage-nonce-00001";
+    assert_eq!(
+        claim_eventually(&store, nonce(pk, "o1", now + 180, now)).await,
+        NonceOutcome::Claimed
+    );
+
+    moto.stop();
+    let started = Instant::now();
+    assert_unavailable(
+        store.claim_nonce(nonce(pk, "o2", now + 180, now)).await,
+        started,
+    );
+    let started = Instant::now();
+    assert_unavailable(store.ping().await, started);
+    let started = Instant::now();
+    assert_unavailable(
+        store
+            .claim_idempotency(idem("idem#client-a#k", "a", "fp", now))
+            .await,
+        started,
+    );
+
+    // Same port, same client: the store works again (moto lost its data).
+    moto.restart().await;
+    assert_eq!(
+        claim_eventually(&store, nonce(pk, "o3", now + 180, now)).await,
+        NonceOutcome::Claimed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamo_hung_server_times_out_then_recovers() {
+    let moto = MotoServer::start();
+    let mut settings = moto.fresh_table_settings().await;
+    settings.timeout = Duration::from_millis(300);
+    let store = DynamoStore::connect(&settings).await.unwrap();
+    let now = t0();
+    let pk = "nonce#client-a#hung-nonce-000001";
+    assert_eq!(
+        claim_eventually(&store, nonce(pk, "o1", now + 180, now)).await,
+        NonceOutcome::Claimed
+    );
+
+    moto.pause();
+    let started = Instant::now();
+    assert_unavailable(
+        store.claim_nonce(nonce(pk, "o2", now + 180, now)).await,
+        started,
+    );
+    moto.resume();
+
+    // State survived the hang: the nonce is still remembered.
+    assert_eq!(
+        claim_eventually(&store, nonce(pk, "o3", now + 180, now)).await,
+        NonceOutcome::Replayed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamo_init_table_is_idempotent() {
+    let moto = MotoServer::shared();
+    let settings = moto.fresh_table_settings().await; // first run
+    let again = init_table(&settings).await.unwrap();
+    assert!(!again.created, "{again}");
+    assert!(!again.ttl_newly_enabled, "{again}");
+
+    let mut other = settings.clone();
+    other.table = format!("{}-second", settings.table);
+    let first = init_table(&other).await.unwrap();
+    assert!(first.created && first.ttl_newly_enabled, "{first}");
+    assert!(first.to_string().contains("created"), "{first}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamo_missing_table_is_unavailable() {
+    let moto = MotoServer::shared();
+    let settings = moto.settings("rg-test-no-such-table", Duration::from_secs(2));
+    let store = DynamoStore::connect(&settings).await.unwrap();
+    let started = Instant::now();
+    assert_unavailable(store.ping().await, started);
+    let now = t0();
+    let started = Instant::now();
+    assert_unavailable(
+        store
+            .claim_nonce(nonce("nonce#x#missing-table-0001", "o", now + 1, now))
+            .await,
+        started,
+    );
+}
