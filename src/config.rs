@@ -540,10 +540,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.chars().count(), |nl| before[nl + 1..].chars().count())
-        + 1;
+    let col = before.rfind('\n').map_or(before.chars().count(), |nl| {
+        before[nl + 1..].chars().count()
+    }) + 1;
     (line, col)
 }
 
@@ -751,7 +750,12 @@ fn validate_server(raw: RawServer, p: &mut Problems<'_>) -> Option<Server> {
         trusted_proxies,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(20)),
         max_connections,
-        header_read_timeout: millis(&raw.header_read_timeout_ms, 10_000, "header_read_timeout_ms", p),
+        header_read_timeout: millis(
+            &raw.header_read_timeout_ms,
+            10_000,
+            "header_read_timeout_ms",
+            p,
+        ),
         tls,
     })
 }
@@ -767,7 +771,9 @@ fn validate_store(raw: RawStore, p: &mut Problems<'_>) -> Option<StoreConfig> {
     };
     let dynamodb = match (raw.kind, raw.dynamodb) {
         (StoreKind::Dynamodb, None) => {
-            p.whole("store.kind = \"dynamodb\" needs a [store.dynamodb] table with table and region");
+            p.whole(
+                "store.kind = \"dynamodb\" needs a [store.dynamodb] table with table and region",
+            );
             None
         }
         (_, Some(dynamo)) => {
@@ -778,8 +784,15 @@ fn validate_store(raw: RawStore, p: &mut Problems<'_>) -> Option<StoreConfig> {
                 .or_else(|| std::env::var("AWS_REGION").ok())
                 .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
             if let Some(endpoint) = &dynamo.endpoint_url {
-                if endpoint.get_ref().parse::<Uri>().map_or(true, |u| u.scheme().is_none()) {
-                    p.at(endpoint.span(), "endpoint_url must be a URL, e.g. \"http://127.0.0.1:8000\"");
+                if endpoint
+                    .get_ref()
+                    .parse::<Uri>()
+                    .map_or(true, |u| u.scheme().is_none())
+                {
+                    p.at(
+                        endpoint.span(),
+                        "endpoint_url must be a URL, e.g. \"http://127.0.0.1:8000\"",
+                    );
                 }
             }
             match region {
@@ -836,7 +849,10 @@ fn read_secret_file(path: &Spanned<PathBuf>, p: &mut Problems<'_>) -> Option<Sec
                 }
             }
             if bytes.is_empty() {
-                p.at(path.span(), format!("secret file {} is empty", path.get_ref().display()));
+                p.at(
+                    path.span(),
+                    format!("secret file {} is empty", path.get_ref().display()),
+                );
                 return None;
             }
             Some(Secret::new(bytes))
@@ -858,7 +874,10 @@ fn validate_keys(raw: Vec<Spanned<RawKey>>, p: &mut Problems<'_>) -> BTreeMap<St
         let key = entry.into_inner();
         let id = key.id.get_ref().clone();
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_graphic()) {
-            p.at(key.id.span(), "key id must be 1 or more visible ASCII characters, e.g. \"billing-svc\"");
+            p.at(
+                key.id.span(),
+                "key id must be 1 or more visible ASCII characters, e.g. \"billing-svc\"",
+            );
             continue;
         }
         let sources = usize::from(key.secret_env.is_some())
@@ -887,7 +906,10 @@ fn validate_keys(raw: Vec<Spanned<RawKey>>, p: &mut Problems<'_>) -> BTreeMap<St
         };
         let previous = match (&key.previous_secret_env, &key.previous_secret_file) {
             (Some(_), Some(file)) => {
-                p.at(file.span(), "write previous_secret_env or previous_secret_file, not both");
+                p.at(
+                    file.span(),
+                    "write previous_secret_env or previous_secret_file, not both",
+                );
                 None
             }
             // An unset previous secret is normal once a rotation is over.
@@ -921,14 +943,20 @@ fn header_name(value: &Spanned<String>, p: &mut Problems<'_>) -> Option<HeaderNa
     match HeaderName::from_bytes(value.get_ref().as_bytes()) {
         Ok(name) => Some(name),
         Err(_) => {
-            p.at(value.span(), format!("{:?} is not a valid header name", value.get_ref()));
+            p.at(
+                value.span(),
+                format!("{:?} is not a valid header name", value.get_ref()),
+            );
             None
         }
     }
 }
 
 fn header_names(raw: &RawHeaders, base: Option<&HeaderNames>, p: &mut Problems<'_>) -> HeaderNames {
-    let pick = |value: &Option<Spanned<String>>, inherited: Option<&HeaderName>, default: &'static str, p: &mut Problems<'_>| {
+    let pick = |value: &Option<Spanned<String>>,
+                inherited: Option<&HeaderName>,
+                default: &'static str,
+                p: &mut Problems<'_>| {
         value
             .as_ref()
             .and_then(|v| header_name(v, p))
@@ -936,7 +964,12 @@ fn header_names(raw: &RawHeaders, base: Option<&HeaderNames>, p: &mut Problems<'
             .unwrap_or_else(|| HeaderName::from_static(default))
     };
     HeaderNames {
-        timestamp: pick(&raw.timestamp, base.map(|b| &b.timestamp), "x-request-timestamp", p),
+        timestamp: pick(
+            &raw.timestamp,
+            base.map(|b| &b.timestamp),
+            "x-request-timestamp",
+            p,
+        ),
         nonce: pick(&raw.nonce, base.map(|b| &b.nonce), "x-request-nonce", p),
         signature: pick(&raw.signature, base.map(|b| &b.signature), "x-signature", p),
         key_id: pick(&raw.key_id, base.map(|b| &b.key_id), "x-key-id", p),
@@ -949,7 +982,12 @@ fn header_names(raw: &RawHeaders, base: Option<&HeaderNames>, p: &mut Problems<'
     }
 }
 
-fn positive_secs(value: &Option<Spanned<u64>>, default: u64, key: &str, p: &mut Problems<'_>) -> Duration {
+fn positive_secs(
+    value: &Option<Spanned<u64>>,
+    default: u64,
+    key: &str,
+    p: &mut Problems<'_>,
+) -> Duration {
     match value {
         Some(v) if *v.get_ref() == 0 => {
             p.at(v.span(), format!("{key} must be at least 1"));
@@ -979,7 +1017,10 @@ fn validate_route(
         p.at(raw.name.span(), format!("route name {name:?} must use only letters, digits, '-', '_' and '.', e.g. \"create-payment\""));
         ok = false;
     } else if !names.insert(name.clone()) {
-        p.at(raw.name.span(), format!("route name {name:?} is used twice; names label metrics and must be unique"));
+        p.at(
+            raw.name.span(),
+            format!("route name {name:?} is used twice; names label metrics and must be unique"),
+        );
         ok = false;
     }
     let methods = raw.methods.as_ref().map(|methods| {
@@ -990,7 +1031,13 @@ fn validate_route(
                 match Method::from_bytes(upper.as_bytes()) {
                     Ok(method) if !upper.is_empty() => Some(method),
                     _ => {
-                        p.at(m.span(), format!("{:?} is not an HTTP method; write e.g. \"POST\"", m.get_ref()));
+                        p.at(
+                            m.span(),
+                            format!(
+                                "{:?} is not an HTTP method; write e.g. \"POST\"",
+                                m.get_ref()
+                            ),
+                        );
                         None
                     }
                 }
@@ -999,7 +1046,10 @@ fn validate_route(
     });
     if let Some(methods) = &raw.methods {
         if methods.is_empty() {
-            p.at(route_span.clone(), "methods = [] matches nothing: list methods, or remove the key for every method");
+            p.at(
+                route_span.clone(),
+                "methods = [] matches nothing: list methods, or remove the key for every method",
+            );
             ok = false;
         }
     }
@@ -1161,7 +1211,8 @@ fn validate_rate(raw: &Spanned<RawRateLimit>, p: &mut Problems<'_>) -> Option<Ra
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:9000\"\n";
+    const MINIMAL: &str =
+        "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:9000\"\n";
 
     fn errors(text: &str) -> Vec<String> {
         match Config::parse(text, "t.toml") {
@@ -1185,8 +1236,16 @@ mod tests {
         let text = format!("{MINIMAL}upstream_timout_ms = 5\n");
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("t.toml:4:1: unknown field `upstream_timout_ms`"), "{}", errs[0]);
-        assert!(errs[0].contains("upstream_timeout_ms"), "lists what to write: {}", errs[0]);
+        assert!(
+            errs[0].starts_with("t.toml:4:1: unknown field `upstream_timout_ms`"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[0].contains("upstream_timeout_ms"),
+            "lists what to write: {}",
+            errs[0]
+        );
     }
 
     #[test]
@@ -1195,9 +1254,21 @@ mod tests {
             "{MINIMAL}[[routes]]\nname = \"a\"\npath = \"payments\"\n\n[[routes]]\nname = \"b\"\npath = \"/x\"\nidentity = \"key_id\"\nnonce = {{ required = true }}\n"
         );
         let errs = errors(&text);
-        assert!(errs.iter().any(|e| e.starts_with("t.toml:6:8:") && e.contains("must start with '/'")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("t.toml:11:12:") && e.contains("signature")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("t.toml:12:9:") && e.contains("freshness")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("t.toml:6:8:") && e.contains("must start with '/'")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("t.toml:11:12:") && e.contains("signature")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("t.toml:12:9:") && e.contains("freshness")),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -1212,12 +1283,17 @@ mod tests {
     fn bad_enum_value_says_what_is_allowed() {
         let errs = errors(&format!("{MINIMAL}unmatched = \"deny\"\n"));
         assert!(errs[0].starts_with("t.toml:4:13:"), "{errs:?}");
-        assert!(errs[0].contains("forward") && errs[0].contains("reject"), "{errs:?}");
+        assert!(
+            errs[0].contains("forward") && errs[0].contains("reject"),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn missing_secret_env_is_an_error_without_the_value() {
-        let text = format!("{MINIMAL}[[keys]]\nid = \"k\"\nsecret_env = \"REPLAY_GUARD_TEST_SURELY_UNSET\"\n");
+        let text = format!(
+            "{MINIMAL}[[keys]]\nid = \"k\"\nsecret_env = \"REPLAY_GUARD_TEST_SURELY_UNSET\"\n"
+        );
         let errs = errors(&text);
         assert!(errs[0].starts_with("t.toml:6:14:"), "{errs:?}");
     }

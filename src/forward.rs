@@ -155,7 +155,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {
         let mut headers = HeaderMap::new();
-        headers.insert("connection", HeaderValue::from_static("close, X-Secret-Hop"));
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("close, X-Secret-Hop"),
+        );
         headers.insert("x-secret-hop", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("te", HeaderValue::from_static("trailers"));

@@ -91,10 +91,19 @@ mod tests {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let peer: IpAddr = "10.0.0.2".parse().unwrap();
         let headers = xff("6.6.6.6, 198.51.100.7, 10.0.0.1");
-        assert_eq!(client_ip(peer, &headers, &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(peer, &xff("10.1.1.1, 10.0.0.1"), &trusted), "10.1.1.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(peer, &headers, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(peer, &xff("10.1.1.1, 10.0.0.1"), &trusted),
+            "10.1.1.1".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
-        assert_eq!(client_ip(peer, &xff("garbage, 10.0.0.1"), &trusted), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(peer, &xff("garbage, 10.0.0.1"), &trusted),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -97,19 +97,37 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("replay_guard");
         let requests = Family::<RouteOutcome, Counter>::default();
-        registry.register("requests", "Requests by route and outcome", requests.clone());
+        registry.register(
+            "requests",
+            "Requests by route and outcome",
+            requests.clone(),
+        );
         let rejections = Family::<RouteReason, Counter>::default();
-        registry.register("rejections", "Rejections by route and reason", rejections.clone());
-        let upstream_duration: HistogramFamily<RouteLabel> = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "rejections",
+            "Rejections by route and reason",
+            rejections.clone(),
+        );
+        let upstream_duration: HistogramFamily<RouteLabel> =
+            Family::new_with_constructor(latency_histogram);
         registry.register(
             "upstream_duration_seconds",
             "Time to the upstream's response head",
             upstream_duration.clone(),
         );
-        let store_duration: HistogramFamily<OpLabel> = Family::new_with_constructor(latency_histogram);
-        registry.register("store_duration_seconds", "Store call latency", store_duration.clone());
+        let store_duration: HistogramFamily<OpLabel> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "store_duration_seconds",
+            "Store call latency",
+            store_duration.clone(),
+        );
         let store_errors = Family::<OpLabel, Counter>::default();
-        registry.register("store_errors", "Store calls that failed", store_errors.clone());
+        registry.register(
+            "store_errors",
+            "Store calls that failed",
+            store_errors.clone(),
+        );
         let fail_open = Family::<RouteLabel, Counter>::default();
         registry.register(
             "store_fail_open",
@@ -123,7 +141,11 @@ impl Metrics {
             lost_ownership.clone(),
         );
         let in_flight = Gauge::default();
-        registry.register("in_flight_requests", "Requests being handled", in_flight.clone());
+        registry.register(
+            "in_flight_requests",
+            "Requests being handled",
+            in_flight.clone(),
+        );
         Self {
             registry,
             requests,
@@ -160,14 +182,18 @@ impl Metrics {
     /// Record the upstream's response time.
     pub fn upstream(&self, route: &str, seconds: f64) {
         self.upstream_duration
-            .get_or_create(&RouteLabel { route: route.to_owned() })
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
             .observe(seconds);
     }
 
     /// Count a request forwarded unchecked under `on_error = "allow"`.
     pub fn fail_open(&self, route: &str) {
         self.fail_open
-            .get_or_create(&RouteLabel { route: route.to_owned() })
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
             .inc();
     }
 
@@ -228,14 +254,16 @@ impl Store for MeteredStore {
     async fn claim_nonce(&self, claim: NonceClaim<'_>) -> Result<NonceOutcome, StoreError> {
         let started = Instant::now();
         let result = self.inner.claim_nonce(claim).await;
-        self.metrics.store_call("claim_nonce", started, result.is_err());
+        self.metrics
+            .store_call("claim_nonce", started, result.is_err());
         result
     }
 
     async fn claim_idempotency(&self, claim: IdemClaim<'_>) -> Result<IdemOutcome, StoreError> {
         let started = Instant::now();
         let result = self.inner.claim_idempotency(claim).await;
-        self.metrics.store_call("claim_idempotency", started, result.is_err());
+        self.metrics
+            .store_call("claim_idempotency", started, result.is_err());
         result
     }
 
@@ -247,15 +275,20 @@ impl Store for MeteredStore {
         expires_at: u64,
     ) -> Result<Fenced, StoreError> {
         let started = Instant::now();
-        let result = self.inner.complete_idempotency(pk, owner, response, expires_at).await;
-        self.metrics.store_call("complete_idempotency", started, result.is_err());
+        let result = self
+            .inner
+            .complete_idempotency(pk, owner, response, expires_at)
+            .await;
+        self.metrics
+            .store_call("complete_idempotency", started, result.is_err());
         result
     }
 
     async fn release_idempotency(&self, pk: &str, owner: &str) -> Result<Fenced, StoreError> {
         let started = Instant::now();
         let result = self.inner.release_idempotency(pk, owner).await;
-        self.metrics.store_call("release_idempotency", started, result.is_err());
+        self.metrics
+            .store_call("release_idempotency", started, result.is_err());
         result
     }
 

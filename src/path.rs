@@ -169,7 +169,11 @@ mod tests {
             "/%2E%2E/payments",
         ] {
             let normalized = normalize(spelling).unwrap();
-            assert_eq!(match_key(&normalized), "/payments", "{spelling} → {normalized}");
+            assert_eq!(
+                match_key(&normalized),
+                "/payments",
+                "{spelling} → {normalized}"
+            );
         }
     }
 

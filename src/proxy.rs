@@ -27,8 +27,8 @@ use http_body_util::{BodyExt, BodyStream, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 
 use crate::body::{self, Body, BoxError};
-use crate::checks::{freshness, header_text, idempotency, nonce, signature};
 use crate::checks::rate_limit::Limiter;
+use crate::checks::{freshness, header_text, idempotency, nonce, signature};
 use crate::clock::SharedClock;
 use crate::config::{Config, Identity, OnStoreError, Route, Unmatched};
 use crate::forward::{self, Upstream, UpstreamError, REQUEST_ID_HEADER};
@@ -37,7 +37,9 @@ use crate::metrics::{Metrics, Outcome};
 use crate::path;
 use crate::rejection::Rejection;
 use crate::routes::RouteTable;
-use crate::store::{Fenced, IdemClaim, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse};
+use crate::store::{
+    Fenced, IdemClaim, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
+};
 
 /// Response header marking a stored idempotent answer.
 pub const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -85,14 +87,26 @@ struct Answer {
 
 impl Proxy {
     /// Build the request path over a store, a clock and metrics.
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, clock: SharedClock, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let table = RouteTable::new(config.routes.clone());
         let limiters = config
             .routes
             .iter()
-            .map(|route| route.rate_limit.map(|rule| Limiter::new(rule, clock.clone())))
+            .map(|route| {
+                route
+                    .rate_limit
+                    .map(|rule| Limiter::new(rule, clock.clone()))
+            })
             .collect();
-        let upstream = Upstream::new(config.server.upstream_connect_timeout, config.server.upstream_timeout);
+        let upstream = Upstream::new(
+            config.server.upstream_connect_timeout,
+            config.server.upstream_timeout,
+        );
         Self {
             config,
             table,
@@ -127,14 +141,21 @@ impl Proxy {
     }
 
     /// Handle one request: never fails, always answers.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr, https: bool) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        https: bool,
+    ) -> Response<Body> {
         let request_id = request_id(request.headers());
         let mut ctx = Ctx {
             route: UNMATCHED.to_owned(),
             ..Ctx::default()
         };
         self.metrics.in_flight().inc();
-        let result = self.process(request, peer, https, &request_id, &mut ctx).await;
+        let result = self
+            .process(request, peer, https, &request_id, &mut ctx)
+            .await;
         self.metrics.in_flight().dec();
         let mut response = match result {
             Ok(answer) => {
@@ -142,7 +163,11 @@ impl Proxy {
                 answer.response
             }
             Err(rejection) => {
-                let outcome = if rejection.is_server_side() { Outcome::Error } else { Outcome::Rejected };
+                let outcome = if rejection.is_server_side() {
+                    Outcome::Error
+                } else {
+                    Outcome::Rejected
+                };
                 self.metrics.request(&ctx.route, outcome);
                 self.metrics.rejection(&ctx.route, rejection.reason());
                 let id = request_id.to_str().unwrap_or("-");
@@ -176,7 +201,9 @@ impl Proxy {
         let (parts, body) = request.into_parts();
 
         // Framing: never forward a request with both framings (RFC 9112 §6.1).
-        if parts.headers.contains_key(TRANSFER_ENCODING) && parts.headers.contains_key(CONTENT_LENGTH) {
+        if parts.headers.contains_key(TRANSFER_ENCODING)
+            && parts.headers.contains_key(CONTENT_LENGTH)
+        {
             ctx.close = true;
             return Err(Rejection::MalformedRequest(
                 "The request has both Content-Length and Transfer-Encoding.",
@@ -192,18 +219,27 @@ impl Proxy {
             if self.config.server.unmatched == Unmatched::Reject {
                 return Err(Rejection::RouteNotAllowed);
             }
-            return self.forward_streaming(parts, body, &normalized, peer, https, request_id, ctx).await;
+            return self
+                .forward_streaming(parts, body, &normalized, peer, https, request_id, ctx)
+                .await;
         };
         ctx.route.clone_from(&route.name);
         if route.is_pass_through() {
-            return self.forward_streaming(parts, body, &normalized, peer, https, request_id, ctx).await;
+            return self
+                .forward_streaming(parts, body, &normalized, peer, https, request_id, ctx)
+                .await;
         }
         let limiter = self.limiters.get(index).and_then(Option::as_ref);
 
         // Rate limit by an identity known before any parsing.
         let mut identity = match &route.identity {
             Identity::ClientIp => Some(
-                identity::client_ip(peer.ip(), &parts.headers, &self.config.server.trusted_proxies).to_string(),
+                identity::client_ip(
+                    peer.ip(),
+                    &parts.headers,
+                    &self.config.server.trusted_proxies,
+                )
+                .to_string(),
             ),
             Identity::Header(name) => Some(match header_text(&parts.headers, name) {
                 Some(Ok(value)) => value.to_owned(),
@@ -225,7 +261,12 @@ impl Proxy {
         // Freshness.
         let fresh_secs = match &route.freshness {
             Some(rule) => Some((
-                freshness::check(&parts.headers, &route.headers.timestamp, rule, self.clock.as_ref())?,
+                freshness::check(
+                    &parts.headers,
+                    &route.headers.timestamp,
+                    rule,
+                    self.clock.as_ref(),
+                )?,
                 rule.max_skew.as_secs(),
             )),
             None => None,
@@ -322,7 +363,16 @@ impl Proxy {
 
         // Forward.
         let sent = self
-            .send(parts, body::full(body), &normalized, peer, https, request_id, verified_key, ctx)
+            .send(
+                parts,
+                body::full(body),
+                &normalized,
+                peer,
+                https,
+                request_id,
+                verified_key,
+                ctx,
+            )
             .await;
         let Some((pk, owner, rule)) = claim else {
             let response = sent.map_err(upstream_rejection)?;
@@ -372,10 +422,18 @@ impl Proxy {
                 .filter(|(name, _)| *name != http::header::SET_COOKIE)
                 .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
                 .collect(),
-            body: if rest.is_none() { Some(kept.clone()) } else { None },
+            body: if rest.is_none() {
+                Some(kept.clone())
+            } else {
+                None
+            },
         };
         let expires_at = self.clock.now_secs() + rule.ttl.as_secs();
-        match self.store.complete_idempotency(&pk, &owner, &stored, expires_at).await {
+        match self
+            .store
+            .complete_idempotency(&pk, &owner, &stored, expires_at)
+            .await
+        {
             Ok(Fenced::Done) => {}
             Ok(Fenced::LostOwnership) => {
                 self.metrics.lost_ownership("complete_idempotency");
@@ -415,7 +473,9 @@ impl Proxy {
         match self.store.release_idempotency(pk, owner).await {
             Ok(Fenced::Done) => {}
             Ok(Fenced::LostOwnership) => self.metrics.lost_ownership("release_idempotency"),
-            Err(e) => tracing::warn!(error = %e, "could not release an idempotency claim; it expires with its lease"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release an idempotency claim; it expires with its lease")
+            }
         }
     }
 
@@ -498,22 +558,34 @@ impl Proxy {
     ) -> Result<Response<Incoming>, UpstreamError> {
         let upstream = &self.config.server.upstream;
         let target = match parts.uri.query() {
-            Some(query) => format!("{}://{}{normalized}?{query}", upstream.scheme, upstream.authority),
+            Some(query) => format!(
+                "{}://{}{normalized}?{query}",
+                upstream.scheme, upstream.authority
+            ),
             None => format!("{}://{}{normalized}", upstream.scheme, upstream.authority),
         };
-        let client_host = parts
-            .headers
-            .get(HOST)
-            .cloned()
-            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let client_host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         parts.uri = target
             .parse::<Uri>()
             .map_err(|_| UpstreamError::Other("could not build the upstream URI".into()))?;
         parts.version = Version::HTTP_11;
-        forward::upstream_headers(&mut parts.headers, peer.ip(), client_host.as_ref(), https, request_id, verified_key);
+        forward::upstream_headers(
+            &mut parts.headers,
+            peer.ip(),
+            client_host.as_ref(),
+            https,
+            request_id,
+            verified_key,
+        );
         let started = Instant::now();
         let result = self.upstream.send(Request::from_parts(parts, body)).await;
-        self.metrics.upstream(&ctx.route, started.elapsed().as_secs_f64());
+        self.metrics
+            .upstream(&ctx.route, started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             tracing::warn!(route = %ctx.route, error = %e, "upstream request failed");
         }
@@ -569,19 +641,33 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
-async fn read_body(body: Incoming, limit: usize, timeout: std::time::Duration) -> Result<Bytes, Rejection> {
+async fn read_body(
+    body: Incoming,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, Rejection> {
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(Rejection::MalformedRequest("The request body was not received in time.")),
+        Err(_) => Err(Rejection::MalformedRequest(
+            "The request body was not received in time.",
+        )),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(Rejection::BodyTooLarge)
         }
-        Ok(Err(_)) => Err(Rejection::MalformedRequest("The request body could not be read.")),
+        Ok(Err(_)) => Err(Rejection::MalformedRequest(
+            "The request body could not be read.",
+        )),
     }
 }
 
 /// Read at most `limit` bytes; if more arrive, hand back the rest unread.
-async fn buffer_up_to(mut body: Incoming, limit: usize) -> Result<(Bytes, Option<Incoming>), hyper::Error> {
+async fn buffer_up_to(
+    mut body: Incoming,
+    limit: usize,
+) -> Result<(Bytes, Option<Incoming>), hyper::Error> {
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
@@ -612,7 +698,10 @@ fn replay_response(stored: StoredResponse) -> Response<Body> {
     *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let headers = response.headers_mut();
     for (name, value) in stored.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(&value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&value),
+        ) {
             headers.append(name, value);
         }
     }

@@ -162,7 +162,9 @@ impl Rejection {
             Rejection::BadSignature => "Signature invalid",
             Rejection::MissingIdempotencyKey => "Idempotency key missing",
             Rejection::MalformedIdempotencyKey => "Idempotency key malformed",
-            Rejection::IdempotencyInFlight { .. } => "Request with this idempotency key in progress",
+            Rejection::IdempotencyInFlight { .. } => {
+                "Request with this idempotency key in progress"
+            }
             Rejection::IdempotencyKeyReused => "Idempotency key reused with a different request",
             Rejection::IdempotencyResponseNotRetained { .. } => "Original response not retained",
             Rejection::RateLimited { .. } => "Too many requests",
@@ -221,7 +223,10 @@ impl Rejection {
         let mut response = Response::new(full(problem.to_string()));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         let retry_after = match self {
             Rejection::IdempotencyInFlight { retry_after } => Some(*retry_after),
             Rejection::RateLimited { retry_after, .. } => Some(*retry_after),

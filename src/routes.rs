@@ -34,7 +34,9 @@ impl PathPattern {
     /// Compile a pattern, or say what to write instead.
     pub fn compile(pattern: &str) -> Result<Self, String> {
         if !pattern.starts_with('/') {
-            return Err(format!("path {pattern:?} must start with '/', e.g. \"/payments\""));
+            return Err(format!(
+                "path {pattern:?} must start with '/', e.g. \"/payments\""
+            ));
         }
         if pattern.len() > 1 && pattern.ends_with('/') {
             return Err(format!(
@@ -43,7 +45,9 @@ impl PathPattern {
             ));
         }
         if pattern.contains("//") || pattern.split('/').any(|s| s == "." || s == "..") {
-            return Err(format!("path {pattern:?} is not normalised: no '//', '.' or '..' segments"));
+            return Err(format!(
+                "path {pattern:?} is not normalised: no '//', '.' or '..' segments"
+            ));
         }
         let mut router = matchit::Router::new();
         router
@@ -111,8 +115,12 @@ mod tests {
 
     #[test]
     fn bad_patterns_say_what_to_write() {
-        assert!(PathPattern::compile("payments").unwrap_err().contains("start with '/'"));
-        assert!(PathPattern::compile("/payments/").unwrap_err().contains("\"/payments\""));
+        assert!(PathPattern::compile("payments")
+            .unwrap_err()
+            .contains("start with '/'"));
+        assert!(PathPattern::compile("/payments/")
+            .unwrap_err()
+            .contains("\"/payments\""));
         assert!(PathPattern::compile("/a/{*rest}/b").is_err());
     }
 }

@@ -89,7 +89,9 @@ pub async fn build_store(
     metrics: &Arc<Metrics>,
 ) -> Result<Arc<dyn Store>, StoreError> {
     let inner: Arc<dyn Store> = match (config.store.kind, &config.store.dynamodb) {
-        (StoreKind::Dynamodb, Some(dynamo)) => Arc::new(DynamoStore::connect(&dynamo_settings(dynamo)).await?),
+        (StoreKind::Dynamodb, Some(dynamo)) => {
+            Arc::new(DynamoStore::connect(&dynamo_settings(dynamo)).await?)
+        }
         _ => {
             let memory = Arc::new(MemoryStore::new(config.store.max_entries));
             memory.spawn_purger(clock.clone(), Duration::from_secs(5));
@@ -126,13 +128,22 @@ pub async fn start_with_store(
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|source| StartError::Bind { addr: listen, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
     let admin = match config.server.admin_listen {
         Some(admin_addr) => {
             let admin = TcpListener::bind(admin_addr)
                 .await
-                .map_err(|source| StartError::Bind { addr: admin_addr, source })?;
+                .map_err(|source| StartError::Bind {
+                    addr: admin_addr,
+                    source,
+                })?;
             Some(admin)
         }
         None => None,
@@ -188,7 +199,10 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(config.server.header_read_timeout)
         .max_buf_size(64 * 1024);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
     builder
 }
 
@@ -228,7 +242,9 @@ async fn serve_proxy(
             let proxy = proxy.clone();
             async move { Ok::<_, Infallible>(proxy.handle(request, peer, false).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -277,7 +293,9 @@ async fn serve_admin(
             let draining = draining.clone();
             async move { Ok::<_, Infallible>(admin(request, &proxy, &draining).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -288,9 +306,10 @@ async fn admin(request: Request<Incoming>, proxy: &Proxy, draining: &AtomicBool)
     let text = |status: StatusCode, body: String| {
         let mut response = Response::new(body::full(body));
         *response.status_mut() = status;
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         response
     };
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -304,22 +323,29 @@ async fn admin(request: Request<Incoming>, proxy: &Proxy, draining: &AtomicBool)
             }
             match proxy.store().ping().await {
                 Ok(()) => text(StatusCode::OK, "ready\n".into()),
-                Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n".into()),
+                Err(_) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store unreachable\n".into(),
+                ),
             }
         }
         "/metrics" => {
             let mut response = text(StatusCode::OK, proxy_metrics(proxy));
             response.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             response
         }
-        _ => text(StatusCode::NOT_FOUND, "not found: try /healthz, /readyz or /metrics\n".into()),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz, /readyz or /metrics\n".into(),
+        ),
     }
 }
 
 fn proxy_metrics(proxy: &Proxy) -> String {
     proxy.metrics().encode()
 }
-

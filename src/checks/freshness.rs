@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use http::HeaderMap;
 use http::header::HeaderName;
+use http::HeaderMap;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -98,9 +98,18 @@ mod tests {
     fn formats_parse_to_the_same_instant() {
         assert_eq!(parse("1764326400", TimestampFormat::Unix), Some(T));
         assert_eq!(parse("1764326400000", TimestampFormat::UnixMs), Some(T));
-        assert_eq!(parse("2025-11-28T10:40:00Z", TimestampFormat::Rfc3339), Some(T));
-        assert_eq!(parse("2025-11-28T11:40:00+01:00", TimestampFormat::Rfc3339), Some(T));
-        assert_eq!(parse("Fri, 28 Nov 2025 10:40:00 GMT", TimestampFormat::HttpDate), Some(T));
+        assert_eq!(
+            parse("2025-11-28T10:40:00Z", TimestampFormat::Rfc3339),
+            Some(T)
+        );
+        assert_eq!(
+            parse("2025-11-28T11:40:00+01:00", TimestampFormat::Rfc3339),
+            Some(T)
+        );
+        assert_eq!(
+            parse("Fri, 28 Nov 2025 10:40:00 GMT", TimestampFormat::HttpDate),
+            Some(T)
+        );
     }
 
     #[test]
@@ -140,6 +149,9 @@ mod tests {
         assert_eq!(at("1764326521"), Err(Rejection::FutureTimestamp));
         assert_eq!(at("soon"), Err(Rejection::MalformedTimestamp));
         assert_eq!(at(" "), Err(Rejection::MissingTimestamp));
-        assert_eq!(check(&HeaderMap::new(), &name, &rule, clock.as_ref()), Err(Rejection::MissingTimestamp));
+        assert_eq!(
+            check(&HeaderMap::new(), &name, &rule, clock.as_ref()),
+            Err(Rejection::MissingTimestamp)
+        );
     }
 }

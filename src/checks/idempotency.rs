@@ -54,15 +54,15 @@ pub enum Decision {
 pub fn decide(outcome: IdemOutcome, fingerprint: &str, now: u64) -> Result<Decision, Rejection> {
     match outcome {
         IdemOutcome::Claimed => Ok(Decision::Forward),
-        IdemOutcome::InFlight { fingerprint: held, .. } if held != fingerprint => {
-            Err(Rejection::IdempotencyKeyReused)
-        }
+        IdemOutcome::InFlight {
+            fingerprint: held, ..
+        } if held != fingerprint => Err(Rejection::IdempotencyKeyReused),
         IdemOutcome::InFlight { lease_until, .. } => Err(Rejection::IdempotencyInFlight {
             retry_after: lease_until.saturating_sub(now).max(1),
         }),
-        IdemOutcome::Completed { fingerprint: held, .. } if held != fingerprint => {
-            Err(Rejection::IdempotencyKeyReused)
-        }
+        IdemOutcome::Completed {
+            fingerprint: held, ..
+        } if held != fingerprint => Err(Rejection::IdempotencyKeyReused),
         IdemOutcome::Completed { response, .. } => match response.body {
             Some(_) => Ok(Decision::Replay(response)),
             None => Err(Rejection::IdempotencyResponseNotRetained {
@@ -98,11 +98,29 @@ mod tests {
 
     #[test]
     fn in_flight_retry_after_rounds_up_to_at_least_one() {
-        let outcome = IdemOutcome::InFlight { fingerprint: "f".into(), lease_until: 100 };
-        assert!(matches!(decide(outcome, "f", 100), Err(Rejection::IdempotencyInFlight { retry_after: 1 })));
-        let outcome = IdemOutcome::InFlight { fingerprint: "f".into(), lease_until: 130 };
-        assert!(matches!(decide(outcome, "f", 100), Err(Rejection::IdempotencyInFlight { retry_after: 30 })));
-        let outcome = IdemOutcome::InFlight { fingerprint: "f".into(), lease_until: 130 };
-        assert!(matches!(decide(outcome, "g", 100), Err(Rejection::IdempotencyKeyReused)));
+        let outcome = IdemOutcome::InFlight {
+            fingerprint: "f".into(),
+            lease_until: 100,
+        };
+        assert!(matches!(
+            decide(outcome, "f", 100),
+            Err(Rejection::IdempotencyInFlight { retry_after: 1 })
+        ));
+        let outcome = IdemOutcome::InFlight {
+            fingerprint: "f".into(),
+            lease_until: 130,
+        };
+        assert!(matches!(
+            decide(outcome, "f", 100),
+            Err(Rejection::IdempotencyInFlight { retry_after: 30 })
+        ));
+        let outcome = IdemOutcome::InFlight {
+            fingerprint: "f".into(),
+            lease_until: 130,
+        };
+        assert!(matches!(
+            decide(outcome, "g", 100),
+            Err(Rejection::IdempotencyKeyReused)
+        ));
     }
 }

@@ -10,8 +10,8 @@ pub mod nonce;
 pub mod rate_limit;
 pub mod signature;
 
-use http::HeaderMap;
 use http::header::HeaderName;
+use http::HeaderMap;
 
 /// A header's value as text when present and non-empty (after trimming).
 /// Non-UTF-8 or repeated headers count as present but unreadable: `Err(())`.

@@ -13,9 +13,9 @@ pub const CLOCK_MARGIN_SECS: u64 = 60;
 /// Whether a nonce is 16–128 characters of `[A-Za-z0-9._~+/=-]`.
 pub fn validate(nonce: &str) -> Result<(), Rejection> {
     let ok = (16..=128).contains(&nonce.len())
-        && nonce
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'+' | b'/' | b'=' | b'-'));
+        && nonce.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'+' | b'/' | b'=' | b'-')
+        });
     if ok {
         Ok(())
     } else {
@@ -47,7 +47,13 @@ mod tests {
         assert_eq!(validate("short"), Err(Rejection::MalformedNonce));
         assert_eq!(validate(&"a".repeat(129)), Err(Rejection::MalformedNonce));
         assert!(validate(&"a".repeat(128)).is_ok());
-        assert_eq!(validate("abcdefghijklmnop#"), Err(Rejection::MalformedNonce));
-        assert_eq!(validate("abcdefghijklmnop q"), Err(Rejection::MalformedNonce));
+        assert_eq!(
+            validate("abcdefghijklmnop#"),
+            Err(Rejection::MalformedNonce)
+        );
+        assert_eq!(
+            validate("abcdefghijklmnop q"),
+            Err(Rejection::MalformedNonce)
+        );
     }
 }

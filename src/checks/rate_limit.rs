@@ -31,7 +31,8 @@ impl governor::clock::Clock for GovernorClock {
     }
 }
 
-type Keyed = RateLimiter<String, DashMapStateStore<String>, GovernorClock, StateInformationMiddleware>;
+type Keyed =
+    RateLimiter<String, DashMapStateStore<String>, GovernorClock, StateInformationMiddleware>;
 
 /// One route's limiter.
 #[derive(Debug)]

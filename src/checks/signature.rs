@@ -52,7 +52,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn canonical(parts: &Signed<'_>) -> String {
     format!(
         "v1\n{}\n{}\n{}\n{}\n{}\n{}",
-        parts.method, parts.host, parts.path_and_query, parts.timestamp, parts.nonce, parts.body_sha256
+        parts.method,
+        parts.host,
+        parts.path_and_query,
+        parts.timestamp,
+        parts.nonce,
+        parts.body_sha256
     )
 }
 
@@ -76,7 +81,9 @@ fn candidates(header: &str) -> Vec<[u8; 32]> {
     header
         .split(',')
         .filter_map(|part| part.trim().strip_prefix("v1="))
-        .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .filter(|hex| {
+            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
         .filter_map(|hex| {
             let mut out = [0u8; 32];
             hex::decode_to_slice(hex, &mut out).ok().map(|()| out)
@@ -145,7 +152,10 @@ mod tests {
     #[test]
     fn known_answer_from_the_spec() {
         let body_sha = sha256_hex(BODY.as_bytes());
-        assert_eq!(body_sha, "eeee78fb20f8fbb03fb016f376c0389d6be5286bbce3a472be2a2b376b3953d4");
+        assert_eq!(
+            body_sha,
+            "eeee78fb20f8fbb03fb016f376c0389d6be5286bbce3a472be2a2b376b3953d4"
+        );
         let secret = Secret::new(b"s3cr3t-billing".to_vec());
         assert_eq!(
             sign(&secret, &kat_parts(&body_sha)),
@@ -158,7 +168,10 @@ mod tests {
         let body_sha = sha256_hex(BODY.as_bytes());
         let parts = kat_parts(&body_sha);
         let header = "v1=0000000000000000000000000000000000000000000000000000000000000000, v1=a500ea0bce531bc6c180bd3f5bf683024cf55c8b32ecc7c6b158c0ef67da7dbc";
-        assert_eq!(verify(&keys(), "billing-svc", header, &parts), Ok("billing-svc"));
+        assert_eq!(
+            verify(&keys(), "billing-svc", header, &parts),
+            Ok("billing-svc")
+        );
     }
 
     #[test]
@@ -166,10 +179,25 @@ mod tests {
         let body_sha = sha256_hex(BODY.as_bytes());
         let parts = kat_parts(&body_sha);
         let good = "v1=a500ea0bce531bc6c180bd3f5bf683024cf55c8b32ecc7c6b158c0ef67da7dbc";
-        assert_eq!(verify(&keys(), "nobody", good, &parts), Err(Rejection::UnknownKey));
-        assert_eq!(verify(&keys(), "billing-svc", "v2=abc", &parts), Err(Rejection::BadSignature));
-        assert_eq!(verify(&keys(), "billing-svc", &good.to_uppercase(), &parts), Err(Rejection::BadSignature));
-        let tampered = Signed { path_and_query: "/payments?dry_run=true", ..parts };
-        assert_eq!(verify(&keys(), "billing-svc", good, &tampered), Err(Rejection::BadSignature));
+        assert_eq!(
+            verify(&keys(), "nobody", good, &parts),
+            Err(Rejection::UnknownKey)
+        );
+        assert_eq!(
+            verify(&keys(), "billing-svc", "v2=abc", &parts),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            verify(&keys(), "billing-svc", &good.to_uppercase(), &parts),
+            Err(Rejection::BadSignature)
+        );
+        let tampered = Signed {
+            path_and_query: "/payments?dry_run=true",
+            ..parts
+        };
+        assert_eq!(
+            verify(&keys(), "billing-svc", good, &tampered),
+            Err(Rejection::BadSignature)
+        );
     }
 }

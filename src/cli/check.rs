@@ -9,19 +9,29 @@ fn checks(route: &Route) -> String {
     if let Some(rate) = &route.rate_limit {
         parts.push(format!(
             "rate({}/{}s burst {})",
-            rate.quota,
-            rate.window_secs,
-            rate.burst
+            rate.quota, rate.window_secs, rate.burst
         ));
     }
     if let Some(f) = &route.freshness {
-        parts.push(format!("freshness({} ±{}s)", f.format, f.max_skew.as_secs()));
+        parts.push(format!(
+            "freshness({} ±{}s)",
+            f.format,
+            f.max_skew.as_secs()
+        ));
     }
     if let Some(required) = route.signature {
-        parts.push(if required { "signature".into() } else { "signature(optional)".into() });
+        parts.push(if required {
+            "signature".into()
+        } else {
+            "signature(optional)".into()
+        });
     }
     if let Some(required) = route.nonce {
-        parts.push(if required { "nonce".into() } else { "nonce(optional)".into() });
+        parts.push(if required {
+            "nonce".into()
+        } else {
+            "nonce(optional)".into()
+        });
     }
     if let Some(i) = &route.idempotency {
         parts.push(format!(
@@ -47,11 +57,12 @@ pub fn route_table(config: &Config) -> String {
         out,
         "listen {}  admin {}  upstream {}  timeout {}ms  max_body {}B  unmatched {:?}",
         s.listen,
-        s.admin_listen.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        s.admin_listen
+            .map_or_else(|| "off".to_owned(), |a| a.to_string()),
         s.upstream,
         s.upstream_timeout.as_millis(),
         s.max_body_bytes,
-        s.unmatched
+        format!("{:?}", s.unmatched).to_lowercase()
     );
     let store = match config.store.kind {
         StoreKind::Memory => format!("memory (max_entries {})", config.store.max_entries),
@@ -60,11 +71,16 @@ pub fn route_table(config: &Config) -> String {
             |d| format!("dynamodb table {} region {}", d.table, d.region),
         ),
     };
-    let _ = writeln!(out, "store {store}  on_error {:?}", config.store.on_error);
+    let on_error = format!("{:?}", config.store.on_error).to_lowercase();
+    let _ = writeln!(out, "store {store}  on_error {on_error}");
     let keys: Vec<&str> = config.keys.keys().map(String::as_str).collect();
     let _ = writeln!(out, "keys [{}]", keys.join(", "));
     let _ = writeln!(out, "routes (first match wins):");
-    let _ = writeln!(out, "  {:<3} {:<20} {:<12} {:<24} {:<16} checks", "#", "name", "methods", "path", "identity");
+    let _ = writeln!(
+        out,
+        "  {:<3} {:<20} {:<12} {:<24} {:<16} checks",
+        "#", "name", "methods", "path", "identity"
+    );
     for (i, route) in config.routes.iter().enumerate() {
         let methods = route.methods.as_ref().map_or_else(
             || "*".to_owned(),

@@ -9,7 +9,10 @@ use crate::store::dynamodb;
 /// Create the table named in `[store.dynamodb]`.
 pub async fn run(config: &Config) -> Result<(), ExitCode> {
     let Some(dynamo) = &config.store.dynamodb else {
-        eprintln!("{}: init-table needs a [store.dynamodb] table with table and region", config.source);
+        eprintln!(
+            "{}: init-table needs a [store.dynamodb] table with table and region",
+            config.source
+        );
         return Err(ExitCode::from(1));
     };
     match dynamodb::init_table(&dynamo_settings(dynamo)).await {

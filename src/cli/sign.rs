@@ -32,7 +32,11 @@ pub struct SignArgs {
     #[arg(long)]
     pub key_id: String,
     /// Environment variable holding the secret.
-    #[arg(long, required_unless_present = "secret_file", conflicts_with = "secret_file")]
+    #[arg(
+        long,
+        required_unless_present = "secret_file",
+        conflicts_with = "secret_file"
+    )]
     pub secret_env: Option<String>,
     /// File holding the secret (a trailing newline is dropped).
     #[arg(long)]
@@ -82,21 +86,36 @@ pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
         eprintln!("{message}");
         ExitCode::from(1)
     };
-    let uri: Uri = args.url.parse().map_err(|_| fail(format!("--url {:?} is not a URL", args.url)))?;
-    let host = host_for(&uri).ok_or_else(|| fail("--url needs a scheme and host, e.g. http://127.0.0.1:8080/payments".into()))?;
-    let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+    let uri: Uri = args
+        .url
+        .parse()
+        .map_err(|_| fail(format!("--url {:?} is not a URL", args.url)))?;
+    let host = host_for(&uri).ok_or_else(|| {
+        fail("--url needs a scheme and host, e.g. http://127.0.0.1:8080/payments".into())
+    })?;
+    let path_and_query = uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
     let body = match (&args.body, &args.body_file) {
         (Some(body), _) => body.clone().into_bytes(),
-        (None, Some(file)) => std::fs::read(file).map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?,
+        (None, Some(file)) => {
+            std::fs::read(file).map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?
+        }
         (None, None) => Vec::new(),
     };
     let secret = match (&args.secret_env, &args.secret_file) {
         (Some(var), _) => match std::env::var(var) {
             Ok(value) if !value.is_empty() => Secret::new(value.into_bytes()),
-            _ => return Err(fail(format!("environment variable {var} is not set or empty"))),
+            _ => {
+                return Err(fail(format!(
+                    "environment variable {var} is not set or empty"
+                )))
+            }
         },
         (None, Some(file)) => {
-            let mut bytes = std::fs::read(file).map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+            let mut bytes = std::fs::read(file)
+                .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
             if bytes.last() == Some(&b'\n') {
                 bytes.pop();
             }
@@ -112,7 +131,10 @@ pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
             host: &host,
             path_and_query: &path_and_query,
             body: &body,
-            timestamp: args.timestamp.clone().unwrap_or_else(|| SystemClock.now_secs().to_string()),
+            timestamp: args
+                .timestamp
+                .clone()
+                .unwrap_or_else(|| SystemClock.now_secs().to_string()),
             nonce: args.nonce.clone().unwrap_or_else(client::new_nonce),
             key_id: &args.key_id,
         },
@@ -134,10 +156,16 @@ pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
         SignFormat::Curl => {
             let mut line = format!("curl -sS -X {method}");
             for (name, value) in &signed.headers {
-                line.push_str(&format!(" \\\n  -H {}", shell_quote(&format!("{name}: {value}"))));
+                line.push_str(&format!(
+                    " \\\n  -H {}",
+                    shell_quote(&format!("{name}: {value}"))
+                ));
             }
             if let Some(file) = &args.body_file {
-                line.push_str(&format!(" \\\n  --data-binary @{}", shell_quote(&file.display().to_string())));
+                line.push_str(&format!(
+                    " \\\n  --data-binary @{}",
+                    shell_quote(&file.display().to_string())
+                ));
             } else if let Some(body) = &args.body {
                 line.push_str(&format!(" \\\n  --data-binary {}", shell_quote(body)));
             }

@@ -27,6 +27,9 @@ use crate::clock::SharedClock;
 
 const SHARDS: usize = 64;
 
+/// One shard of the record map.
+type Shard = Mutex<HashMap<Box<str>, Record>>;
+
 /// One stored record.
 #[derive(Debug)]
 enum Record {
@@ -65,7 +68,7 @@ impl Record {
 #[derive(Debug)]
 pub struct MemoryStore {
     /// Records by partition key, spread over shards to reduce contention.
-    shards: Box<[Mutex<HashMap<Box<str>, Record>>]>,
+    shards: Box<[Shard]>,
     /// Records currently held (live or expired-not-yet-purged).
     len: AtomicUsize,
     /// Upper bound on records held.
@@ -137,11 +140,7 @@ impl MemoryStore {
     }
 
     /// Reserve room for one new record, purging this shard first if full.
-    fn reserve(
-        &self,
-        map: &mut HashMap<Box<str>, Record>,
-        now: u64,
-    ) -> Result<(), StoreError> {
+    fn reserve(&self, map: &mut HashMap<Box<str>, Record>, now: u64) -> Result<(), StoreError> {
         if self.len.load(Ordering::Relaxed) >= self.max_entries {
             let before = map.len();
             map.retain(|_, record| !record.is_expired(now));
@@ -255,7 +254,8 @@ impl Store for MemoryStore {
 
     async fn release_idempotency(&self, pk: &str, owner: &str) -> Result<Fenced, StoreError> {
         let mut map = self.shard(pk);
-        let ours = matches!(map.get(pk), Some(Record::Idem { owner: held, .. }) if **held == *owner);
+        let ours =
+            matches!(map.get(pk), Some(Record::Idem { owner: held, .. }) if **held == *owner);
         if !ours {
             return Ok(Fenced::LostOwnership);
         }

@@ -195,7 +195,13 @@ mod tests {
             body: None,
         };
         let blob = response.encode_headers();
-        assert_eq!(StoredResponse::decode_headers(&blob), Some(response.headers));
-        assert_eq!(StoredResponse::decode_headers(&blob[..blob.len() - 1]), None);
+        assert_eq!(
+            StoredResponse::decode_headers(&blob),
+            Some(response.headers)
+        );
+        assert_eq!(
+            StoredResponse::decode_headers(&blob[..blob.len() - 1]),
+            None
+        );
     }
 }

@@ -28,7 +28,9 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
     }
 }
 
@@ -71,11 +73,19 @@ impl Req {
 
     /// Add timestamp and nonce headers.
     pub fn fresh(self, timestamp: u64, nonce: &str) -> Req {
-        self.header("X-Request-Timestamp", timestamp).header("X-Request-Nonce", nonce)
+        self.header("X-Request-Timestamp", timestamp)
+            .header("X-Request-Nonce", nonce)
     }
 
     /// Sign as a client would for `host` (the Host header the client sends).
-    pub fn signed(mut self, host: &str, key_id: &str, secret: &str, timestamp: u64, nonce: &str) -> Req {
+    pub fn signed(
+        mut self,
+        host: &str,
+        key_id: &str,
+        secret: &str,
+        timestamp: u64,
+        nonce: &str,
+    ) -> Req {
         let signed = sign(
             &Secret::new(secret.as_bytes().to_vec()),
             &SignRequest {

@@ -32,7 +32,9 @@ impl TestProxy {
     pub async fn start_full(toml: &str) -> TestProxy {
         let config = Config::parse(toml, "test.toml").unwrap_or_else(|e| panic!("config:\n{e}"));
         let clock = ManualClock::at_secs(T0);
-        let running = server::start(config, clock.clone()).await.expect("proxy starts");
+        let running = server::start(config, clock.clone())
+            .await
+            .expect("proxy starts");
         TestProxy {
             addr: running.addr,
             admin: running.admin_addr,

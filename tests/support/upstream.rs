@@ -42,7 +42,9 @@ impl Upstream {
         let log = seen.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { break };
+                let Ok((stream, _)) = listener.accept().await else {
+                    break;
+                };
                 let log = log.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
@@ -74,7 +76,11 @@ impl Upstream {
 
 async fn answer(req: Request<Incoming>, log: Arc<Mutex<Vec<Seen>>>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let header = |name: &str| {
         parts
             .headers
@@ -86,7 +92,11 @@ async fn answer(req: Request<Incoming>, log: Arc<Mutex<Vec<Seen>>>) -> Response<
         let mut log = log.lock().unwrap();
         log.push(Seen {
             method: parts.method.to_string(),
-            path_and_query: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
             headers: parts.headers.clone(),
             body,
         });

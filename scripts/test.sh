@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run calls this script).
+# Works on a fresh machine: installs the local DynamoDB-compatible server
+# (moto) if missing; the tests start it on a free loopback port and stop it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Nothing may reach for a real AWS endpoint or the instance-metadata address.
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+unset AWS_PROFILE AWS_SESSION_TOKEN || true
+
+if ! python3 -c "import moto.server, werkzeug" >/dev/null 2>&1; then
+  echo "==> installing moto[server] (local DynamoDB-compatible server)"
+  python3 -m pip install --quiet --disable-pip-version-check "moto[server]"
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --locked
