@@ -15,6 +15,7 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -72,7 +73,7 @@ pub enum UpstreamError {
 /// The pooled upstream client, cloned to share its pool.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     timeout: Duration,
 }
 
@@ -82,7 +83,8 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
-        connector.enforce_http(true);
+        connector.enforce_http(false);
+        let connector = https_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -105,6 +107,33 @@ impl Upstream {
             Ok(Err(e)) => Err(UpstreamError::Other(e.to_string())),
         }
     }
+}
+
+/// Wrap the TCP connector with TLS for `https://` upstreams, verified
+/// against the system's root certificates.
+fn https_connector(connector: HttpConnector) -> HttpsConnector<HttpConnector> {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match builder.with_provider_and_native_roots(provider.clone()) {
+        Ok(builder) => builder,
+        Err(e) => {
+            tracing::warn!(error = %e, "no system root certificates: https:// upstreams will fail verification");
+            // The default protocol versions are always supported by aws-lc-rs.
+            let Ok(versions) = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+            else {
+                unreachable!("aws-lc-rs supports rustls' default protocol versions")
+            };
+            let config = versions
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        }
+    };
+    builder
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector)
 }
 
 /// Prepare request headers for the upstream.

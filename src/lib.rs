@@ -21,7 +21,8 @@
 //! - [`store`]: the narrow store trait; [`store::memory`] (single
 //!   instance) and [`store::dynamodb`] (shared by replicas).
 //! - [`server`]: listeners, admin endpoints, connection cap, graceful
-//!   shutdown. [`server::start`] is what the binary and the tests call.
+//!   shutdown. [`server::start`] is what the binary and the tests call;
+//!   [`tls`] loads the optional TLS listener.
 //! - [`metrics`], [`clock`], [`identity`], [`body`]: support.
 //! - [`client`]: signing helpers used by `sign`, `demo` and `loadgen`;
 //!   [`cli`]: the subcommands other than `run`.
@@ -48,3 +49,4 @@ pub mod rejection;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -20,10 +20,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::body::{self, Body};
 use crate::clock::SharedClock;
@@ -48,6 +49,9 @@ pub enum StartError {
     /// The store could not be set up.
     #[error("cannot set up the store: {0}")]
     Store(#[from] StoreError),
+    /// The TLS listener could not be set up.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running proxy.
@@ -125,6 +129,12 @@ pub async fn start_with_store(
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
 ) -> Result<Running, StartError> {
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(crate::tls::acceptor)
+        .transpose()?;
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen)
         .await
@@ -181,7 +191,14 @@ pub async fn start_with_store(
         tokio::spawn(serve_admin(admin, proxy, draining, stop));
     }
 
-    let task = tokio::spawn(serve_proxy(listener, proxy, config, draining, shutdown_rx));
+    let task = tokio::spawn(serve_proxy(
+        listener,
+        tls,
+        proxy,
+        config,
+        draining,
+        shutdown_rx,
+    ));
     tracing::info!(%addr, admin = ?admin_addr, "replay-guard listening");
     Ok(Running {
         addr,
@@ -208,6 +225,7 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 
 async fn serve_proxy(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     proxy: Arc<Proxy>,
     config: Arc<Config>,
     draining: Arc<AtomicBool>,
@@ -216,6 +234,7 @@ async fn serve_proxy(
     let builder = http_builder(&config);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(config.server.max_connections));
+    let handshake_timeout = config.server.header_read_timeout;
     loop {
         // Back-pressure: wait for a free connection slot before accepting.
         let permit = tokio::select! {
@@ -238,17 +257,32 @@ async fn serve_proxy(
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(request, peer, false).await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            match tls {
+                None => {
+                    serve_connection(&builder, TokioIo::new(stream), proxy, peer, false, watcher)
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(
+                                &builder,
+                                TokioIo::new(stream),
+                                proxy,
+                                peer,
+                                true,
+                                watcher,
+                            )
+                            .await
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
             drop(permit);
         });
@@ -261,6 +295,27 @@ async fn serve_proxy(
         .is_err()
     {
         tracing::warn!("shutdown grace period ended with requests still in flight");
+    }
+}
+
+/// Serve one client connection (plain or TLS) until it ends or drains.
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    proxy: Arc<Proxy>,
+    peer: SocketAddr,
+    https: bool,
+    watcher: Watcher,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request: Request<Incoming>| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(request, peer, https).await) }
+    });
+    let connection = builder.serve_connection(io, service).into_owned();
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 

@@ -1,0 +1,76 @@
+//! TLS for the public listener (rustls), loaded once at startup.
+//!
+//! Certificates and keys are PEM files named in `[server.tls]`; a missing or
+//! unreadable file, or a key that does not match, is a startup error naming
+//! the file. ALPN offers `h2` and `http/1.1`. This module must never log key
+//! material.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::TlsFiles;
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate file could not be read or holds no certificate.
+    #[error("TLS certificate {path}: {why}")]
+    Cert {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// The key file could not be read or holds no private key.
+    #[error("TLS private key {path}: {why}")]
+    Key {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// rustls refused the pair.
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Build the acceptor from the configured files.
+pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
+        .map_err(|e| TlsError::Cert {
+            path: display(&files.cert_file),
+            why: e.to_string(),
+        })?
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Cert {
+            path: display(&files.cert_file),
+            why: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Cert {
+            path: display(&files.cert_file),
+            why: "no PEM certificate found".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key_file).map_err(|e| TlsError::Key {
+        path: display(&files.key_file),
+        why: e.to_string(),
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

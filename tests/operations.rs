@@ -1,0 +1,322 @@
+//! Operating the sidecar: admin endpoints, metrics, logs, graceful
+//! shutdown, TLS. Real upstream, real proxy (in-process or the binary),
+//! HTTP over TCP on loopback.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::client::{nonce, Req};
+use support::proxy::{TestProxy, T0};
+use support::upstream::Upstream;
+
+const ROUTES: &str = r#"
+[[routes]]
+name = "create-payment"
+methods = ["POST"]
+path = "/payments"
+freshness = { max_skew_secs = 120 }
+nonce = { required = true }
+"#;
+
+/// Parse the Prometheus text exposition into `series → value`.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_count_a_scripted_sequence() {
+    let upstream = Upstream::start().await;
+    let proxy = TestProxy::start(&upstream.url(), ROUTES).await;
+    let admin = proxy.admin.unwrap();
+    let fresh = Req::post("/payments").fresh(T0, &nonce(1));
+    assert_eq!(fresh.send(proxy.addr).await.status, 200);
+    assert_eq!(fresh.send(proxy.addr).await.reason(), "replayed_nonce");
+    assert_eq!(
+        Req::post("/payments")
+            .fresh(T0 - 500, &nonce(2))
+            .send(proxy.addr)
+            .await
+            .reason(),
+        "stale_timestamp"
+    );
+    assert_eq!(Req::get("/elsewhere").send(proxy.addr).await.status, 200);
+
+    let reply = Req::get("/metrics").send(admin).await;
+    assert_eq!(reply.status, 200);
+    let text = String::from_utf8(reply.body.to_vec()).unwrap();
+    let metrics = parse_metrics(&text);
+    let get = |series: &str| {
+        metrics
+            .get(series)
+            .copied()
+            .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
+    };
+    assert_eq!(
+        get(r#"replay_guard_requests_total{route="create-payment",outcome="forwarded"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"replay_guard_requests_total{route="create-payment",outcome="rejected"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"replay_guard_requests_total{route="unmatched",outcome="forwarded"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"replay_guard_rejections_total{route="create-payment",reason="replayed_nonce"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"replay_guard_rejections_total{route="create-payment",reason="stale_timestamp"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"replay_guard_upstream_duration_seconds_count{route="create-payment"}"#),
+        1.0
+    );
+    // Two nonce claims reached the store (fresh + replay); the stale one did not.
+    assert_eq!(
+        get(r#"replay_guard_store_duration_seconds_count{op="claim_nonce"}"#),
+        2.0
+    );
+    assert!(!text.contains("test-nonce"), "no nonce in labels");
+    assert_eq!(upstream.count(), 2);
+}
+
+#[tokio::test]
+async fn admin_endpoints_live_only_on_the_admin_listener() {
+    let upstream = Upstream::start().await;
+    let proxy = TestProxy::start(
+        &upstream.url(),
+        &format!("unmatched = \"reject\"\n{ROUTES}"),
+    )
+    .await;
+    let admin = proxy.admin.unwrap();
+    assert_eq!(Req::get("/healthz").send(admin).await.status, 200);
+    assert_eq!(Req::get("/readyz").send(admin).await.status, 200);
+    assert_eq!(Req::get("/nope").send(admin).await.status, 404);
+    let public = Req::get("/metrics").send(proxy.addr).await;
+    assert_eq!(
+        (public.status.as_u16(), public.reason().as_str()),
+        (404, "route_not_allowed")
+    );
+    assert_eq!(upstream.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_turns_readyz_503_and_finishes_in_flight_requests() {
+    let upstream = Upstream::start().await;
+    let mut proxy = TestProxy::start(&upstream.url(), "shutdown_grace_secs = 10\n").await;
+    let admin = proxy.admin.unwrap();
+    let addr = proxy.addr;
+    let slow = tokio::spawn(async move {
+        Req::get("/slow")
+            .header("x-test-delay-ms", 800)
+            .send(addr)
+            .await
+    });
+    // Wait until the upstream has the request.
+    for _ in 0..100 {
+        if upstream.count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(upstream.count(), 1);
+    let running = proxy.running.take().unwrap();
+    let trigger = running.shutdown_trigger();
+    let done = tokio::spawn(running.wait());
+    trigger.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ready = Req::get("/readyz").send(admin).await;
+    assert_eq!(
+        ready.status, 503,
+        "readyz must fail as soon as draining starts"
+    );
+    let reply = slow.await.unwrap();
+    assert_eq!(reply.status, 200, "the in-flight request completes");
+    tokio::time::timeout(Duration::from_secs(5), done)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+/// The real binary with a config file; returns the child and its
+/// listening addresses read from its JSON log.
+fn spawn_binary(
+    config: &str,
+) -> (
+    Child,
+    std::net::SocketAddr,
+    tempfile::NamedTempFile,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, config.as_bytes()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_replay-guard"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(file.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the proxy logs its address");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+        if json["fields"]["message"] == "replay-guard listening" {
+            break json["fields"]["addr"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    (child, addr, file, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
+    let upstream = Upstream::start().await;
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\nshutdown_grace_secs = 10\n{ROUTES}",
+        upstream.url()
+    );
+    let (mut child, addr, _file, logs) = spawn_binary(&config);
+    let slow = tokio::spawn(async move {
+        Req::get("/slow")
+            .header("x-test-delay-ms", 1000)
+            .send(addr)
+            .await
+    });
+    for _ in 0..200 {
+        if upstream.count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let reply = slow.await.unwrap();
+    assert_eq!(reply.status, 200);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("draining")), "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_the_reason_but_never_the_nonce() {
+    let upstream = Upstream::start().await;
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n{ROUTES}",
+        upstream.url()
+    );
+    let (mut child, addr, _file, logs) = spawn_binary(&config);
+    let secret_nonce = "nonce-that-must-not-be-logged-0123";
+    let reply = Req::post("/payments")
+        .fresh(1, secret_nonce)
+        .header("X-Request-Id", "req-abc-1")
+        .send(addr)
+        .await;
+    assert_eq!(reply.reason(), "stale_timestamp");
+    assert_eq!(reply.header("x-request-id").as_deref(), Some("req-abc-1"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    let lines: Vec<String> = logs.try_iter().collect();
+    let rejection = lines
+        .iter()
+        .find(|l| l.contains("request rejected"))
+        .unwrap_or_else(|| panic!("no rejection line in {lines:?}"));
+    let json: serde_json::Value = serde_json::from_str(rejection).unwrap();
+    assert_eq!(json["fields"]["reason"], "stale_timestamp");
+    assert_eq!(json["fields"]["request_id"], "req-abc-1");
+    assert_eq!(json["fields"]["route"], "create-payment");
+    assert!(lines.iter().all(|l| !l.contains(secret_nonce)));
+}
+
+#[tokio::test]
+async fn tls_listener_answers_over_https() {
+    let upstream = Upstream::start().await;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let proxy = TestProxy::start(
+        &upstream.url(),
+        &format!(
+            "[server.tls]\ncert_file = {:?}\nkey_file = {:?}\n{ROUTES}",
+            cert_path.display().to_string(),
+            key_path.display().to_string()
+        ),
+    )
+    .await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, http_body_util::Empty<bytes::Bytes>>(connector);
+    let uri = format!("https://localhost:{}/hello", proxy.addr.port());
+    let response = client.get(uri.parse().unwrap()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["x-forwarded-proto"], "https");
+}
+
+#[tokio::test]
+async fn missing_tls_files_fail_startup_with_the_file_name() {
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9\"\n[server.tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n";
+    let config = replay_guard::config::Config::parse(toml, "t.toml").unwrap();
+    let clock = replay_guard::clock::ManualClock::at_secs(T0);
+    let error = replay_guard::server::start(config, clock)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("/nonexistent/cert.pem"),
+        "{error}"
+    );
+}
