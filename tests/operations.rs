@@ -320,3 +320,25 @@ async fn missing_tls_files_fail_startup_with_the_file_name() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_command_probes_the_admin_listener() {
+    let upstream = Upstream::start().await;
+    let proxy = TestProxy::start(&upstream.url(), "").await;
+    let url = format!("http://{}/healthz", proxy.admin.unwrap());
+    let probe = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_replay-guard"))
+                .args(["healthcheck", "--url", &url])
+                .output()
+                .unwrap()
+        })
+    };
+    assert_eq!(probe(url).await.unwrap().status.code(), Some(0));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let down = probe(format!("http://{closed}/healthz")).await.unwrap();
+    assert_eq!(down.status.code(), Some(2));
+}
