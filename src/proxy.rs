@@ -179,6 +179,9 @@ impl Proxy {
                 rejection.to_response(id)
             }
         };
+        // The upstream's HTTP version is its own business: answer as HTTP/1.1
+        // (hyper ignores this on HTTP/2 connections).
+        *response.version_mut() = Version::HTTP_11;
         let headers = response.headers_mut();
         headers.insert(REQUEST_ID_HEADER, request_id);
         if let Some(value) = ctx.rate_limit.and_then(|v| HeaderValue::from_str(&v).ok()) {
