@@ -87,6 +87,7 @@ struct RawStore {
 #[serde(deny_unknown_fields)]
 struct RawMemory {
     max_entries: Option<Spanned<u64>>,
+    restart_fence: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -346,7 +347,7 @@ pub struct Idempotency {
 }
 
 /// Rate-limit rule (GCRA, per identity, per instance).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     /// Replenishment: one cell per this period.
     pub period: Duration,
@@ -474,6 +475,9 @@ pub struct StoreConfig {
     pub on_error: OnStoreError,
     /// Memory store bound.
     pub max_entries: usize,
+    /// Memory store: refuse timestamps older than the process start for one
+    /// skew window after start (the store forgot every nonce).
+    pub restart_fence: bool,
     /// DynamoDB settings (when `kind = "dynamodb"`).
     pub dynamodb: Option<DynamoConfig>,
 }
@@ -819,6 +823,7 @@ fn validate_store(raw: RawStore, p: &mut Problems<'_>) -> Option<StoreConfig> {
         kind: raw.kind,
         on_error: raw.on_error,
         max_entries,
+        restart_fence: raw.kind == StoreKind::Memory && raw.memory.restart_fence.unwrap_or(true),
         dynamodb,
     })
 }

@@ -134,6 +134,21 @@ async fn serve(config: Config) -> Result<(), ExitCode> {
         tracing::error!(error = %e, "cannot start");
         ExitCode::from(2)
     })?;
+    let reloader = running.reloader();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the config");
+                // Errors are logged by the reloader; the old config keeps serving.
+                let _ = reloader.reload();
+            }
+        }
+    });
     let trigger = running.shutdown_trigger();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -60,6 +60,12 @@ pub struct Metrics {
     fail_open: Family<RouteLabel, Counter>,
     lost_ownership: Family<OpLabel, Counter>,
     in_flight: Gauge,
+    reloads: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
 }
 
 /// Request outcome label values.
@@ -146,7 +152,14 @@ impl Metrics {
             "Requests being handled",
             in_flight.clone(),
         );
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result (ok, error)",
+            reloads.clone(),
+        );
         Self {
+            reloads,
             registry,
             requests,
             rejections,
@@ -201,6 +214,15 @@ impl Metrics {
     pub fn lost_ownership(&self, op: &str) {
         self.lost_ownership
             .get_or_create(&OpLabel { op: op.to_owned() })
+            .inc();
+    }
+
+    /// Count a configuration reload attempt.
+    pub fn reload(&self, ok: bool) {
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "error" }.to_owned(),
+            })
             .inc();
     }
 

@@ -55,7 +55,11 @@ pub struct Proxy {
     /// Routes in match order.
     table: RouteTable,
     /// One limiter per route (by index), where the route has a rate limit.
-    limiters: Vec<Option<Limiter>>,
+    /// Shared with the next config generation when the route's rule is
+    /// unchanged, so a reload keeps rate-limit state.
+    limiters: Vec<Option<Arc<Limiter>>>,
+    /// When the process started (restart fence for the memory store).
+    started: std::time::Duration,
     /// Replay state (already wrapped for metrics).
     store: Arc<dyn Store>,
     /// Time source for every check.
@@ -93,14 +97,49 @@ impl Proxy {
         clock: SharedClock,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let started = clock.now();
+        Self::build(config, store, clock, metrics, started, &[])
+    }
+
+    /// The next config generation: same store, clock, metrics and start
+    /// time; limiters of routes whose name and rule are unchanged are kept.
+    pub fn reload(&self, config: Arc<Config>) -> Self {
+        let previous: Vec<(&str, &Arc<Limiter>)> = self
+            .config
+            .routes
+            .iter()
+            .zip(&self.limiters)
+            .filter_map(|(route, limiter)| limiter.as_ref().map(|l| (route.name.as_str(), l)))
+            .collect();
+        Self::build(
+            config,
+            self.store.clone(),
+            self.clock.clone(),
+            self.metrics.clone(),
+            self.started,
+            &previous,
+        )
+    }
+
+    fn build(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+        started: std::time::Duration,
+        previous: &[(&str, &Arc<Limiter>)],
+    ) -> Self {
         let table = RouteTable::new(config.routes.clone());
         let limiters = config
             .routes
             .iter()
             .map(|route| {
-                route
-                    .rate_limit
-                    .map(|rule| Limiter::new(rule, clock.clone()))
+                let rule = route.rate_limit?;
+                let kept = previous
+                    .iter()
+                    .find(|(name, limiter)| *name == route.name && *limiter.rule() == rule)
+                    .map(|(_, limiter)| Arc::clone(limiter));
+                Some(kept.unwrap_or_else(|| Arc::new(Limiter::new(rule, clock.clone()))))
             })
             .collect();
         let upstream = Upstream::new(
@@ -111,6 +150,7 @@ impl Proxy {
             config,
             table,
             limiters,
+            started,
             store,
             clock,
             upstream,
@@ -232,7 +272,7 @@ impl Proxy {
                 .forward_streaming(parts, body, &normalized, peer, https, request_id, ctx)
                 .await;
         }
-        let limiter = self.limiters.get(index).and_then(Option::as_ref);
+        let limiter = self.limiters.get(index).and_then(Option::as_deref);
 
         // Rate limit by an identity known before any parsing.
         let mut identity = match &route.identity {
@@ -274,6 +314,11 @@ impl Proxy {
             )),
             None => None,
         };
+        if let (Some((fresh, _)), Some(rule), Some(_)) =
+            (&fresh_secs, &route.freshness, route.nonce)
+        {
+            self.restart_fence(fresh, rule.max_skew)?;
+        }
 
         // Body, buffered and capped.
         let body = read_body(body, max_body, self.upstream.timeout()).await?;
@@ -454,6 +499,24 @@ impl Proxy {
             response: Response::from_parts(head, body),
             outcome: Outcome::Forwarded,
         })
+    }
+
+    /// The memory store forgot every nonce at restart: for one skew window
+    /// after start, a timestamp from before the start could be a replay the
+    /// store cannot recognise. Compared in whole seconds (the start rounded
+    /// down), so clients signing in the start's own second are not refused.
+    fn restart_fence(
+        &self,
+        fresh: &freshness::Fresh,
+        skew: std::time::Duration,
+    ) -> Result<(), Rejection> {
+        if !self.config.store.restart_fence || self.clock.now() >= self.started + skew {
+            return Ok(());
+        }
+        if fresh.millis < i128::from(self.started.as_secs()) * 1000 {
+            return Err(Rejection::StaleTimestamp);
+        }
+        Ok(())
     }
 
     /// Apply `on_error`: fail closed with a rejection, or fail open.

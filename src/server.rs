@@ -10,10 +10,12 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -28,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::{self, Body};
 use crate::clock::SharedClock;
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, ConfigErrors, StoreKind};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::proxy::Proxy;
 use crate::store::dynamodb::{DynamoSettings, DynamoStore};
@@ -65,6 +67,72 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    reloader: Reloader,
+}
+
+/// Swaps in a new configuration generation for new requests; in-flight
+/// requests finish on the one they started with.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    current: Arc<ArcSwap<Proxy>>,
+    path: PathBuf,
+}
+
+impl Reloader {
+    /// Re-read the config file; if valid, swap routes, keys and limits
+    /// atomically (unchanged rate-limit rules keep their state). If invalid,
+    /// keep serving the old config and return the errors.
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let old = self.current.load_full();
+        let result = Config::load(&self.path);
+        old.metrics().reload(result.is_ok());
+        let config = match result {
+            Ok(config) => config,
+            Err(errors) => {
+                tracing::error!(errors = %errors, "config reload failed; still serving the previous config");
+                return Err(errors);
+            }
+        };
+        let before = old.config();
+        let needs_restart = [
+            ("listen", before.server.listen != config.server.listen),
+            (
+                "admin_listen",
+                before.server.admin_listen != config.server.admin_listen,
+            ),
+            (
+                "tls",
+                before.server.tls.is_some() != config.server.tls.is_some(),
+            ),
+            (
+                "max_connections",
+                before.server.max_connections != config.server.max_connections,
+            ),
+            (
+                "header_read_timeout_ms",
+                before.server.header_read_timeout != config.server.header_read_timeout,
+            ),
+            (
+                "shutdown_grace_secs",
+                before.server.shutdown_grace != config.server.shutdown_grace,
+            ),
+            (
+                "[store]",
+                format!("{:?}", before.store) != format!("{:?}", config.store),
+            ),
+        ];
+        for (key, changed) in needs_restart {
+            if changed {
+                tracing::warn!(
+                    key,
+                    "changed in the config file; takes effect only after a restart"
+                );
+            }
+        }
+        self.current.store(Arc::new(old.reload(Arc::new(config))));
+        tracing::info!(path = %self.path.display(), "config reloaded");
+        Ok(())
+    }
 }
 
 impl Running {
@@ -78,6 +146,11 @@ impl Running {
     /// Resolve when the server has stopped (after a shutdown signal).
     pub async fn wait(self) {
         let _ = self.task.await;
+    }
+
+    /// The reload handle (for SIGHUP handlers).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// A sender that triggers shutdown (for signal handlers).
@@ -162,14 +235,24 @@ pub async fn start_with_store(
     for key in config.keys.values().filter(|k| k.inline) {
         tracing::warn!(key_id = %key.id, "key secret is written inline in the config file: use secret_env or secret_file outside demos");
     }
+    let path = PathBuf::from(&config.source);
     let config = Arc::new(config);
-    let proxy = Arc::new(Proxy::new(config.clone(), store, clock, metrics.clone()));
+    let current = Arc::new(ArcSwap::from_pointee(Proxy::new(
+        config.clone(),
+        store,
+        clock,
+        metrics.clone(),
+    )));
+    let reloader = Reloader {
+        current: current.clone(),
+        path,
+    };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let draining = Arc::new(AtomicBool::new(false));
 
     // Rate-limit state sweeper.
     {
-        let proxy = Arc::downgrade(&proxy);
+        let proxy = Arc::downgrade(&current);
         let mut stop = shutdown_rx.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -179,22 +262,22 @@ pub async fn start_with_store(
                     _ = stop.changed() => break,
                 }
                 let Some(proxy) = proxy.upgrade() else { break };
-                proxy.sweep_limiters();
+                proxy.load().sweep_limiters();
             }
         });
     }
 
     if let Some(admin) = admin {
-        let proxy = proxy.clone();
+        let reloader = reloader.clone();
         let draining = draining.clone();
         let stop = shutdown_rx.clone();
-        tokio::spawn(serve_admin(admin, proxy, draining, stop));
+        tokio::spawn(serve_admin(admin, reloader, draining, stop));
     }
 
     let task = tokio::spawn(serve_proxy(
         listener,
         tls,
-        proxy,
+        current,
         config,
         draining,
         shutdown_rx,
@@ -206,6 +289,7 @@ pub async fn start_with_store(
         metrics,
         shutdown,
         task,
+        reloader,
     })
 }
 
@@ -226,7 +310,7 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 async fn serve_proxy(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    proxy: Arc<Proxy>,
+    current: Arc<ArcSwap<Proxy>>,
     config: Arc<Config>,
     draining: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
@@ -256,7 +340,7 @@ async fn serve_proxy(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
+        let proxy = current.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -302,7 +386,7 @@ async fn serve_proxy(
 async fn serve_connection<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
-    proxy: Arc<Proxy>,
+    current: Arc<ArcSwap<Proxy>>,
     peer: SocketAddr,
     https: bool,
     watcher: Watcher,
@@ -310,7 +394,8 @@ async fn serve_connection<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = service_fn(move |request: Request<Incoming>| {
-        let proxy = proxy.clone();
+        // Each request runs on the config generation current when it arrived.
+        let proxy = current.load_full();
         async move { Ok::<_, Infallible>(proxy.handle(request, peer, https).await) }
     });
     let connection = builder.serve_connection(io, service).into_owned();
@@ -321,7 +406,7 @@ async fn serve_connection<I>(
 
 async fn serve_admin(
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    reloader: Reloader,
     draining: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -341,12 +426,12 @@ async fn serve_admin(
                 continue;
             }
         };
-        let proxy = proxy.clone();
+        let reloader = reloader.clone();
         let draining = draining.clone();
         let service = service_fn(move |request: Request<Incoming>| {
-            let proxy = proxy.clone();
+            let reloader = reloader.clone();
             let draining = draining.clone();
-            async move { Ok::<_, Infallible>(admin(request, &proxy, &draining).await) }
+            async move { Ok::<_, Infallible>(admin(request, &reloader, &draining).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -357,7 +442,12 @@ async fn serve_admin(
     }
 }
 
-async fn admin(request: Request<Incoming>, proxy: &Proxy, draining: &AtomicBool) -> Response<Body> {
+async fn admin(
+    request: Request<Incoming>,
+    reloader: &Reloader,
+    draining: &AtomicBool,
+) -> Response<Body> {
+    let proxy = reloader.current.load_full();
     let text = |status: StatusCode, body: String| {
         let mut response = Response::new(body::full(body));
         *response.status_mut() = status;
@@ -367,6 +457,18 @@ async fn admin(request: Request<Incoming>, proxy: &Proxy, draining: &AtomicBool)
         );
         response
     };
+    if request.uri().path() == "/reload" {
+        if request.method() != Method::POST {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "POST /reload\n".into());
+        }
+        return match reloader.reload() {
+            Ok(()) => text(StatusCode::OK, "reloaded\n".into()),
+            Err(errors) => text(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{errors}\nstill serving the previous config\n"),
+            ),
+        };
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
     }
@@ -385,7 +487,7 @@ async fn admin(request: Request<Incoming>, proxy: &Proxy, draining: &AtomicBool)
             }
         }
         "/metrics" => {
-            let mut response = text(StatusCode::OK, proxy_metrics(proxy));
+            let mut response = text(StatusCode::OK, proxy_metrics(&proxy));
             response.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(

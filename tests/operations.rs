@@ -5,10 +5,10 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use support::binary::spawn_binary;
 use support::client::{nonce, Req};
 use support::proxy::{TestProxy, T0};
 use support::upstream::Upstream;
@@ -154,47 +154,6 @@ async fn draining_turns_readyz_503_and_finishes_in_flight_requests() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer accepting"
     );
-}
-
-/// The real binary with a config file; returns the child and its
-/// listening addresses read from its JSON log.
-fn spawn_binary(
-    config: &str,
-) -> (
-    Child,
-    std::net::SocketAddr,
-    tempfile::NamedTempFile,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    std::io::Write::write_all(&mut file, config.as_bytes()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_replay-guard"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(file.path())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the proxy logs its address");
-        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        if json["fields"]["message"] == "replay-guard listening" {
-            break json["fields"]["addr"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    (child, addr, file, rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,6 +65,11 @@ impl Limiter {
         }
     }
 
+    /// The rule this limiter enforces.
+    pub fn rule(&self) -> &RateLimit {
+        &self.rule
+    }
+
     /// `RateLimit-Policy` header value.
     pub fn policy(&self) -> String {
         format!("\"default\";q={};w={}", self.rule.burst, self.window_secs())

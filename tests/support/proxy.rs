@@ -30,7 +30,29 @@ impl TestProxy {
 
     /// Start from a complete TOML text.
     pub async fn start_full(toml: &str) -> TestProxy {
-        let config = Config::parse(toml, "test.toml").unwrap_or_else(|e| panic!("config:\n{e}"));
+        let mut config =
+            Config::parse(toml, "test.toml").unwrap_or_else(|e| panic!("config:\n{e}"));
+        // Tests start the clock at T0 and send timestamps from before it;
+        // the restart fence is tested on its own, where the TOML names it.
+        if !toml.contains("restart_fence") {
+            config.store.restart_fence = false;
+        }
+        let clock = ManualClock::at_secs(T0);
+        let running = server::start(config, clock.clone())
+            .await
+            .expect("proxy starts");
+        TestProxy {
+            addr: running.addr,
+            admin: running.admin_addr,
+            clock,
+            running: Some(running),
+        }
+    }
+
+    /// Start from a config file (so it can be reloaded), with the
+    /// restart fence as the file says.
+    pub async fn start_file(path: &std::path::Path) -> TestProxy {
+        let config = Config::load(path).unwrap_or_else(|e| panic!("config:\n{e}"));
         let clock = ManualClock::at_secs(T0);
         let running = server::start(config, clock.clone())
             .await

@@ -1,0 +1,223 @@
+//! Changing replay-guard while traffic flows: config reload (admin
+//! `POST /reload` and SIGHUP) and the memory store's restart fence.
+
+mod support;
+
+use std::time::Duration;
+
+use support::binary::spawn_binary;
+use support::client::{nonce, Req};
+use support::proxy::{TestProxy, T0};
+use support::upstream::Upstream;
+
+fn config(upstream: &str, nonce_rule: bool, extra_route: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+upstream = "{upstream}"
+
+[store.memory]
+restart_fence = false
+
+[[routes]]
+name = "payments"
+path = "/payments"
+freshness = {{ max_skew_secs = 300 }}
+{nonce}
+
+[[routes]]
+name = "limited"
+path = "/limited"
+rate_limit = {{ per_minute = 2, burst = 2 }}
+{extra_route}
+"#,
+        nonce = if nonce_rule {
+            "nonce = { required = true }"
+        } else {
+            ""
+        }
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_routes_without_dropping_in_flight_requests() {
+    let upstream = Upstream::start().await;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), config(&upstream.url(), false, "")).unwrap();
+    let proxy = TestProxy::start_file(file.path()).await;
+    let admin = proxy.admin.unwrap();
+    let request = Req::post("/payments").fresh(T0, &nonce(1));
+    // Report-free world before the change: the nonce is not checked.
+    assert_eq!(request.send(proxy.addr).await.status, 200);
+    assert_eq!(request.send(proxy.addr).await.status, 200);
+    // Two requests spend the rate-limit burst of an unchanged route.
+    assert_eq!(Req::get("/limited").send(proxy.addr).await.status, 200);
+    assert_eq!(Req::get("/limited").send(proxy.addr).await.status, 200);
+    assert_eq!(
+        Req::get("/limited").send(proxy.addr).await.reason(),
+        "rate_limited"
+    );
+
+    // A slow request in flight while the config changes.
+    let addr = proxy.addr;
+    let slow = tokio::spawn(async move {
+        Req::get("/slow")
+            .header("x-test-delay-ms", 500)
+            .send(addr)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::write(
+        file.path(),
+        config(
+            &upstream.url(),
+            true,
+            "[[routes]]\nname = \"new\"\npath = \"/new\"\n",
+        ),
+    )
+    .unwrap();
+    let reply = Req::post("/reload").send(admin).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(
+        slow.await.unwrap().status,
+        200,
+        "in-flight request finished"
+    );
+
+    let fresh = Req::post("/payments").fresh(T0, &nonce(2));
+    assert_eq!(fresh.send(proxy.addr).await.status, 200);
+    let replay = fresh.send(proxy.addr).await;
+    assert_eq!(
+        (replay.status.as_u16(), replay.reason().as_str()),
+        (409, "replayed_nonce")
+    );
+    // The unchanged route kept its limiter state.
+    assert_eq!(
+        Req::get("/limited").send(proxy.addr).await.reason(),
+        "rate_limited"
+    );
+    // 2 payments + 2 limited + slow + 1 fresh payment.
+    assert_eq!(upstream.count(), 6);
+}
+
+#[tokio::test]
+async fn an_invalid_file_keeps_the_old_config_serving() {
+    let upstream = Upstream::start().await;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), config(&upstream.url(), true, "")).unwrap();
+    let proxy = TestProxy::start_file(file.path()).await;
+    let admin = proxy.admin.unwrap();
+    std::fs::write(
+        file.path(),
+        "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"nope\"\n",
+    )
+    .unwrap();
+    let reply = Req::post("/reload").send(admin).await;
+    assert_eq!(reply.status, 422);
+    let body = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(
+        body.contains(":3:12: upstream"),
+        "file:line:col in the answer: {body}"
+    );
+    // Still the old config: nonces are checked.
+    let request = Req::post("/payments").fresh(T0, &nonce(3));
+    assert_eq!(request.send(proxy.addr).await.status, 200);
+    assert_eq!(request.send(proxy.addr).await.reason(), "replayed_nonce");
+    let metrics = String::from_utf8(Req::get("/metrics").send(admin).await.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains(r#"replay_guard_config_reloads_total{result="error"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_running_binary() {
+    let upstream = Upstream::start().await;
+    let (mut child, addr, file, _logs) = spawn_binary(&config(&upstream.url(), false, ""));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let request = Req::post("/payments").fresh(now, &nonce(4));
+    assert_eq!(request.send(addr).await.status, 200);
+    std::fs::write(file.path(), config(&upstream.url(), true, "")).unwrap();
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let fresh = Req::post("/payments").fresh(now, &nonce(5));
+    let mut status = 0;
+    for _ in 0..50 {
+        // Each attempt uses the same nonce: once the reload is in, the first
+        // attempt is forwarded and the next one is a replay.
+        let reply = fresh.send(addr).await;
+        if reply.reason() == "replayed_nonce" {
+            status = 409;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 409, "after SIGHUP the nonce rule applies");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn restart_fence_refuses_timestamps_from_before_the_start() {
+    let upstream = Upstream::start().await;
+    let routes = "[store.memory]\nrestart_fence = true\n[[routes]]\nname = \"p\"\npath = \"/p\"\nfreshness = { max_skew_secs = 60 }\nnonce = {}\n";
+    let proxy = TestProxy::start(&upstream.url(), routes).await;
+    // Signed before the start: the store cannot know whether it was seen.
+    let before = Req::post("/p")
+        .fresh(T0 - 10, &nonce(6))
+        .send(proxy.addr)
+        .await;
+    assert_eq!(
+        (before.status.as_u16(), before.reason().as_str()),
+        (400, "stale_timestamp")
+    );
+    let fresh = Req::post("/p").fresh(T0, &nonce(7)).send(proxy.addr).await;
+    assert_eq!(fresh.status, 200, "the start's own second: not before it");
+    assert_eq!(upstream.count(), 1);
+    // One window after the start the fence is gone.
+    proxy.clock.advance(Duration::from_secs(61));
+    let later = Req::post("/p")
+        .fresh(T0 + 30, &nonce(8))
+        .send(proxy.addr)
+        .await;
+    assert_eq!(later.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_captured_before_a_restart_is_refused_after_it() {
+    let upstream = Upstream::start().await;
+    let routes =
+        "[[routes]]\nname = \"p\"\npath = \"/p\"\nfreshness = { max_skew_secs = 60 }\nnonce = {}\n";
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n{routes}",
+        upstream.url()
+    );
+    let (mut first, addr, _file, _logs) = spawn_binary(&config);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let captured = Req::post("/p").fresh(now, &nonce(9));
+    assert_eq!(captured.send(addr).await.status, 200);
+    // Restart in a later second than the capture.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    first.kill().unwrap();
+    let _ = first.wait();
+    let (mut second, addr, _file2, _logs2) = spawn_binary(&config);
+    let replay = captured.send(addr).await;
+    assert_eq!(
+        (replay.status.as_u16(), replay.reason().as_str()),
+        (400, "stale_timestamp")
+    );
+    assert_eq!(upstream.count(), 1, "the replay never reached the upstream");
+    second.kill().unwrap();
+    let _ = second.wait();
+}
