@@ -61,6 +61,8 @@ struct RawServer {
     shutdown_grace_secs: Option<u64>,
     max_connections: Option<Spanned<u64>>,
     header_read_timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    access_log: bool,
     tls: Option<Spanned<RawTls>>,
 }
 
@@ -451,6 +453,8 @@ pub struct Server {
     pub header_read_timeout: Duration,
     /// Optional TLS on the public listener.
     pub tls: Option<TlsFiles>,
+    /// One `info` line per request (method, route, status, duration).
+    pub access_log: bool,
 }
 
 /// `[store.dynamodb]`.
@@ -761,6 +765,7 @@ fn validate_server(raw: RawServer, p: &mut Problems<'_>) -> Option<Server> {
             p,
         ),
         tls,
+        access_log: raw.access_log,
     })
 }
 

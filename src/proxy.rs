@@ -188,6 +188,8 @@ impl Proxy {
         https: bool,
     ) -> Response<Body> {
         let request_id = request_id(request.headers());
+        let started = Instant::now();
+        let method = request.method().clone();
         let mut ctx = Ctx {
             route: UNMATCHED.to_owned(),
             ..Ctx::default()
@@ -229,6 +231,17 @@ impl Proxy {
         }
         if ctx.close {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        if self.config.server.access_log {
+            tracing::info!(
+                target: "replay_guard::access",
+                request_id = response.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+                method = %method,
+                route = %ctx.route,
+                status = response.status().as_u16(),
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "access"
+            );
         }
         response
     }

@@ -301,3 +301,39 @@ async fn healthcheck_command_probes_the_admin_listener() {
     let down = probe(format!("http://{closed}/healthz")).await.unwrap();
     assert_eq!(down.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_is_off_by_default_and_one_line_per_request_when_on() {
+    let upstream = Upstream::start().await;
+    for on in [false, true] {
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\naccess_log = {on}\n",
+            upstream.url()
+        );
+        let (mut child, addr, _file, logs) = spawn_binary(&config);
+        assert_eq!(
+            Req::get("/a?token=secret-query").send(addr).await.status,
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        child.kill().unwrap();
+        let _ = child.wait();
+        let lines: Vec<String> = logs
+            .try_iter()
+            .filter(|l| l.contains("\"access\""))
+            .collect();
+        if !on {
+            assert!(lines.is_empty(), "{lines:?}");
+            continue;
+        }
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let json: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(json["fields"]["status"], 200);
+        assert_eq!(json["fields"]["method"], "GET");
+        assert_eq!(json["fields"]["route"], "unmatched");
+        assert!(
+            !lines[0].contains("secret-query"),
+            "no query strings in logs"
+        );
+    }
+}
