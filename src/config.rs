@@ -63,6 +63,8 @@ struct RawServer {
     header_read_timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     access_log: bool,
+    #[serde(default)]
+    case_insensitive_paths: bool,
     tls: Option<Spanned<RawTls>>,
 }
 
@@ -455,6 +457,9 @@ pub struct Server {
     pub tls: Option<TlsFiles>,
     /// One `info` line per request (method, route, status, duration).
     pub access_log: bool,
+    /// Match routes case-insensitively (for upstreams that ignore case),
+    /// so `/PAYMENTS` gets `/payments`' checks. Forwarded paths keep their case.
+    pub case_insensitive_paths: bool,
 }
 
 /// `[store.dynamodb]`.
@@ -766,6 +771,7 @@ fn validate_server(raw: RawServer, p: &mut Problems<'_>) -> Option<Server> {
         ),
         tls,
         access_log: raw.access_log,
+        case_insensitive_paths: raw.case_insensitive_paths,
     })
 }
 
@@ -1063,7 +1069,12 @@ fn validate_route(
             ok = false;
         }
     }
-    let path = match PathPattern::compile(raw.path.get_ref()) {
+    let pattern = if server.is_some_and(|s| s.case_insensitive_paths) {
+        raw.path.get_ref().to_ascii_lowercase()
+    } else {
+        raw.path.get_ref().clone()
+    };
+    let path = match PathPattern::compile(&pattern) {
         Ok(pattern) => Some(pattern),
         Err(message) => {
             p.at(raw.path.span(), message);

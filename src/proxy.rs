@@ -269,6 +269,11 @@ impl Proxy {
             Rejection::MalformedRequest("The request path is ambiguous (encoded slash, backslash, control character or broken escape).")
         })?;
         let key = path::match_key(&normalized);
+        let key = if self.config.server.case_insensitive_paths {
+            std::borrow::Cow::Owned(key.to_ascii_lowercase())
+        } else {
+            key
+        };
 
         // Route.
         let Some((index, route)) = self.table.find(&parts.method, &key) else {
@@ -643,12 +648,18 @@ impl Proxy {
             ),
             None => format!("{}://{}{normalized}", upstream.scheme, upstream.authority),
         };
-        let client_host = parts.headers.get(HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        // An absolute-form target's authority replaces Host (RFC 9112
+        // §3.2.2): the upstream sees the host the signature covered.
+        let client_host = match parts.uri.authority() {
+            Some(authority) => {
+                let host = HeaderValue::from_str(authority.as_str()).ok();
+                if let Some(host) = &host {
+                    parts.headers.insert(HOST, host.clone());
+                }
+                host
+            }
+            None => parts.headers.get(HOST).cloned(),
+        };
         parts.uri = target
             .parse::<Uri>()
             .map_err(|_| UpstreamError::Other("could not build the upstream URI".into()))?;

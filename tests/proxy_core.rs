@@ -438,3 +438,51 @@ async fn content_length_with_transfer_encoding_is_never_forwarded_with_both() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert_eq!(upstream.count(), 1);
 }
+
+#[tokio::test]
+async fn case_insensitive_paths_match_any_case_and_forward_it_unchanged() {
+    let (upstream, proxy) = setup("case_insensitive_paths = true").await;
+    for spelling in ["/PAYMENTS", "/Payments/", "/pAyMeNtS"] {
+        let reply = Req::post(spelling).send(proxy.addr).await;
+        assert_eq!(reply.reason(), "missing_timestamp", "{spelling}");
+    }
+    assert_eq!(upstream.count(), 0);
+    let reply = Req::post("/PAYMENTS")
+        .fresh(T0, &nonce(1))
+        .send(proxy.addr)
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(upstream.seen()[0].path_and_query, "/PAYMENTS");
+    // Without the option, case matters (and the route is not applied).
+    let (upstream, proxy) = setup("unmatched = \"reject\"").await;
+    assert_eq!(
+        Req::post("/PAYMENTS").send(proxy.addr).await.reason(),
+        "route_not_allowed"
+    );
+    assert_eq!(upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn absolute_form_targets_get_the_route_checks_and_their_authority_as_host() {
+    let (upstream, proxy) = setup("").await;
+    let head = format!(
+        "POST http://payments.internal:8080/payments HTTP/1.1\r\nHost: other.example\r\nX-Client: a\r\nX-Request-Timestamp: {T0}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let answer = raw_exchange(proxy.addr, head.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("missing_nonce"), "{answer}");
+    assert_eq!(upstream.count(), 0);
+    let head = format!(
+        "POST http://payments.internal:8080/payments HTTP/1.1\r\nHost: other.example\r\nX-Client: a\r\nX-Request-Timestamp: {T0}\r\nX-Request-Nonce: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        nonce(1)
+    );
+    let answer = raw_exchange(proxy.addr, head.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = upstream.seen();
+    assert_eq!(seen[0].path_and_query, "/payments");
+    assert_eq!(seen[0].headers["host"], "payments.internal:8080");
+    assert_eq!(
+        seen[0].headers["x-forwarded-host"],
+        "payments.internal:8080"
+    );
+}
