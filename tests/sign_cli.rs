@@ -263,3 +263,42 @@ async fn openssl_snippet_reproduces_the_known_answer_and_verifies() {
     assert_eq!(upstream.count(), 1);
 }
 
+/// The proxy verifies the path it forwards (normalised); `sign` signs that
+/// same normal form, so any spelling of the URL it is given works — with
+/// curl (which resolves dot segments itself) and sent as written.
+#[tokio::test]
+async fn sign_signs_the_normalised_path() {
+    let (upstream, proxy, secret_file) = setup().await;
+    for (n, spelling) in ["/v1//payments?q=1", "/v1/./x/../%70ayments?q=1"]
+        .into_iter()
+        .enumerate()
+    {
+        let url = format!("http://{}{spelling}", proxy.addr);
+        let lines = run(replay_guard_sign()
+            .args(["--format", "headers", "--method", "POST", "--url", &url])
+            .args(["--key-id", "billing-svc", "--secret-file"])
+            .arg(secret_file.path()));
+        let reply = with_header_lines(Req::post(spelling), &lines)
+            .send(proxy.addr)
+            .await;
+        assert_eq!(reply.status, 200, "{spelling}: {:?}", reply.body);
+        assert_eq!(upstream.count(), n + 1);
+        assert_eq!(upstream.seen()[n].path_and_query, "/v1/payments?q=1");
+    }
+    let url = format!("http://{}/v1/./payments", proxy.addr);
+    let command = run(replay_guard_sign()
+        .args(["--method", "POST", "--url", &url])
+        .args(["--key-id", "billing-svc", "--secret-file"])
+        .arg(secret_file.path()));
+    if Command::new("curl").arg("--version").output().is_ok() {
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("sh")
+                .args(["-c", &format!("{} --max-time 10", command.trim_end())])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), r#"{"hit":3}"#, "{output:?}");
+    }
+}
