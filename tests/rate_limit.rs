@@ -118,10 +118,18 @@ async fn retry_after_counts_down_and_rounds_up() {
     );
     proxy.clock.advance(Duration::from_millis(10_500));
     let reply = client("/slow", "alice").send(proxy.addr).await;
-    assert_eq!(reply.header("retry-after").as_deref(), Some("20"), "19.5 s rounds up");
+    assert_eq!(
+        reply.header("retry-after").as_deref(),
+        Some("20"),
+        "19.5 s rounds up"
+    );
     proxy.clock.advance(Duration::from_millis(19_499));
     let reply = client("/slow", "alice").send(proxy.addr).await;
-    assert_eq!(reply.header("retry-after").as_deref(), Some("1"), "1 ms rounds up to 1 s");
+    assert_eq!(
+        reply.header("retry-after").as_deref(),
+        Some("1"),
+        "1 ms rounds up to 1 s"
+    );
     proxy.clock.advance(Duration::from_millis(1));
     assert_eq!(client("/slow", "alice").send(proxy.addr).await.status, 200);
     assert_eq!(upstream.count(), 2);
@@ -131,20 +139,41 @@ async fn retry_after_counts_down_and_rounds_up() {
 async fn buckets_refill_as_the_clock_moves() {
     let (upstream, proxy) = setup("").await;
     for _ in 0..3 {
-        assert_eq!(client("/search", "alice").send(proxy.addr).await.status, 200);
+        assert_eq!(
+            client("/search", "alice").send(proxy.addr).await.status,
+            200
+        );
     }
-    assert_eq!(client("/search", "alice").send(proxy.addr).await.status, 429);
+    assert_eq!(
+        client("/search", "alice").send(proxy.addr).await.status,
+        429
+    );
     proxy.clock.advance(Duration::from_millis(999));
-    assert_eq!(client("/search", "alice").send(proxy.addr).await.status, 429);
+    assert_eq!(
+        client("/search", "alice").send(proxy.addr).await.status,
+        429
+    );
     proxy.clock.advance(Duration::from_millis(1));
-    assert_eq!(client("/search", "alice").send(proxy.addr).await.status, 200);
-    assert_eq!(client("/search", "alice").send(proxy.addr).await.status, 429);
+    assert_eq!(
+        client("/search", "alice").send(proxy.addr).await.status,
+        200
+    );
+    assert_eq!(
+        client("/search", "alice").send(proxy.addr).await.status,
+        429
+    );
     // A long pause refills the whole burst, never more.
     proxy.clock.advance(Duration::from_secs(60));
     for _ in 0..3 {
-        assert_eq!(client("/search", "alice").send(proxy.addr).await.status, 200);
+        assert_eq!(
+            client("/search", "alice").send(proxy.addr).await.status,
+            200
+        );
     }
-    assert_eq!(client("/search", "alice").send(proxy.addr).await.status, 429);
+    assert_eq!(
+        client("/search", "alice").send(proxy.addr).await.status,
+        429
+    );
     assert_eq!(upstream.count(), 7);
 }
 
@@ -152,9 +181,15 @@ async fn buckets_refill_as_the_clock_moves() {
 async fn identities_and_routes_are_independent() {
     let (upstream, proxy) = setup("").await;
     for _ in 0..3 {
-        assert_eq!(client("/search", "alice").send(proxy.addr).await.status, 200);
+        assert_eq!(
+            client("/search", "alice").send(proxy.addr).await.status,
+            200
+        );
     }
-    assert_eq!(client("/search", "alice").send(proxy.addr).await.status, 429);
+    assert_eq!(
+        client("/search", "alice").send(proxy.addr).await.status,
+        429
+    );
     // Another identity on the same route.
     for _ in 0..3 {
         assert_eq!(client("/search", "bob").send(proxy.addr).await.status, 200);
@@ -162,9 +197,15 @@ async fn identities_and_routes_are_independent() {
     assert_eq!(client("/search", "bob").send(proxy.addr).await.status, 429);
     // The same identity on another route.
     for _ in 0..3 {
-        assert_eq!(client("/export", "alice").send(proxy.addr).await.status, 200);
+        assert_eq!(
+            client("/export", "alice").send(proxy.addr).await.status,
+            200
+        );
     }
-    assert_eq!(client("/export", "alice").send(proxy.addr).await.status, 429);
+    assert_eq!(
+        client("/export", "alice").send(proxy.addr).await.status,
+        429
+    );
     assert_eq!(upstream.count(), 9);
 }
 
@@ -183,7 +224,11 @@ async fn spoofed_x_forwarded_for_from_an_untrusted_peer_does_not_change_the_key(
             .header("X-Forwarded-For", format!("198.51.100.{i}, 203.0.113.{i}"))
             .send(proxy.addr)
             .await;
-        assert_eq!(reply.reason(), "rate_limited", "spoofed hop {i} got a new bucket");
+        assert_eq!(
+            reply.reason(),
+            "rate_limited",
+            "spoofed hop {i} got a new bucket"
+        );
     }
     assert_eq!(upstream.count(), 2);
 }
@@ -208,16 +253,25 @@ async fn x_forwarded_for_from_a_trusted_proxy_names_the_client() {
 async fn forged_signatures_never_spend_the_real_keys_budget() {
     let (upstream, proxy) = setup("").await;
     let signed = |key: &str, secret: &str, n: usize| {
-        Req::post("/signed").body("{}").signed(&proxy.host(), key, secret, T0, &nonce(n))
+        Req::post("/signed")
+            .body("{}")
+            .signed(&proxy.host(), key, secret, T0, &nonce(n))
     };
     for n in 0..20 {
-        let reply = signed("billing-svc", "attacker-guess", n).send(proxy.addr).await;
+        let reply = signed("billing-svc", "attacker-guess", n)
+            .send(proxy.addr)
+            .await;
         assert_eq!(reply.status, 401, "forged request {n}: {:?}", reply.body);
         assert_eq!(reply.reason(), "bad_signature");
     }
     // Unsigned requests naming the key do not count either.
-    let unsigned = Req::post("/signed").fresh(T0, &nonce(100)).header("X-Key-Id", "billing-svc");
-    assert_eq!(unsigned.send(proxy.addr).await.reason(), "missing_signature");
+    let unsigned = Req::post("/signed")
+        .fresh(T0, &nonce(100))
+        .header("X-Key-Id", "billing-svc");
+    assert_eq!(
+        unsigned.send(proxy.addr).await.reason(),
+        "missing_signature"
+    );
     assert_eq!(upstream.count(), 0);
 
     // The real client still has its whole burst.
@@ -229,7 +283,13 @@ async fn forged_signatures_never_spend_the_real_keys_budget() {
     assert_eq!(reply.reason(), "rate_limited");
     assert_eq!(reply.header("retry-after").as_deref(), Some("1"));
     // Another key has its own budget.
-    assert_eq!(signed("other-svc", OTHER_SECRET, 300).send(proxy.addr).await.status, 200);
+    assert_eq!(
+        signed("other-svc", OTHER_SECRET, 300)
+            .send(proxy.addr)
+            .await
+            .status,
+        200
+    );
     assert_eq!(upstream.count(), 3);
 }
 
@@ -237,13 +297,18 @@ async fn forged_signatures_never_spend_the_real_keys_budget() {
 async fn a_throttled_signed_request_does_not_burn_its_nonce() {
     let (upstream, proxy) = setup("").await;
     let signed = |n: usize| {
-        Req::post("/signed").body("{}").signed(&proxy.host(), "billing-svc", SECRET, T0, &nonce(n))
+        Req::post("/signed")
+            .body("{}")
+            .signed(&proxy.host(), "billing-svc", SECRET, T0, &nonce(n))
     };
     assert_eq!(signed(1).send(proxy.addr).await.status, 200);
     assert_eq!(signed(2).send(proxy.addr).await.status, 200);
     assert_eq!(signed(3).send(proxy.addr).await.reason(), "rate_limited");
     proxy.clock.advance(Duration::from_secs(1));
-    assert_eq!(signed(3).send(proxy.addr).await.status, 200, "nonce 3 was not claimed by the 429");
+    assert_eq!(
+        signed(3).send(proxy.addr).await.status,
+        200,
+        "nonce 3 was not claimed by the 429"
+    );
     assert_eq!(upstream.count(), 3);
 }
-

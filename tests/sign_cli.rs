@@ -119,7 +119,12 @@ async fn sign_headers_output_is_accepted_verbatim() {
     body_file.write_all(b"line one\nline two\n").unwrap();
     let lines = run(replay_guard_sign()
         .args(["--format", "headers", "--method", "PUT", "--url", &url])
-        .args(["--key-id", "billing-svc", "--secret-env", "RG_SIGNCLI_SECRET"])
+        .args([
+            "--key-id",
+            "billing-svc",
+            "--secret-env",
+            "RG_SIGNCLI_SECRET",
+        ])
         .arg("--body-file")
         .arg(body_file.path())
         .env("RG_SIGNCLI_SECRET", SECRET));
@@ -156,11 +161,25 @@ async fn sign_curl_output_is_a_working_curl_command() {
         .arg(secret_file.path()));
     // Shape: one curl command, a -H per header, the body, the URL last.
     assert!(command.starts_with("curl -sS -X POST \\\n"), "{command}");
-    for name in ["X-Request-Timestamp", "X-Request-Nonce", "X-Key-Id", "X-Signature"] {
-        assert!(command.contains(&format!("-H '{name}: ")), "{name}: {command}");
+    for name in [
+        "X-Request-Timestamp",
+        "X-Request-Nonce",
+        "X-Key-Id",
+        "X-Signature",
+    ] {
+        assert!(
+            command.contains(&format!("-H '{name}: ")),
+            "{name}: {command}"
+        );
     }
-    assert!(command.contains(&format!("--data-binary '{BODY}'")), "{command}");
-    assert!(command.trim_end().ends_with(&format!("'{url}'")), "{command}");
+    assert!(
+        command.contains(&format!("--data-binary '{BODY}'")),
+        "{command}"
+    );
+    assert!(
+        command.trim_end().ends_with(&format!("'{url}'")),
+        "{command}"
+    );
     assert!(!command.contains(SECRET));
 
     // And it works, when curl is installed.
@@ -180,7 +199,10 @@ async fn sign_curl_output_is_a_working_curl_command() {
     assert!(output.status.success(), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), r#"{"hit":1}"#);
     assert_eq!(upstream.count(), 1);
-    assert_eq!(upstream.seen()[0].headers["x-replay-guard-key-id"], "billing-svc");
+    assert_eq!(
+        upstream.seen()[0].headers["x-replay-guard-key-id"],
+        "billing-svc"
+    );
 }
 
 #[tokio::test]
@@ -191,7 +213,10 @@ async fn python_snippet_reproduces_the_known_answer() {
         .args(["--timestamp", KAT_TIMESTAMP, "--nonce", KAT_NONCE])
         .env("RG_PY_KAT", KAT_SECRET));
     assert_eq!(header_from_lines(&out, "X-Signature"), KAT_SIGNATURE);
-    assert_eq!(header_from_lines(&out, "X-Request-Timestamp"), KAT_TIMESTAMP);
+    assert_eq!(
+        header_from_lines(&out, "X-Request-Timestamp"),
+        KAT_TIMESTAMP
+    );
     assert_eq!(header_from_lines(&out, "X-Request-Nonce"), KAT_NONCE);
     assert_eq!(header_from_lines(&out, "X-Key-Id"), "billing-svc");
 }
@@ -217,7 +242,10 @@ async fn python_snippet_headers_verify_through_the_proxy() {
     let reply = request.send(proxy.addr).await;
     assert_eq!(reply.status, 200, "{:?}\n{lines}", reply.body);
     assert_eq!(upstream.count(), 1);
-    assert_eq!(upstream.seen()[0].path_and_query, "/v1/payments?dry_run=false&x=%41");
+    assert_eq!(
+        upstream.seen()[0].path_and_query,
+        "/v1/payments?dry_run=false&x=%41"
+    );
 
     // JSON output, no body, a GET.
     let url = format!("http://{}/v1/accounts/7", proxy.addr);
@@ -299,6 +327,10 @@ async fn sign_signs_the_normalised_path() {
         })
         .await
         .unwrap();
-        assert_eq!(String::from_utf8_lossy(&output.stdout), r#"{"hit":3}"#, "{output:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            r#"{"hit":3}"#,
+            "{output:?}"
+        );
     }
 }

@@ -126,14 +126,23 @@ async fn every_single_change_after_signing_is_bad_signature() {
     empty_body.body = bytes::Bytes::new();
     let cases: Vec<(&str, Req)> = vec![
         ("method", method),
-        ("host", set_header(base.clone(), "Host", "payments.internal:8080")),
+        (
+            "host",
+            set_header(base.clone(), "Host", "payments.internal:8080"),
+        ),
         ("path", path),
         ("query", query),
         ("query removed", no_query),
         ("body", body),
         ("body removed", empty_body),
-        ("timestamp", set_header(base.clone(), "X-Request-Timestamp", &(T0 + 1).to_string())),
-        ("nonce", set_header(base.clone(), "X-Request-Nonce", &nonce(2))),
+        (
+            "timestamp",
+            set_header(base.clone(), "X-Request-Timestamp", &(T0 + 1).to_string()),
+        ),
+        (
+            "nonce",
+            set_header(base.clone(), "X-Request-Nonce", &nonce(2)),
+        ),
         ("key id", set_header(base.clone(), "X-Key-Id", "other-svc")),
     ];
     for (what, request) in cases {
@@ -142,8 +151,19 @@ async fn every_single_change_after_signing_is_bad_signature() {
         assert_eq!(reply.reason(), "bad_signature", "{what}");
         // The answer never says which part differed.
         let text = String::from_utf8_lossy(&reply.body).to_lowercase();
-        for part in ["method", "host", "path", "query", "body", "timestamp", "nonce"] {
-            assert!(!text.contains(part), "{what}: the answer names {part}: {text}");
+        for part in [
+            "method",
+            "host",
+            "path",
+            "query",
+            "body",
+            "timestamp",
+            "nonce",
+        ] {
+            assert!(
+                !text.contains(part),
+                "{what}: the answer names {part}: {text}"
+            );
         }
     }
     assert_eq!(upstream.count(), 0, "nothing forged reaches the upstream");
@@ -156,10 +176,16 @@ async fn every_single_change_after_signing_is_bad_signature() {
 async fn host_is_compared_case_insensitively() {
     let (upstream, proxy) = setup().await;
     // Signed for the lowercase host, sent with an uppercase Host header.
-    let request = Req::post("/v1/payments")
-        .body(BODY)
-        .signed("localhost:1", "billing-svc", BILLING_SECRET, T0, &nonce(1));
-    let reply = set_header(request, "Host", "LocalHost:1").send(proxy.addr).await;
+    let request = Req::post("/v1/payments").body(BODY).signed(
+        "localhost:1",
+        "billing-svc",
+        BILLING_SECRET,
+        T0,
+        &nonce(1),
+    );
+    let reply = set_header(request, "Host", "LocalHost:1")
+        .send(proxy.addr)
+        .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(upstream.count(), 1);
 }
@@ -169,9 +195,13 @@ async fn signature_is_over_the_normalised_path() {
     let (upstream, proxy) = setup().await;
     // Signed for the normalised path; sent with a dot segment and a
     // duplicate slash: the proxy verifies (and forwards) the normal form.
-    let mut request = Req::post("/v1/payments")
-        .body(BODY)
-        .signed(&proxy.host(), "billing-svc", BILLING_SECRET, T0, &nonce(1));
+    let mut request = Req::post("/v1/payments").body(BODY).signed(
+        &proxy.host(),
+        "billing-svc",
+        BILLING_SECRET,
+        T0,
+        &nonce(1),
+    );
     request.path = "/v1/x/..//payments".into();
     let reply = request.send(proxy.addr).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
@@ -192,8 +222,8 @@ async fn signature_is_over_the_normalised_path() {
 #[tokio::test]
 async fn unknown_key_is_401_unknown_key() {
     let (upstream, proxy) = setup().await;
-    let request = Req::post("/v1/payments")
-        .signed(&proxy.host(), "nobody", BILLING_SECRET, T0, &nonce(1));
+    let request =
+        Req::post("/v1/payments").signed(&proxy.host(), "nobody", BILLING_SECRET, T0, &nonce(1));
     let reply = request.send(proxy.addr).await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.reason(), "unknown_key");
@@ -208,15 +238,15 @@ async fn missing_key_id_or_signature_is_401_missing_signature() {
         ("no key id", without_header(base.clone(), "X-Key-Id")),
         ("no signature", without_header(base.clone(), "X-Signature")),
         ("empty key id", set_header(base.clone(), "X-Key-Id", "")),
-        ("empty signature", set_header(base.clone(), "X-Signature", "")),
+        (
+            "empty signature",
+            set_header(base.clone(), "X-Signature", ""),
+        ),
         (
             "neither",
             without_header(without_header(base.clone(), "X-Key-Id"), "X-Signature"),
         ),
-        (
-            "only fresh",
-            Req::post("/v1/payments").fresh(T0, &nonce(1)),
-        ),
+        ("only fresh", Req::post("/v1/payments").fresh(T0, &nonce(1))),
     ];
     for (what, request) in cases {
         let reply = request.send(proxy.addr).await;
@@ -270,12 +300,19 @@ async fn signature_header_without_a_well_formed_v1_value_is_bad_signature() {
 async fn current_and_previous_secret_both_verify_during_rotation() {
     let (upstream, proxy) = setup().await;
     let sign = |secret: &str, n: usize| {
-        Req::post("/v1/payments")
-            .body(BODY)
-            .signed(&proxy.host(), "billing-svc", secret, T0, &nonce(n))
+        Req::post("/v1/payments").body(BODY).signed(
+            &proxy.host(),
+            "billing-svc",
+            secret,
+            T0,
+            &nonce(n),
+        )
     };
     assert_eq!(sign(BILLING_SECRET, 1).send(proxy.addr).await.status, 200);
-    assert_eq!(sign(BILLING_OLD_SECRET, 2).send(proxy.addr).await.status, 200);
+    assert_eq!(
+        sign(BILLING_OLD_SECRET, 2).send(proxy.addr).await.status,
+        200
+    );
     // Another key's secret is not billing's.
     assert_eq!(
         sign(OTHER_SECRET, 3).send(proxy.addr).await.reason(),
@@ -316,9 +353,18 @@ async fn spoofed_replay_guard_key_id_never_reaches_the_upstream() {
             .map(|v| v.to_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(key_ids(0), ["billing-svc"], "signed route: only the verified id");
-    for i in 1..5 {
-        assert!(key_ids(i).is_empty(), "request {i} ({}): {:?}", seen[i].path_and_query, key_ids(i));
+    assert_eq!(
+        key_ids(0),
+        ["billing-svc"],
+        "signed route: only the verified id"
+    );
+    for (i, request) in seen.iter().enumerate().skip(1) {
+        assert!(
+            key_ids(i).is_empty(),
+            "request {i} ({}): {:?}",
+            request.path_and_query,
+            key_ids(i)
+        );
     }
 }
 
@@ -342,15 +388,23 @@ async fn optional_signature_is_checked_when_present() {
 #[tokio::test]
 async fn a_forged_request_never_burns_the_nonce() {
     let (upstream, proxy) = setup().await;
-    let forged = Req::post("/v1/payments")
-        .body(BODY)
-        .signed(&proxy.host(), "billing-svc", "attacker-guess", T0, &nonce(7));
+    let forged = Req::post("/v1/payments").body(BODY).signed(
+        &proxy.host(),
+        "billing-svc",
+        "attacker-guess",
+        T0,
+        &nonce(7),
+    );
     for _ in 0..3 {
         assert_eq!(forged.send(proxy.addr).await.reason(), "bad_signature");
     }
-    let real = Req::post("/v1/payments")
-        .body(BODY)
-        .signed(&proxy.host(), "billing-svc", BILLING_SECRET, T0, &nonce(7));
+    let real = Req::post("/v1/payments").body(BODY).signed(
+        &proxy.host(),
+        "billing-svc",
+        BILLING_SECRET,
+        T0,
+        &nonce(7),
+    );
     assert_eq!(real.send(proxy.addr).await.status, 200);
     assert_eq!(real.send(proxy.addr).await.reason(), "replayed_nonce");
     assert_eq!(upstream.count(), 1);
@@ -364,13 +418,28 @@ async fn key_id_identity_scopes_nonces_per_key() {
             .body(BODY)
             .signed(&proxy.host(), key, secret, T0, &nonce(42))
     };
-    assert_eq!(as_key("billing-svc", BILLING_SECRET).send(proxy.addr).await.status, 200);
-    assert_eq!(as_key("other-svc", OTHER_SECRET).send(proxy.addr).await.status, 200, "same nonce, another key");
+    assert_eq!(
+        as_key("billing-svc", BILLING_SECRET)
+            .send(proxy.addr)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        as_key("other-svc", OTHER_SECRET)
+            .send(proxy.addr)
+            .await
+            .status,
+        200,
+        "same nonce, another key"
+    );
     let replay = as_key("billing-svc", BILLING_SECRET).send(proxy.addr).await;
     assert_eq!(replay.status, 409);
     assert_eq!(replay.reason(), "replayed_nonce");
     // Signed with the previous secret: still billing's identity, still a replay.
-    let rotated = as_key("billing-svc", BILLING_OLD_SECRET).send(proxy.addr).await;
+    let rotated = as_key("billing-svc", BILLING_OLD_SECRET)
+        .send(proxy.addr)
+        .await;
     assert_eq!(rotated.reason(), "replayed_nonce");
     assert_eq!(upstream.count(), 2);
 }
@@ -378,13 +447,21 @@ async fn key_id_identity_scopes_nonces_per_key() {
 #[tokio::test]
 async fn stale_signed_request_is_refused_before_the_signature() {
     let (upstream, proxy) = setup().await;
-    let stale = Req::post("/v1/payments")
-        .body(BODY)
-        .signed(&proxy.host(), "billing-svc", BILLING_SECRET, T0 - 121, &nonce(1));
+    let stale = Req::post("/v1/payments").body(BODY).signed(
+        &proxy.host(),
+        "billing-svc",
+        BILLING_SECRET,
+        T0 - 121,
+        &nonce(1),
+    );
     assert_eq!(stale.send(proxy.addr).await.reason(), "stale_timestamp");
-    let bad_nonce = Req::post("/v1/payments")
-        .body(BODY)
-        .signed(&proxy.host(), "billing-svc", BILLING_SECRET, T0, "short");
+    let bad_nonce = Req::post("/v1/payments").body(BODY).signed(
+        &proxy.host(),
+        "billing-svc",
+        BILLING_SECRET,
+        T0,
+        "short",
+    );
     assert_eq!(bad_nonce.send(proxy.addr).await.reason(), "malformed_nonce");
     assert_eq!(upstream.count(), 0);
 }
@@ -445,8 +522,14 @@ signature = {{ required = true }}
             String::from_utf8_lossy(&check.stdout),
             String::from_utf8_lossy(&check.stderr)
         );
-        assert!(printed.contains("billing-svc"), "check lists the key: {printed}");
-        assert!(!printed.contains(CURRENT) && !printed.contains(PREVIOUS), "{printed}");
+        assert!(
+            printed.contains("billing-svc"),
+            "check lists the key: {printed}"
+        );
+        assert!(
+            !printed.contains(CURRENT) && !printed.contains(PREVIOUS),
+            "{printed}"
+        );
 
         let mut child = Command::new(bin)
             .args(["--log-format", format, "run", "--config"])
@@ -480,11 +563,17 @@ signature = {{ required = true }}
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("proxy did not report its address: {}", captured.lock().unwrap());
+                panic!(
+                    "proxy did not report its address: {}",
+                    captured.lock().unwrap()
+                );
             }
         };
 
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let host = addr.to_string();
         let sign = |secret: &str, key: &str, n: usize| {
             Req::post("/v1/payments")
@@ -499,22 +588,37 @@ signature = {{ required = true }}
             r
         };
         assert_eq!(tampered.send(addr).await.reason(), "bad_signature");
-        assert_eq!(sign(CURRENT, "nobody", 3).send(addr).await.reason(), "unknown_key");
+        assert_eq!(
+            sign(CURRENT, "nobody", 3).send(addr).await.reason(),
+            "unknown_key"
+        );
         let unsigned = without_header(sign(CURRENT, "billing-svc", 4), "X-Signature");
         assert_eq!(unsigned.send(addr).await.reason(), "missing_signature");
         let good = sign(CURRENT, "billing-svc", 5);
         assert_eq!(good.send(addr).await.status, 200);
         assert_eq!(good.send(addr).await.reason(), "replayed_nonce");
-        assert_eq!(sign(PREVIOUS, "billing-svc", 6).send(addr).await.status, 200);
+        assert_eq!(
+            sign(PREVIOUS, "billing-svc", 6).send(addr).await.status,
+            200
+        );
 
         let _ = child.kill();
         let _ = child.wait();
         let _ = reader.join();
         let logs = captured.lock().unwrap().clone();
-        assert!(logs.contains("bad_signature"), "rejections are logged: {logs}");
+        assert!(
+            logs.contains("bad_signature"),
+            "rejections are logged: {logs}"
+        );
         assert!(logs.contains("DEBUG"), "debug logging was on: {logs}");
-        assert!(!logs.contains(CURRENT), "current secret in the {format} logs:\n{logs}");
-        assert!(!logs.contains(PREVIOUS), "previous secret in the {format} logs:\n{logs}");
+        assert!(
+            !logs.contains(CURRENT),
+            "current secret in the {format} logs:\n{logs}"
+        );
+        assert!(
+            !logs.contains(PREVIOUS),
+            "previous secret in the {format} logs:\n{logs}"
+        );
     }
 }
 

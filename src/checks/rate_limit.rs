@@ -94,10 +94,7 @@ impl Limiter {
                 let remaining = snapshot.remaining_burst_capacity();
                 Ok(Admitted {
                     policy: self.policy(),
-                    header: format!(
-                        "\"default\";r={remaining};t={}",
-                        self.reset_secs(remaining)
-                    ),
+                    header: format!("\"default\";r={remaining};t={}", self.reset_secs(remaining)),
                 })
             }
             Err(not_until) => {
