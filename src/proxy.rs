@@ -27,7 +27,7 @@ use http_body_util::{BodyExt, BodyStream, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 
 use crate::body::{self, Body, BoxError};
-use crate::checks::rate_limit::Limiter;
+use crate::checks::rate_limit::{Admitted, Limiter};
 use crate::checks::{freshness, header_text, idempotency, nonce, signature};
 use crate::clock::SharedClock;
 use crate::config::{Config, Identity, OnStoreError, Route, Unmatched};
@@ -77,8 +77,8 @@ struct Ctx {
     route: String,
     /// Hash tag of the identity, once known.
     identity_tag: Option<String>,
-    /// `RateLimit` header for the answer.
-    rate_limit: Option<String>,
+    /// `RateLimit-Policy` and `RateLimit` headers for the answer.
+    rate_limit: Option<Admitted>,
     /// Close the client connection after answering (framing problems).
     close: bool,
 }
@@ -226,8 +226,13 @@ impl Proxy {
         *response.version_mut() = Version::HTTP_11;
         let headers = response.headers_mut();
         headers.insert(REQUEST_ID_HEADER, request_id);
-        if let Some(value) = ctx.rate_limit.and_then(|v| HeaderValue::from_str(&v).ok()) {
-            headers.insert(HeaderName::from_static("ratelimit"), value);
+        if let Some(admitted) = ctx.rate_limit {
+            if let Ok(value) = HeaderValue::from_str(&admitted.policy) {
+                headers.insert(HeaderName::from_static("ratelimit-policy"), value);
+            }
+            if let Ok(value) = HeaderValue::from_str(&admitted.header) {
+                headers.insert(HeaderName::from_static("ratelimit"), value);
+            }
         }
         if ctx.close {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
@@ -310,7 +315,7 @@ impl Proxy {
         };
         if let (Some(limiter), Some(id)) = (limiter, identity.as_deref()) {
             ctx.identity_tag = Some(identity::log_tag(id));
-            ctx.rate_limit = Some(limiter.check(id)?.header);
+            ctx.rate_limit = Some(limiter.check(id)?);
         }
 
         // Cheap body-size refusal before reading anything.
@@ -347,7 +352,7 @@ impl Proxy {
             let key = verified_key.ok_or(Rejection::MissingSignature)?;
             ctx.identity_tag = Some(identity::log_tag(key));
             if let Some(limiter) = limiter {
-                ctx.rate_limit = Some(limiter.check(key)?.header);
+                ctx.rate_limit = Some(limiter.check(key)?);
             }
             identity = Some(key.to_owned());
         }

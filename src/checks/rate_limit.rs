@@ -42,9 +42,11 @@ pub struct Limiter {
     rule: RateLimit,
 }
 
-/// A request that passed: what the `RateLimit` header says.
+/// A request that passed: the headers its answer carries.
 #[derive(Debug, Clone)]
 pub struct Admitted {
+    /// `RateLimit-Policy` response header value.
+    pub policy: String,
     /// `RateLimit` response header value.
     pub header: String,
 }
@@ -81,22 +83,25 @@ impl Limiter {
         secs.ceil().max(1.0) as u64
     }
 
+    /// Seconds until a bucket with `remaining` cells is full again, rounded
+    /// up: each used cell comes back after one period (GCRA). Exact to
+    /// within one period, never early.
+    fn reset_secs(&self, remaining: u32) -> u64 {
+        let used = self.rule.burst.get().saturating_sub(remaining);
+        let nanos = self.rule.period.as_nanos().saturating_mul(u128::from(used));
+        u64::try_from(nanos.div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
+    }
+
     /// Admit or refuse one request of `identity`.
     pub fn check(&self, identity: &str) -> Result<Admitted, Rejection> {
         match self.limiter.check_key(&identity.to_owned()) {
-            Ok(snapshot) => Ok(Admitted {
-                header: format!(
-                    "\"default\";r={};t={}",
-                    snapshot.remaining_burst_capacity(),
-                    // Time until a full refill is not exposed; one period is
-                    // an honest lower bound when some capacity is used.
-                    if snapshot.remaining_burst_capacity() < self.rule.burst.get() {
-                        self.rule.period.as_secs().max(1)
-                    } else {
-                        0
-                    }
-                ),
-            }),
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                Ok(Admitted {
+                    policy: self.policy(),
+                    header: format!("\"default\";r={remaining};t={}", self.reset_secs(remaining)),
+                })
+            }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
                 let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

@@ -2,6 +2,7 @@
 //! request, as a ready-to-run curl command, as `Name: value` lines (for
 //! `curl -H @file`), or as JSON. The secret is read from an environment
 //! variable or a file — never from the command line, where `ps` shows it.
+//! The path is signed in the normal form the proxy verifies and forwards.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,10 +94,19 @@ pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
     let host = host_for(&uri).ok_or_else(|| {
         fail("--url needs a scheme and host, e.g. http://127.0.0.1:8080/payments".into())
     })?;
-    let path_and_query = uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
+    // The proxy verifies the path it forwards: the normalised one. Sign
+    // that, so every spelling of the URL (and curl's own dot-segment
+    // resolution) verifies.
+    let path = crate::path::normalize(uri.path()).map_err(|e| {
+        fail(format!(
+            "--url {:?}: the proxy refuses this path ({e})",
+            args.url
+        ))
+    })?;
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
     let body = match (&args.body, &args.body_file) {
         (Some(body), _) => body.clone().into_bytes(),
         (None, Some(file)) => {
