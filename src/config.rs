@@ -124,6 +124,8 @@ struct RawKey {
 struct RawDefaults {
     #[serde(default)]
     headers: RawHeaders,
+    #[serde(default)]
+    mode: Mode,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -143,6 +145,7 @@ struct RawRoute {
     methods: Option<Vec<Spanned<String>>>,
     path: Spanned<String>,
     identity: Option<Spanned<String>>,
+    mode: Option<Mode>,
     #[serde(default)]
     headers: RawHeaders,
     freshness: Option<Spanned<RawFreshness>>,
@@ -205,6 +208,18 @@ pub enum Unmatched {
     Forward,
     /// Default-deny: 404 `route_not_allowed`.
     Reject,
+}
+
+/// Whether a route's checks refuse requests or only report.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Refuse what fails a check (default).
+    #[default]
+    Enforce,
+    /// Run every check (store writes included) but forward anyway; count
+    /// and log the would-be rejection and name it to the upstream.
+    Report,
 }
 
 /// Which store keeps replay state.
@@ -374,6 +389,8 @@ pub struct Route {
     pub path: PathPattern,
     /// Who the client is.
     pub identity: Identity,
+    /// Enforce or report.
+    pub mode: Mode,
     /// Header names (defaults overridden per route).
     pub headers: HeaderNames,
     /// Timestamp rule.
@@ -657,10 +674,18 @@ fn validate(raw: RawConfig, p: &mut Problems<'_>, file: &str) -> Option<Config> 
     let store = validate_store(raw.store, p);
     let keys = validate_keys(raw.keys, p);
     let defaults = header_names(&raw.defaults.headers, None, p);
+    let default_mode = raw.defaults.mode;
     let mut names = HashSet::new();
     let mut routes = Vec::new();
     for raw_route in raw.routes {
-        if let Some(route) = validate_route(raw_route, &defaults, server.as_ref(), &mut names, p) {
+        if let Some(route) = validate_route(
+            raw_route,
+            &defaults,
+            default_mode,
+            server.as_ref(),
+            &mut names,
+            p,
+        ) {
             routes.push(route);
         }
     }
@@ -1017,6 +1042,7 @@ fn positive_secs(
 fn validate_route(
     raw: Spanned<RawRoute>,
     defaults: &HeaderNames,
+    default_mode: Mode,
     server: Option<&Server>,
     names: &mut HashSet<String>,
     p: &mut Problems<'_>,
@@ -1176,6 +1202,7 @@ fn validate_route(
         methods,
         path: path?,
         identity,
+        mode: raw.mode.unwrap_or(default_mode),
         headers,
         freshness,
         nonce,

@@ -24,6 +24,8 @@ use crate::body::Body;
 
 /// Header the proxy sets after a verified signature.
 pub const KEY_ID_HEADER: HeaderName = HeaderName::from_static("x-replay-guard-key-id");
+/// Header naming the would-be rejection of a route in report mode.
+pub const REPORT_HEADER: HeaderName = HeaderName::from_static("x-replay-guard-report");
 /// Request id header.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -144,9 +146,14 @@ pub fn upstream_headers(
     https: bool,
     request_id: &HeaderValue,
     verified_key: Option<&str>,
+    report: Option<&str>,
 ) {
     strip_hop_by_hop(headers);
     headers.remove(KEY_ID_HEADER);
+    headers.remove(REPORT_HEADER);
+    if let Some(reason) = report.and_then(|r| HeaderValue::from_str(r).ok()) {
+        headers.insert(REPORT_HEADER, reason);
+    }
     if let Some(key) = verified_key.and_then(|k| HeaderValue::from_str(k).ok()) {
         headers.insert(KEY_ID_HEADER, key);
     }

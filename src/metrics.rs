@@ -61,6 +61,7 @@ pub struct Metrics {
     lost_ownership: Family<OpLabel, Counter>,
     in_flight: Gauge,
     reloads: Family<ResultLabel, Counter>,
+    report_only: Family<RouteReason, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -158,7 +159,14 @@ impl Metrics {
             "Configuration reloads by result (ok, error)",
             reloads.clone(),
         );
+        let report_only = Family::<RouteReason, Counter>::default();
+        registry.register(
+            "report_only",
+            "Would-be rejections forwarded anyway by routes in report mode",
+            report_only.clone(),
+        );
         Self {
+            report_only,
             reloads,
             registry,
             requests,
@@ -214,6 +222,16 @@ impl Metrics {
     pub fn lost_ownership(&self, op: &str) {
         self.lost_ownership
             .get_or_create(&OpLabel { op: op.to_owned() })
+            .inc();
+    }
+
+    /// Count a would-be rejection forwarded in report mode.
+    pub fn report_only(&self, route: &str, reason: &str) {
+        self.report_only
+            .get_or_create(&RouteReason {
+                route: route.to_owned(),
+                reason: reason.to_owned(),
+            })
             .inc();
     }
 

@@ -30,7 +30,7 @@ use crate::body::{self, Body, BoxError};
 use crate::checks::rate_limit::{Admitted, Limiter};
 use crate::checks::{freshness, header_text, idempotency, nonce, signature};
 use crate::clock::SharedClock;
-use crate::config::{Config, Identity, OnStoreError, Route, Unmatched};
+use crate::config::{Config, Identity, Mode, OnStoreError, Route, Unmatched};
 use crate::forward::{self, Upstream, UpstreamError, REQUEST_ID_HEADER};
 use crate::identity;
 use crate::metrics::{Metrics, Outcome};
@@ -81,6 +81,47 @@ struct Ctx {
     rate_limit: Option<Admitted>,
     /// Close the client connection after answering (framing problems).
     close: bool,
+}
+
+/// What the checks established for a request that passed them.
+struct Checked<'r> {
+    /// The verified key id, when a signature was checked.
+    verified_key: Option<String>,
+    /// What idempotency asks of the forward step.
+    idempotency: IdempotencyStep<'r>,
+}
+
+/// The idempotency outcome of the checks.
+enum IdempotencyStep<'r> {
+    /// No idempotency key on this request (or the route has no rule).
+    None,
+    /// We hold the lease: forward, then complete or release.
+    Claimed(Claim<'r>),
+    /// A completed record answers this request.
+    Replay(StoredResponse),
+}
+
+/// A claimed idempotency key.
+struct Claim<'r> {
+    pk: String,
+    owner: String,
+    rule: &'r crate::config::Idempotency,
+}
+
+/// A failed check, with whatever is left of the body.
+struct Refused {
+    rejection: Rejection,
+    body: BodyState,
+}
+
+/// How far the request body was read when a check failed.
+enum BodyState {
+    /// Not read yet: can still be streamed.
+    Unread(Incoming),
+    /// Buffered in full.
+    Read(Bytes),
+    /// Partly consumed (too large or broken): cannot be forwarded.
+    Lost,
 }
 
 /// A successful pass through the request path.
@@ -295,7 +336,109 @@ impl Proxy {
                 .forward_streaming(parts, body, &normalized, peer, https, request_id, ctx)
                 .await;
         }
+        // Checks, then forward (report mode forwards a would-be rejection).
+        let (checked, body) = match self
+            .check(index, route, &parts, body, &normalized, peer, ctx)
+            .await
+        {
+            Ok(checked) => checked,
+            Err(refused) => {
+                if !self.report_only(route, &refused, ctx) {
+                    return Err(refused.rejection);
+                }
+                let reason = refused.rejection.reason();
+                let body = match refused.body {
+                    BodyState::Read(bytes) => body::full(bytes),
+                    BodyState::Unread(incoming) => boxed_incoming(incoming),
+                    BodyState::Lost => return Err(refused.rejection),
+                };
+                return self
+                    .forward_plain(
+                        parts,
+                        body,
+                        &normalized,
+                        peer,
+                        https,
+                        request_id,
+                        None,
+                        Some(reason),
+                        ctx,
+                    )
+                    .await;
+            }
+        };
+        match checked.idempotency {
+            IdempotencyStep::None => {
+                self.forward_plain(
+                    parts,
+                    body::full(body),
+                    &normalized,
+                    peer,
+                    https,
+                    request_id,
+                    checked.verified_key.as_deref(),
+                    None,
+                    ctx,
+                )
+                .await
+            }
+            IdempotencyStep::Replay(_) if route.mode == Mode::Report => {
+                // Report mode never serves a stored answer: the upstream answers.
+                self.count_report(route, "idempotent_replay", ctx);
+                self.forward_plain(
+                    parts,
+                    body::full(body),
+                    &normalized,
+                    peer,
+                    https,
+                    request_id,
+                    checked.verified_key.as_deref(),
+                    Some("idempotent_replay"),
+                    ctx,
+                )
+                .await
+            }
+            IdempotencyStep::Replay(stored) => Ok(Answer {
+                response: replay_response(stored),
+                outcome: Outcome::Replayed,
+            }),
+            IdempotencyStep::Claimed(claim) => {
+                self.forward_and_record(
+                    parts,
+                    body,
+                    &normalized,
+                    peer,
+                    https,
+                    request_id,
+                    checked.verified_key.as_deref(),
+                    claim,
+                    route,
+                    ctx,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Every check of a matched route, in order; the first failure stops.
+    /// Returns the buffered body with the outcome so that report mode can
+    /// still forward the request.
+    #[allow(clippy::too_many_arguments)]
+    async fn check<'r>(
+        &self,
+        index: usize,
+        route: &'r Route,
+        parts: &Parts,
+        body: Incoming,
+        normalized: &str,
+        peer: SocketAddr,
+        ctx: &mut Ctx,
+    ) -> Result<(Checked<'r>, Bytes), Refused> {
         let limiter = self.limiters.get(index).and_then(Option::as_deref);
+        let unread = |rejection: Rejection, body: Incoming| Refused {
+            rejection,
+            body: BodyState::Unread(body),
+        };
 
         // Rate limit by an identity known before any parsing.
         let mut identity = match &route.identity {
@@ -315,44 +458,75 @@ impl Proxy {
         };
         if let (Some(limiter), Some(id)) = (limiter, identity.as_deref()) {
             ctx.identity_tag = Some(identity::log_tag(id));
-            ctx.rate_limit = Some(limiter.check(id)?);
+            match limiter.check(id) {
+                Ok(admitted) => ctx.rate_limit = Some(admitted),
+                Err(rejection) => return Err(unread(rejection, body)),
+            }
         }
 
-        // Cheap body-size refusal before reading anything.
+        // Cheap body-size refusal before reading anything (always enforced:
+        // the proxy never holds more than max_body_bytes).
         let max_body = self.config.server.max_body_bytes;
-        if content_length(&parts).is_some_and(|len| len > max_body as u64) {
-            return Err(Rejection::BodyTooLarge);
+        if content_length(parts).is_some_and(|len| len > max_body as u64) {
+            return Err(Refused {
+                rejection: Rejection::BodyTooLarge,
+                body: BodyState::Lost,
+            });
         }
 
         // Freshness.
-        let fresh_secs = match &route.freshness {
-            Some(rule) => Some((
-                freshness::check(
+        let fresh = match &route.freshness {
+            Some(rule) => {
+                let fresh = freshness::check(
                     &parts.headers,
                     &route.headers.timestamp,
                     rule,
                     self.clock.as_ref(),
-                )?,
-                rule.max_skew.as_secs(),
-            )),
+                )
+                .and_then(|fresh| {
+                    if route.nonce.is_some() {
+                        self.restart_fence(&fresh, rule.max_skew)?;
+                    }
+                    Ok(fresh)
+                });
+                match fresh {
+                    Ok(fresh) => Some((fresh, rule.max_skew.as_secs())),
+                    Err(rejection) => return Err(unread(rejection, body)),
+                }
+            }
             None => None,
         };
-        if let (Some((fresh, _)), Some(rule), Some(_)) =
-            (&fresh_secs, &route.freshness, route.nonce)
-        {
-            self.restart_fence(fresh, rule.max_skew)?;
-        }
 
         // Body, buffered and capped.
-        let body = read_body(body, max_body, self.upstream.timeout()).await?;
+        let body = match read_body(body, max_body, self.upstream.timeout()).await {
+            Ok(body) => body,
+            Err(rejection) => {
+                return Err(Refused {
+                    rejection,
+                    body: BodyState::Lost,
+                })
+            }
+        };
+        let read = |rejection: Rejection, body: &Bytes| Refused {
+            rejection,
+            body: BodyState::Read(body.clone()),
+        };
 
         // Signature.
-        let verified_key = self.verify_signature(route, &parts, &normalized, &body)?;
+        let verified_key = match self.verify_signature(route, parts, normalized, &body) {
+            Ok(key) => key.map(str::to_owned),
+            Err(rejection) => return Err(read(rejection, &body)),
+        };
         if route.identity == Identity::KeyId {
-            let key = verified_key.ok_or(Rejection::MissingSignature)?;
+            let Some(key) = verified_key.as_deref() else {
+                return Err(read(Rejection::MissingSignature, &body));
+            };
             ctx.identity_tag = Some(identity::log_tag(key));
             if let Some(limiter) = limiter {
-                ctx.rate_limit = Some(limiter.check(key)?);
+                match limiter.check(key) {
+                    Ok(admitted) => ctx.rate_limit = Some(admitted),
+                    Err(rejection) => return Err(read(rejection, &body)),
+                }
             }
             identity = Some(key.to_owned());
         }
@@ -362,98 +536,205 @@ impl Proxy {
         }
 
         // Nonce.
-        if let (Some(required), Some((fresh, skew))) = (route.nonce, fresh_secs) {
-            match header_text(&parts.headers, &route.headers.nonce) {
-                None if required => return Err(Rejection::MissingNonce),
-                None => {}
-                Some(Err(())) => return Err(Rejection::MalformedNonce),
-                Some(Ok(value)) => {
-                    nonce::validate(value)?;
-                    let pk = nonce::record_key(&scope, value);
-                    let owner = owner_token();
-                    let claim = NonceClaim {
-                        pk: &pk,
-                        owner: &owner,
-                        expires_at: nonce::expires_at(fresh.seconds_ceil, skew),
-                        now: self.clock.now_secs(),
-                    };
-                    match self.store.claim_nonce(claim).await {
-                        Ok(NonceOutcome::Claimed) => {}
-                        Ok(NonceOutcome::Replayed) => return Err(Rejection::ReplayedNonce),
-                        Err(e) => self.on_store_error(e, &route.name, "claim_nonce")?,
-                    }
-                }
+        if let (Some(required), Some((fresh, skew))) = (route.nonce, fresh) {
+            if let Err(rejection) = self
+                .claim_nonce(route, parts, &scope, &fresh, skew, required)
+                .await
+            {
+                return Err(read(rejection, &body));
             }
         }
 
         // Idempotency.
-        let mut claim = None;
-        if let Some(rule) = &route.idempotency {
-            match header_text(&parts.headers, &route.headers.idempotency_key) {
-                None if rule.required => return Err(Rejection::MissingIdempotencyKey),
-                None => {}
-                Some(Err(())) => return Err(Rejection::MalformedIdempotencyKey),
-                Some(Ok(key)) => {
-                    idempotency::validate(key)?;
-                    let pk = idempotency::record_key(&scope, key);
-                    let owner = owner_token();
-                    let fingerprint = idempotency::fingerprint(
-                        parts.method.as_str(),
-                        &normalized,
-                        parts.uri.query(),
-                        &body,
-                    );
-                    let now = self.clock.now_secs();
-                    let lease_until = now + rule.lease.as_secs();
-                    let outcome = self
-                        .store
-                        .claim_idempotency(IdemClaim {
-                            pk: &pk,
-                            owner: &owner,
-                            fingerprint: &fingerprint,
-                            lease_until,
-                            expires_at: lease_until,
-                            now,
-                        })
-                        .await;
-                    match outcome {
-                        Ok(outcome) => match idempotency::decide(outcome, &fingerprint, now)? {
-                            idempotency::Decision::Forward => claim = Some((pk, owner, rule)),
-                            idempotency::Decision::Replay(stored) => {
-                                return Ok(Answer {
-                                    response: replay_response(stored),
-                                    outcome: Outcome::Replayed,
-                                })
-                            }
-                        },
-                        Err(e) => self.on_store_error(e, &route.name, "claim_idempotency")?,
-                    }
+        let idempotency = match self
+            .claim_idempotency(route, parts, normalized, &scope, &body)
+            .await
+        {
+            Ok(step) => step,
+            Err(rejection) => return Err(read(rejection, &body)),
+        };
+        Ok((
+            Checked {
+                verified_key,
+                idempotency,
+            },
+            body,
+        ))
+    }
+
+    /// The nonce step: well-formed, then claimed for the identity.
+    async fn claim_nonce(
+        &self,
+        route: &Route,
+        parts: &Parts,
+        scope: &str,
+        fresh: &freshness::Fresh,
+        skew: u64,
+        required: bool,
+    ) -> Result<(), Rejection> {
+        let value = match header_text(&parts.headers, &route.headers.nonce) {
+            None if required => return Err(Rejection::MissingNonce),
+            None => return Ok(()),
+            Some(Err(())) => return Err(Rejection::MalformedNonce),
+            Some(Ok(value)) => value,
+        };
+        nonce::validate(value)?;
+        let pk = nonce::record_key(scope, value);
+        let owner = owner_token();
+        let claim = NonceClaim {
+            pk: &pk,
+            owner: &owner,
+            expires_at: nonce::expires_at(fresh.seconds_ceil, skew),
+            now: self.clock.now_secs(),
+        };
+        match self.store.claim_nonce(claim).await {
+            Ok(NonceOutcome::Claimed) => Ok(()),
+            Ok(NonceOutcome::Replayed) => Err(Rejection::ReplayedNonce),
+            Err(e) => self.on_store_error(e, &route.name, "claim_nonce"),
+        }
+    }
+
+    /// The idempotency step: claim the key, or find its stored answer.
+    async fn claim_idempotency<'r>(
+        &self,
+        route: &'r Route,
+        parts: &Parts,
+        normalized: &str,
+        scope: &str,
+        body: &Bytes,
+    ) -> Result<IdempotencyStep<'r>, Rejection> {
+        let Some(rule) = &route.idempotency else {
+            return Ok(IdempotencyStep::None);
+        };
+        let key = match header_text(&parts.headers, &route.headers.idempotency_key) {
+            None if rule.required => return Err(Rejection::MissingIdempotencyKey),
+            None => return Ok(IdempotencyStep::None),
+            Some(Err(())) => return Err(Rejection::MalformedIdempotencyKey),
+            Some(Ok(key)) => key,
+        };
+        idempotency::validate(key)?;
+        let pk = idempotency::record_key(scope, key);
+        let owner = owner_token();
+        let fingerprint =
+            idempotency::fingerprint(parts.method.as_str(), normalized, parts.uri.query(), body);
+        let now = self.clock.now_secs();
+        let lease_until = now + rule.lease.as_secs();
+        let outcome = self
+            .store
+            .claim_idempotency(IdemClaim {
+                pk: &pk,
+                owner: &owner,
+                fingerprint: &fingerprint,
+                lease_until,
+                expires_at: lease_until,
+                now,
+            })
+            .await;
+        match outcome {
+            Ok(outcome) => Ok(match idempotency::decide(outcome, &fingerprint, now)? {
+                idempotency::Decision::Forward => {
+                    IdempotencyStep::Claimed(Claim { pk, owner, rule })
                 }
+                idempotency::Decision::Replay(stored) => IdempotencyStep::Replay(stored),
+            }),
+            Err(e) => {
+                self.on_store_error(e, &route.name, "claim_idempotency")?;
+                Ok(IdempotencyStep::None)
             }
         }
+    }
 
-        // Forward.
-        let sent = self
+    /// Report mode: whether a refused request is forwarded anyway, after
+    /// counting and logging the would-be rejection.
+    fn report_only(&self, route: &Route, refused: &Refused, ctx: &Ctx) -> bool {
+        if route.mode != Mode::Report
+            || !refused.rejection.is_reportable()
+            || matches!(refused.body, BodyState::Lost)
+        {
+            return false;
+        }
+        self.count_report(route, refused.rejection.reason(), ctx);
+        true
+    }
+
+    fn count_report(&self, route: &Route, reason: &'static str, ctx: &Ctx) {
+        self.metrics.report_only(&route.name, reason);
+        tracing::info!(
+            route = %route.name,
+            reason,
+            identity = ctx.identity_tag.as_deref().unwrap_or("-"),
+            "would reject (report mode): forwarding"
+        );
+    }
+
+    /// Forward and stream the answer back (no idempotency record).
+    #[allow(clippy::too_many_arguments)]
+    async fn forward_plain(
+        &self,
+        parts: Parts,
+        body: Body,
+        normalized: &str,
+        peer: SocketAddr,
+        https: bool,
+        request_id: &HeaderValue,
+        verified_key: Option<&str>,
+        report: Option<&'static str>,
+        ctx: &mut Ctx,
+    ) -> Result<Answer, Rejection> {
+        let response = self
             .send(
                 parts,
-                body::full(body),
-                &normalized,
+                body,
+                normalized,
                 peer,
                 https,
                 request_id,
                 verified_key,
+                report,
+                ctx,
+            )
+            .await
+            .map_err(upstream_rejection)?;
+        Ok(Answer {
+            response: stream_response(response),
+            outcome: Outcome::Forwarded,
+        })
+    }
+
+    /// Forward a request whose idempotency key we claimed, record the
+    /// answer (or release the claim), and answer the caller.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward_and_record(
+        &self,
+        parts: Parts,
+        body: Bytes,
+        normalized: &str,
+        peer: SocketAddr,
+        https: bool,
+        request_id: &HeaderValue,
+        verified_key: Option<&str>,
+        claim: Claim<'_>,
+        route: &Route,
+        ctx: &mut Ctx,
+    ) -> Result<Answer, Rejection> {
+        let Claim { pk, owner, rule } = claim;
+        // One deadline covers the response head and the buffered body: the
+        // first attempt must end within `upstream_timeout` so that it
+        // cannot outlive its lease.
+        let deadline = tokio::time::Instant::now() + self.upstream.timeout();
+        let sent = self
+            .send(
+                parts,
+                body::full(body),
+                normalized,
+                peer,
+                https,
+                request_id,
+                verified_key,
+                None,
                 ctx,
             )
             .await;
-        let Some((pk, owner, rule)) = claim else {
-            let response = sent.map_err(upstream_rejection)?;
-            return Ok(Answer {
-                response: stream_response(response),
-                outcome: Outcome::Forwarded,
-            });
-        };
-
-        // Record the idempotent answer.
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
@@ -476,14 +757,16 @@ impl Proxy {
         }
         let (mut head, upstream_body) = response.into_parts();
         forward::strip_hop_by_hop(&mut head.headers);
-        let buffered = tokio::time::timeout(
-            self.upstream.timeout(),
+        let buffered = tokio::time::timeout_at(
+            deadline,
             buffer_up_to(upstream_body, rule.max_response_bytes),
         )
         .await;
+        // Either way it reached the upstream: the lease is kept.
         let (kept, rest) = match buffered {
             Ok(Ok(buffered)) => buffered,
-            Ok(Err(_)) | Err(_) => return Err(Rejection::UpstreamUnavailable),
+            Ok(Err(_)) => return Err(Rejection::UpstreamUnavailable),
+            Err(_) => return Err(Rejection::UpstreamTimeout),
         };
         let stored = StoredResponse {
             status,
@@ -622,15 +905,18 @@ impl Proxy {
         request_id: &HeaderValue,
         ctx: &mut Ctx,
     ) -> Result<Answer, Rejection> {
-        let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
-        let response = self
-            .send(parts, body, normalized, peer, https, request_id, None, ctx)
-            .await
-            .map_err(upstream_rejection)?;
-        Ok(Answer {
-            response: stream_response(response),
-            outcome: Outcome::Forwarded,
-        })
+        self.forward_plain(
+            parts,
+            boxed_incoming(body),
+            normalized,
+            peer,
+            https,
+            request_id,
+            None,
+            None,
+            ctx,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -643,6 +929,7 @@ impl Proxy {
         https: bool,
         request_id: &HeaderValue,
         verified_key: Option<&str>,
+        report: Option<&'static str>,
         ctx: &Ctx,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let upstream = &self.config.server.upstream;
@@ -676,6 +963,7 @@ impl Proxy {
             https,
             request_id,
             verified_key,
+            report,
         );
         let started = Instant::now();
         let result = self.upstream.send(Request::from_parts(parts, body)).await;
@@ -780,6 +1068,10 @@ fn chain(head: Bytes, rest: Incoming) -> Body {
     let first = stream::once(async move { Ok::<_, BoxError>(Frame::data(head)) });
     let tail = BodyStream::new(rest).map(|frame| frame.map_err(|e| -> BoxError { Box::new(e) }));
     BodyExt::boxed(StreamBody::new(first.chain(tail)))
+}
+
+fn boxed_incoming(body: Incoming) -> Body {
+    body.map_err(|e| -> BoxError { Box::new(e) }).boxed()
 }
 
 fn stream_response(response: Response<Incoming>) -> Response<Body> {

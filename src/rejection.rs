@@ -148,6 +148,22 @@ impl Rejection {
         )
     }
 
+    /// Whether report mode may forward the request anyway: the client-side
+    /// checks of a route. Never framing, routing, body size, upstream or
+    /// store failures.
+    pub fn is_reportable(&self) -> bool {
+        !matches!(
+            self,
+            Rejection::BodyTooLarge
+                | Rejection::RouteNotAllowed
+                | Rejection::MalformedRequest(_)
+                | Rejection::UpstreamUnavailable
+                | Rejection::UpstreamTimeout
+                | Rejection::StoreUnavailable
+                | Rejection::StoreFull
+        )
+    }
+
     fn title(&self) -> &'static str {
         match self {
             Rejection::MissingTimestamp => "Request timestamp missing",
