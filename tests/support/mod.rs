@@ -4,6 +4,7 @@
 //! 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod client;
 pub mod moto;
 pub mod proxy;

@@ -1,0 +1,171 @@
+//! The real `replay-guard` binary as a child process, for tests that need
+//! a process boundary (kill -9, two replicas, CLI exit codes).
+//!
+//! Every child gets static dummy AWS credentials, a region and
+//! `AWS_EC2_METADATA_DISABLED=true`, so nothing leaves 127.0.0.1. A
+//! [`ProxyProcess`] is killed (SIGKILL) and reaped on drop, so a failing
+//! test leaves no process behind.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tempfile::NamedTempFile;
+
+/// How long a child may take to report its listening address.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The binary under test, with a loopback-only AWS environment.
+pub fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_replay-guard"));
+    command
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("REPLAY_GUARD_CONFIG")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Write `toml` to a temporary file (kept alive by the returned handle).
+pub fn config_file(toml: &str) -> NamedTempFile {
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp config file");
+    std::io::Write::write_all(&mut file, toml.as_bytes()).expect("write config");
+    file
+}
+
+/// Run a subcommand to completion (e.g. `init-table`), bounded in time.
+pub fn run_cli(args: &[&str]) -> Output {
+    let child = command()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn replay-guard");
+    let (tx, rx) = mpsc::channel();
+    let id = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output.expect("replay-guard output"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(id.to_string())
+                .status();
+            panic!("replay-guard {args:?} did not finish within 60 s");
+        }
+    }
+}
+
+/// `replay-guard run` in a child process.
+pub struct ProxyProcess {
+    /// The child; `None` once killed.
+    child: Option<Child>,
+    /// Public listener, as logged by the child.
+    pub addr: SocketAddr,
+    /// Admin listener, as logged by the child (if configured).
+    pub admin: Option<SocketAddr>,
+    /// Every stderr line so far, for failure messages.
+    pub log: Arc<Mutex<Vec<String>>>,
+    /// The config file; deleted on drop.
+    _config: NamedTempFile,
+}
+
+impl ProxyProcess {
+    /// Start `replay-guard run --config <toml> --log-format json` and wait
+    /// for its "replay-guard listening" line. Use `listen = "127.0.0.1:0"`.
+    pub fn start(toml: &str) -> ProxyProcess {
+        let config = config_file(toml);
+        let mut child = command()
+            .arg("run")
+            .arg("--config")
+            .arg(config.path())
+            .arg("--log-format")
+            .arg("json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn replay-guard run");
+        let stderr = child.stderr.take().expect("stderr pipe");
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                // Keep draining until the child exits, so it never blocks
+                // on a full pipe.
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addrs) = listening(&line) {
+                        let _ = tx.send(addrs);
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut process = ProxyProcess {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: None,
+            log,
+            _config: config,
+        };
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok((addr, admin)) => {
+                process.addr = addr;
+                process.admin = admin;
+                process
+            }
+            Err(_) => {
+                process.kill();
+                panic!(
+                    "replay-guard did not report its address; stderr:\n{}",
+                    process.log.lock().unwrap().join("\n")
+                );
+            }
+        }
+    }
+
+    /// SIGKILL (kill -9) and reap: no drain, no cleanup, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Parse the JSON "replay-guard listening" log line.
+fn listening(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &value["fields"];
+    if fields["message"] != "replay-guard listening" {
+        return None;
+    }
+    let addr = fields["addr"].as_str()?.parse().ok()?;
+    // `admin` is logged with Debug: "Some(127.0.0.1:9901)" or "None".
+    let admin = fields["admin"]
+        .as_str()
+        .and_then(|a| a.strip_prefix("Some("))
+        .and_then(|a| a.strip_suffix(')'))
+        .and_then(|a| a.parse().ok());
+    Some((addr, admin))
+}
