@@ -240,7 +240,7 @@ async fn serve_proxy(
         let proxy = proxy.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(request, peer, false).await) }
+            async move { Ok::<_, Infallible>(proxy.handle_detached(request, peer, false).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
