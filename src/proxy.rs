@@ -386,7 +386,10 @@ impl Proxy {
             }
         }
 
-        // Forward.
+        // Forward. One deadline covers the response head and, for an
+        // idempotent request, its buffered body: the first attempt must end
+        // within `upstream_timeout` so that it cannot outlive its lease.
+        let deadline = tokio::time::Instant::now() + self.upstream.timeout();
         let sent = self
             .send(
                 parts,
@@ -430,14 +433,16 @@ impl Proxy {
         }
         let (mut head, upstream_body) = response.into_parts();
         forward::strip_hop_by_hop(&mut head.headers);
-        let buffered = tokio::time::timeout(
-            self.upstream.timeout(),
+        let buffered = tokio::time::timeout_at(
+            deadline,
             buffer_up_to(upstream_body, rule.max_response_bytes),
         )
         .await;
+        // Either way it reached the upstream: the lease is kept.
         let (kept, rest) = match buffered {
             Ok(Ok(buffered)) => buffered,
-            Ok(Err(_)) | Err(_) => return Err(Rejection::UpstreamUnavailable),
+            Ok(Err(_)) => return Err(Rejection::UpstreamUnavailable),
+            Err(_) => return Err(Rejection::UpstreamTimeout),
         };
         let stored = StoredResponse {
             status,
