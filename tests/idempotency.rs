@@ -7,6 +7,8 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::binary::ProxyProcess;
@@ -14,6 +16,7 @@ use support::client::{nonce, Reply, Req};
 use support::moto::MotoServer;
 use support::proxy::{TestProxy, T0};
 use support::upstream::Upstream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -493,6 +496,79 @@ async fn nonce_is_per_transmission_key_per_operation(backend: Backend) {
     assert_eq!(upstream.count(), 2);
 }
 
+async fn client_giving_up_does_not_abandon_the_first_attempt(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    let slow = pay("alice", "k-gave-up", "a").header("x-test-delay-ms", 500);
+    // The client times out and closes its connection while the upstream
+    // is still working on the request.
+    let gave_up = tokio::time::timeout(Duration::from_millis(150), slow.send(proxy.addr)).await;
+    assert!(gave_up.is_err(), "the client was meant to give up first");
+    until_upstream_saw(&upstream, 1).await;
+    // Its retry must get the first attempt's answer once the upstream has
+    // answered — never a second execution after the lease.
+    let retry = pay("alice", "k-gave-up", "a");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let reply = loop {
+        let reply = retry.send(proxy.addr).await;
+        if reply.status != 409 || Instant::now() > deadline {
+            break reply;
+        }
+        assert_eq!(reply.reason(), "idempotency_in_flight");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.header("idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(upstream.count(), 1);
+}
+
+/// An upstream that sends its response head after `head_delay`, then a
+/// part of a longer body, then stalls.
+async fn stalling_upstream(head_delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(head_delay).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            });
+        }
+    });
+    (addr, hits)
+}
+
+async fn stalled_response_body_is_bounded_by_the_upstream_timeout(backend: Backend) {
+    // The head arrives just inside the timeout, then the body stalls: the
+    // whole exchange must still end within one upstream timeout, or the
+    // first attempt could outlive its lease and run twice.
+    let (addr, hits) = stalling_upstream(Duration::from_millis(700)).await;
+    let proxy = proxy_for(
+        backend,
+        &format!("http://{addr}"),
+        "upstream_timeout_ms = 1000",
+    )
+    .await;
+    let started = Instant::now();
+    let reply = pay("alice", "k-stall", "a").send(proxy.addr).await;
+    let elapsed = started.elapsed();
+    assert_eq!(status_reason(&reply), (504, "upstream_timeout".into()));
+    assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // It reached the upstream: the lease is kept.
+    let retry = pay("alice", "k-stall", "a").send(proxy.addr).await;
+    assert_eq!(status_reason(&retry), (409, "idempotency_in_flight".into()));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
 macro_rules! on_both_stores {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -526,6 +602,8 @@ on_both_stores!(
     release_statuses_are_released_and_other_5xx_stored,
     oversize_response_is_delivered_once_then_not_retained,
     nonce_is_per_transmission_key_per_operation,
+    client_giving_up_does_not_abandon_the_first_attempt,
+    stalled_response_body_is_bounded_by_the_upstream_timeout,
 );
 
 // ---------------------------------------------------------------------------
