@@ -221,6 +221,31 @@ impl Proxy {
         }
     }
 
+    /// [`Proxy::handle`] on its own task, so that a client that hangs up
+    /// does not cancel the request path half way: once an idempotency key
+    /// is claimed and the request forwarded, the upstream's answer must
+    /// still be recorded (or the claim released), or the client's retry
+    /// would wait out the lease and then execute the request a second
+    /// time. The task is bounded by the upstream and store timeouts.
+    pub async fn handle_detached(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        https: bool,
+    ) -> Response<Body> {
+        let task = tokio::spawn(async move { self.handle(request, peer, https).await });
+        match task.await {
+            Ok(response) => response,
+            Err(e) => {
+                // Our bug (a panic on the request path): 500, never forwarded twice.
+                tracing::error!(error = %e, "request task failed");
+                let mut response = Response::new(body::full(Bytes::new()));
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                response
+            }
+        }
+    }
+
     /// Handle one request: never fails, always answers.
     pub async fn handle(
         &self,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use support::binary::spawn_binary;
+use support::binary::ProxyProcess;
 use support::client::{nonce, Req};
 use support::proxy::{TestProxy, T0};
 use support::upstream::Upstream;
@@ -163,7 +163,8 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
         "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\nshutdown_grace_secs = 10\n{ROUTES}",
         upstream.url()
     );
-    let (mut child, addr, _file, logs) = spawn_binary(&config);
+    let mut child = ProxyProcess::start(&config);
+    let addr = child.addr;
     let slow = tokio::spawn(async move {
         Req::get("/slow")
             .header("x-test-delay-ms", 1000)
@@ -176,20 +177,15 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    child.signal("TERM");
     let reply = slow.await.unwrap();
     assert_eq!(reply.status, 200);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, lines) = tokio::task::spawn_blocking(move || {
+        (child.wait_exit(Duration::from_secs(10)), child.lines())
+    })
+    .await
+    .unwrap();
     assert_eq!(status.code(), Some(0));
-    let lines: Vec<String> = logs.try_iter().collect();
     assert!(lines.iter().any(|l| l.contains("draining")), "{lines:?}");
 }
 
@@ -200,7 +196,8 @@ async fn json_logs_name_the_reason_but_never_the_nonce() {
         "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n{ROUTES}",
         upstream.url()
     );
-    let (mut child, addr, _file, logs) = spawn_binary(&config);
+    let mut child = ProxyProcess::start(&config);
+    let addr = child.addr;
     let secret_nonce = "nonce-that-must-not-be-logged-0123";
     let reply = Req::post("/payments")
         .fresh(1, secret_nonce)
@@ -210,9 +207,8 @@ async fn json_logs_name_the_reason_but_never_the_nonce() {
     assert_eq!(reply.reason(), "stale_timestamp");
     assert_eq!(reply.header("x-request-id").as_deref(), Some("req-abc-1"));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    child.kill().unwrap();
-    let _ = child.wait();
-    let lines: Vec<String> = logs.try_iter().collect();
+    child.kill();
+    let lines = child.lines();
     let rejection = lines
         .iter()
         .find(|l| l.contains("request rejected"))
@@ -310,16 +306,19 @@ async fn access_log_is_off_by_default_and_one_line_per_request_when_on() {
             "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\naccess_log = {on}\n",
             upstream.url()
         );
-        let (mut child, addr, _file, logs) = spawn_binary(&config);
+        let mut child = ProxyProcess::start(&config);
         assert_eq!(
-            Req::get("/a?token=secret-query").send(addr).await.status,
+            Req::get("/a?token=secret-query")
+                .send(child.addr)
+                .await
+                .status,
             200
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        child.kill().unwrap();
-        let _ = child.wait();
-        let lines: Vec<String> = logs
-            .try_iter()
+        child.kill();
+        let lines: Vec<String> = child
+            .lines()
+            .into_iter()
             .filter(|l| l.contains("\"access\""))
             .collect();
         if !on {

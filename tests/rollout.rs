@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::binary::spawn_binary;
+use support::binary::ProxyProcess;
 use support::client::{nonce, Req};
 use support::proxy::{TestProxy, T0};
 use support::upstream::Upstream;
@@ -134,20 +134,16 @@ async fn an_invalid_file_keeps_the_old_config_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_running_binary() {
     let upstream = Upstream::start().await;
-    let (mut child, addr, file, _logs) = spawn_binary(&config(&upstream.url(), false, ""));
+    let child = ProxyProcess::start(&config(&upstream.url(), false, ""));
+    let addr = child.addr;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let request = Req::post("/payments").fresh(now, &nonce(4));
     assert_eq!(request.send(addr).await.status, 200);
-    std::fs::write(file.path(), config(&upstream.url(), true, "")).unwrap();
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    std::fs::write(child.config_path(), config(&upstream.url(), true, "")).unwrap();
+    child.signal("HUP");
     let fresh = Req::post("/payments").fresh(now, &nonce(5));
     let mut status = 0;
     for _ in 0..50 {
@@ -161,8 +157,6 @@ async fn sighup_reloads_the_running_binary() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(status, 409, "after SIGHUP the nonce rule applies");
-    child.kill().unwrap();
-    let _ = child.wait();
 }
 
 #[tokio::test]
@@ -200,7 +194,8 @@ async fn a_request_captured_before_a_restart_is_refused_after_it() {
         "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n{routes}",
         upstream.url()
     );
-    let (mut first, addr, _file, _logs) = spawn_binary(&config);
+    let mut first = ProxyProcess::start(&config);
+    let addr = first.addr;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -209,15 +204,14 @@ async fn a_request_captured_before_a_restart_is_refused_after_it() {
     assert_eq!(captured.send(addr).await.status, 200);
     // Restart in a later second than the capture.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    first.kill().unwrap();
-    let _ = first.wait();
-    let (mut second, addr, _file2, _logs2) = spawn_binary(&config);
+    first.kill();
+    let second = ProxyProcess::start(&config);
+    let addr = second.addr;
     let replay = captured.send(addr).await;
     assert_eq!(
         (replay.status.as_u16(), replay.reason().as_str()),
         (400, "stale_timestamp")
     );
     assert_eq!(upstream.count(), 1, "the replay never reached the upstream");
-    second.kill().unwrap();
-    let _ = second.wait();
+    drop(second);
 }

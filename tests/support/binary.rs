@@ -1,47 +1,213 @@
-//! The real `replay-guard` binary, started as a child process with a
-//! config file; its address is read from its JSON log.
+//! The real `replay-guard` binary as a child process, for tests that need
+//! a process boundary (kill -9, two replicas, CLI exit codes).
+//!
+//! Every child gets static dummy AWS credentials, a region and
+//! `AWS_EC2_METADATA_DISABLED=true`, so nothing leaves 127.0.0.1. A
+//! [`ProxyProcess`] is killed (SIGKILL) and reaped on drop, so a failing
+//! test leaves no process behind.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The real binary with a config file; returns the child and its
-/// listening addresses read from its JSON log.
-pub fn spawn_binary(
-    config: &str,
-) -> (
-    Child,
-    std::net::SocketAddr,
-    tempfile::NamedTempFile,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    std::io::Write::write_all(&mut file, config.as_bytes()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_replay-guard"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(file.path())
+use tempfile::NamedTempFile;
+
+/// How long a child may take to report its listening address.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The binary under test, with a loopback-only AWS environment.
+pub fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_replay-guard"));
+    command
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("REPLAY_GUARD_CONFIG")
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
+        .stdin(Stdio::null());
+    command
+}
+
+/// Write `toml` to a temporary file (kept alive by the returned handle).
+pub fn config_file(toml: &str) -> NamedTempFile {
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp config file");
+    std::io::Write::write_all(&mut file, toml.as_bytes()).expect("write config");
+    file
+}
+
+/// Run a subcommand to completion (e.g. `init-table`), bounded in time.
+pub fn run_cli(args: &[&str]) -> Output {
+    let child = command()
+        .args(args)
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
+        .expect("spawn replay-guard");
+    let (tx, rx) = mpsc::channel();
+    let id = child.id();
     std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output.expect("replay-guard output"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(id.to_string())
+                .status();
+            panic!("replay-guard {args:?} did not finish within 60 s");
+        }
+    }
+}
+
+/// `replay-guard run` in a child process.
+pub struct ProxyProcess {
+    /// The child; `None` once killed.
+    child: Option<Child>,
+    /// Public listener, as logged by the child.
+    pub addr: SocketAddr,
+    /// Admin listener, as logged by the child (if configured).
+    pub admin: Option<SocketAddr>,
+    /// Every stderr line so far, for failure messages.
+    pub log: Arc<Mutex<Vec<String>>>,
+    /// The config file; deleted on drop.
+    _config: NamedTempFile,
+}
+
+impl ProxyProcess {
+    /// Start `replay-guard run --config <toml> --log-format json` and wait
+    /// for its "replay-guard listening" line. Use `listen = "127.0.0.1:0"`.
+    pub fn start(toml: &str) -> ProxyProcess {
+        let config = config_file(toml);
+        let mut child = command()
+            .arg("run")
+            .arg("--config")
+            .arg(config.path())
+            .arg("--log-format")
+            .arg("json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn replay-guard run");
+        let stderr = child.stderr.take().expect("stderr pipe");
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                // Keep draining until the child exits, so it never blocks
+                // on a full pipe.
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addrs) = listening(&line) {
+                        let _ = tx.send(addrs);
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut process = ProxyProcess {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: None,
+            log,
+            _config: config,
+        };
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok((addr, admin)) => {
+                process.addr = addr;
+                process.admin = admin;
+                process
+            }
+            Err(_) => {
+                process.kill();
+                panic!(
+                    "replay-guard did not report its address; stderr:\n{}",
+                    process.log.lock().unwrap().join("\n")
+                );
             }
         }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the proxy logs its address");
-        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        if json["fields"]["message"] == "replay-guard listening" {
-            break json["fields"]["addr"].as_str().unwrap().parse().unwrap();
+    }
+
+    /// The child's process id (for `kill -TERM`, `kill -HUP`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The config file the child reads (rewrite it, then send SIGHUP).
+    pub fn config_path(&self) -> &std::path::Path {
+        self._config.path()
+    }
+
+    /// Send a signal by name (`TERM`, `HUP`, …).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Wait (bounded) for the child to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        let child = self.child.as_mut().expect("child running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "child did not exit in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-    };
-    (child, addr, file, rx)
+    }
+
+    /// Every stderr line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGKILL (kill -9) and reap: no drain, no cleanup, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Parse the JSON "replay-guard listening" log line.
+fn listening(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &value["fields"];
+    if fields["message"] != "replay-guard listening" {
+        return None;
+    }
+    let addr = fields["addr"].as_str()?.parse().ok()?;
+    // `admin` is logged with Debug: "Some(127.0.0.1:9901)" or "None".
+    let admin = fields["admin"]
+        .as_str()
+        .and_then(|a| a.strip_prefix("Some("))
+        .and_then(|a| a.strip_suffix(')'))
+        .and_then(|a| a.parse().ok());
+    Some((addr, admin))
 }

@@ -36,7 +36,26 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    /// Start on a given loopback address, e.g. one a proxy already points
+    /// at while nothing listened there ("the upstream comes back").
+    /// Retries the bind briefly (bounded) in case the port lingers.
+    pub async fn start_at(addr: SocketAddr) -> Upstream {
+        assert!(addr.ip().is_loopback(), "tests stay on loopback");
+        let mut last = None;
+        for _ in 0..50 {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => return Self::serve(listener),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("cannot bind the upstream on {addr}: {last:?}");
+    }
+
+    fn serve(listener: TcpListener) -> Upstream {
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = seen.clone();

@@ -1,0 +1,542 @@
+//! The DynamoDB store behind the real proxy (issue 3), on moto: storms,
+//! several replicas sharing one table (in-process and as real processes),
+//! expired records, store outages and recovery, `on_error = "allow"`,
+//! `init-table`, and the write cost of an idempotent request counted on
+//! the wire. Everything stays on 127.0.0.1.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use support::binary::{config_file, run_cli, ProxyProcess};
+use support::client::{nonce, Reply, Req};
+use support::moto::MotoServer;
+use support::proxy::{TestProxy, T0};
+use support::upstream::Upstream;
+use tokio::net::TcpListener;
+
+const ROUTES: &str = r#"
+[[routes]]
+name = "create-payment"
+methods = ["POST"]
+path = "/payments"
+identity = "header:X-Client"
+freshness = { max_skew_secs = 120 }
+nonce = { required = true }
+
+[[routes]]
+name = "short-window"
+methods = ["POST"]
+path = "/short"
+identity = "header:X-Client"
+freshness = { max_skew_secs = 10 }
+nonce = { required = true }
+
+[[routes]]
+name = "long-window"
+methods = ["POST"]
+path = "/long"
+identity = "header:X-Client"
+freshness = { max_skew_secs = 1000 }
+nonce = { required = true }
+
+[[routes]]
+name = "charge"
+methods = ["POST"]
+path = "/charges"
+identity = "header:X-Client"
+idempotency = { ttl_secs = 100, lease_secs = 60 }
+"#;
+
+/// `[store]` tables for `table` at `endpoint`.
+fn store_toml(endpoint: &str, table: &str, timeout_ms: u64, on_error: &str) -> String {
+    format!(
+        "[store]\nkind = \"dynamodb\"\non_error = \"{on_error}\"\n[store.dynamodb]\ntable = \"{table}\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\ntimeout_ms = {timeout_ms}\n"
+    )
+}
+
+/// A fresh table on the shared moto server.
+async fn shared_table() -> String {
+    MotoServer::shared().fresh_table_settings().await.table
+}
+
+async fn proxy_on(
+    upstream: &Upstream,
+    endpoint: &str,
+    table: &str,
+    on_error: &str,
+    timeout_ms: u64,
+) -> TestProxy {
+    let store = store_toml(endpoint, table, timeout_ms, on_error);
+    TestProxy::start(&upstream.url(), &format!("{store}\n{ROUTES}")).await
+}
+
+fn payment(n: usize) -> Req {
+    Req::post("/payments")
+        .header("X-Client", "alice")
+        .fresh(T0, &nonce(n))
+        .body("pay")
+}
+
+fn status_reason(reply: &Reply) -> (u16, String) {
+    (reply.status.as_u16(), reply.reason())
+}
+
+async fn admin_get(admin: SocketAddr, path: &str) -> Reply {
+    Req::get(path).send(admin).await
+}
+
+/// The value of one sample line of the Prometheus text, 0 when absent.
+fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Send `request` to proxies round-robin, `copies` times concurrently;
+/// returns (200s, 409 replayed_nonce).
+async fn storm(request: &Req, proxies: &[SocketAddr], copies: usize) -> (usize, usize) {
+    let mut tasks = Vec::new();
+    for i in 0..copies {
+        let request = request.clone();
+        let addr = proxies[i % proxies.len()];
+        tasks.push(tokio::spawn(async move { request.send(addr).await }));
+    }
+    let (mut ok, mut replayed) = (0, 0);
+    for task in tasks {
+        let reply = task.await.unwrap();
+        match status_reason(&reply) {
+            (200, _) => ok += 1,
+            (409, reason) if reason == "replayed_nonce" => replayed += 1,
+            other => panic!("unexpected answer {other:?}: {:?}", reply.body),
+        }
+    }
+    (ok, replayed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_of_200_identical_requests_reaches_the_upstream_once() {
+    let upstream = Upstream::start().await;
+    let table = shared_table().await;
+    let proxy = proxy_on(
+        &upstream,
+        &MotoServer::shared().endpoint(),
+        &table,
+        "reject",
+        5000,
+    )
+    .await;
+    let (ok, replayed) = storm(&payment(1), &[proxy.addr], 200).await;
+    assert_eq!((ok, replayed), (1, 199));
+    assert_eq!(upstream.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_sharing_a_table_forward_a_duplicate_once() {
+    let upstream = Upstream::start().await;
+    let table = shared_table().await;
+    let endpoint = MotoServer::shared().endpoint();
+    let a = proxy_on(&upstream, &endpoint, &table, "reject", 5000).await;
+    let b = proxy_on(&upstream, &endpoint, &table, "reject", 5000).await;
+    let (ok, replayed) = storm(&payment(7), &[a.addr, b.addr], 100).await;
+    assert_eq!((ok, replayed), (1, 99));
+    assert_eq!(upstream.count(), 1);
+    // Idempotency across replicas: executed on one, replayed by the other.
+    let charge = Req::post("/charges")
+        .header("X-Client", "alice")
+        .header("Idempotency-Key", "charge-1")
+        .body("10 EUR");
+    let first = charge.send(a.addr).await;
+    assert_eq!(first.status, 200);
+    let replay = charge.send(b.addr).await;
+    assert_eq!(replay.body, first.body);
+    assert_eq!(
+        replay.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(upstream.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxy_processes_sharing_a_table_forward_a_duplicate_once() {
+    let upstream = Upstream::start().await;
+    let table = shared_table().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n{}\n{ROUTES}",
+        upstream.url(),
+        store_toml(&MotoServer::shared().endpoint(), &table, 5000, "reject")
+    );
+    let a = ProxyProcess::start(&toml);
+    let b = ProxyProcess::start(&toml);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let request = Req::post("/payments")
+        .header("X-Client", "alice")
+        .fresh(now, &nonce(42))
+        .body("pay once");
+    let (ok, replayed) = storm(&request, &[a.addr, b.addr], 100).await;
+    assert_eq!((ok, replayed), (1, 99));
+    assert_eq!(upstream.count(), 1);
+}
+
+/// Every item of `table` whose `pk` contains `needle`, with its `expires_at`.
+async fn items_like(table: &str, needle: &str) -> Vec<(String, u64)> {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(MotoServer::shared().endpoint())
+        .load()
+        .await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let out = client
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .expect("scan on moto");
+    out.items()
+        .iter()
+        .filter_map(|item| {
+            let pk = item.get("pk")?.as_s().ok()?;
+            let expires_at = item.get("expires_at")?.as_n().ok()?.parse().ok()?;
+            pk.contains(needle).then(|| (pk.clone(), expires_at))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_but_not_deleted_records_do_not_block_a_new_claim() {
+    let upstream = Upstream::start().await;
+    let table = shared_table().await;
+    let proxy = proxy_on(
+        &upstream,
+        &MotoServer::shared().endpoint(),
+        &table,
+        "reject",
+        5000,
+    )
+    .await;
+    let n = nonce(3);
+    let short = || {
+        Req::post("/short")
+            .header("X-Client", "alice")
+            .fresh(T0, &n)
+    };
+    let long = || Req::post("/long").header("X-Client", "alice").fresh(T0, &n);
+
+    // Nonce: remembered until T0 + 10 (skew) + 60 on the short route.
+    assert_eq!(short().send(proxy.addr).await.status, 200);
+    assert_eq!(
+        status_reason(&long().send(proxy.addr).await),
+        (409, "replayed_nonce".into())
+    );
+    proxy.clock.advance(Duration::from_secs(71));
+    let items = items_like(&table, &n).await;
+    assert_eq!(items.len(), 1, "the record is still in the table");
+    assert!(items[0].1 < T0 + 71, "and it has expired: {items:?}");
+    // Still fresh on the long route, and the expired record counts as absent.
+    assert_eq!(long().send(proxy.addr).await.status, 200);
+    assert_eq!(upstream.count(), 2);
+
+    // Idempotency: a completed record past its ttl_secs is absent too.
+    let charge = || {
+        Req::post("/charges")
+            .header("X-Client", "alice")
+            .header("Idempotency-Key", "old-key")
+            .body("10")
+    };
+    assert_eq!(charge().send(proxy.addr).await.status, 200);
+    assert_eq!(
+        charge()
+            .send(proxy.addr)
+            .await
+            .header("idempotent-replayed")
+            .as_deref(),
+        Some("true")
+    );
+    proxy.clock.advance(Duration::from_secs(101));
+    assert_eq!(
+        items_like(&table, "old-key").await.len(),
+        1,
+        "not deleted yet"
+    );
+    let again = charge().send(proxy.addr).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.header("idempotent-replayed"),
+        None,
+        "a new claim, executed"
+    );
+    assert_eq!(upstream.count(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_outage_is_503_then_recovers_without_restarting_the_proxy() {
+    let moto = MotoServer::start();
+    let table = moto.fresh_table_settings().await.table;
+    let upstream = Upstream::start().await;
+    let proxy = proxy_on(&upstream, &moto.endpoint(), &table, "reject", 300).await;
+    let admin = proxy.admin.unwrap();
+    assert_eq!(payment(1).send(proxy.addr).await.status, 200);
+    assert_eq!(admin_get(admin, "/readyz").await.status, 200);
+
+    moto.stop();
+    for n in 2..4 {
+        let reply = payment(n).send(proxy.addr).await;
+        assert_eq!(status_reason(&reply), (503, "store_unavailable".into()));
+        assert_eq!(reply.header("retry-after").as_deref(), Some("1"));
+    }
+    assert_eq!(
+        upstream.count(),
+        1,
+        "nothing forwarded while the store is down"
+    );
+    assert_eq!(admin_get(admin, "/readyz").await.status, 503);
+    let metrics = admin_get(admin, "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metric(&text, "replay_guard_store_errors_total{op=\"claim_nonce\"}") >= 2.0,
+        "{text}"
+    );
+
+    moto.restart().await;
+    // The first calls after the restart may meet pooled connections to the
+    // old server: a bounded number of fresh attempts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 100;
+    loop {
+        n += 1;
+        let reply = payment(n).send(proxy.addr).await;
+        if reply.status == 200 {
+            break;
+        }
+        assert_eq!(status_reason(&reply), (503, "store_unavailable".into()));
+        assert!(Instant::now() < deadline, "the proxy never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(admin_get(admin, "/readyz").await.status, 200);
+    // And the recovered store still refuses a replay.
+    assert_eq!(
+        status_reason(&payment(n).send(proxy.addr).await),
+        (409, "replayed_nonce".into())
+    );
+    assert_eq!(upstream.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_error_allow_forwards_while_the_store_is_down() {
+    let moto = MotoServer::start();
+    let table = moto.fresh_table_settings().await.table;
+    moto.stop();
+    let upstream = Upstream::start().await;
+    let proxy = proxy_on(&upstream, &moto.endpoint(), &table, "allow", 300).await;
+    let reply = payment(1).send(proxy.addr).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(upstream.count(), 1);
+    // Fail open means unchecked: the same nonce passes again. That is the
+    // documented price of on_error = "allow".
+    assert_eq!(payment(1).send(proxy.addr).await.status, 200);
+    assert_eq!(upstream.count(), 2);
+    let metrics = admin_get(proxy.admin.unwrap(), "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert_eq!(
+        metric(
+            &text,
+            "replay_guard_store_fail_open_total{route=\"create-payment\"}"
+        ),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(admin_get(proxy.admin.unwrap(), "/readyz").await.status, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_table_twice_via_the_binary() {
+    let moto = MotoServer::shared();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let table = format!("rg-init-{}-{nanos}", std::process::id());
+    let config = config_file(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9\"\n{}",
+        store_toml(&moto.endpoint(), &table, 5000, "reject")
+    ));
+    let path = config.path().to_str().unwrap().to_owned();
+    let path_for_cli = path.clone();
+    let first =
+        tokio::task::spawn_blocking(move || run_cli(&["init-table", "--config", &path_for_cli]))
+            .await
+            .unwrap();
+    assert!(first.status.success(), "{first:?}");
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        out.contains("created") && out.contains("enabled now"),
+        "{out}"
+    );
+    let second = tokio::task::spawn_blocking(move || run_cli(&["init-table", "--config", &path]))
+        .await
+        .unwrap();
+    assert!(second.status.success(), "{second:?}");
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        out.contains("already existed") && out.contains("already enabled"),
+        "{out}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Write cost, counted on the wire.
+// ---------------------------------------------------------------------------
+
+/// A loopback HTTP forwarder in front of moto that records the DynamoDB
+/// operation (`X-Amz-Target`) of every request it passes on.
+async fn counting_forwarder(moto: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ops: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = ops.clone();
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let log = log.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let log = log.clone();
+                    let client = client.clone();
+                    async move {
+                        let (mut parts, body) = request.into_parts();
+                        let target = parts
+                            .headers
+                            .get("x-amz-target")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.rsplit('.').next())
+                            .unwrap_or("?")
+                            .to_owned();
+                        log.lock().unwrap().push(target);
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
+                        let path = parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.as_str().to_owned())
+                            .unwrap_or_else(|| "/".into());
+                        parts.uri = format!("http://{moto}{path}").parse().unwrap();
+                        let response = match client
+                            .request(Request::from_parts(parts, Full::new(body)))
+                            .await
+                        {
+                            Ok(response) => {
+                                let (parts, body) = response.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|c| c.to_bytes())
+                                    .unwrap_or_default();
+                                Response::from_parts(parts, Full::new(body))
+                            }
+                            Err(_) => Response::builder()
+                                .status(502)
+                                .body(Full::new(Bytes::new()))
+                                .unwrap(),
+                        };
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, ops)
+}
+
+fn take(ops: &Mutex<Vec<String>>) -> Vec<String> {
+    std::mem::take(&mut *ops.lock().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_costs_two_writes_then_one_failed_write_per_replay() {
+    let moto = MotoServer::shared();
+    let table = moto.fresh_table_settings().await.table;
+    let moto_addr: SocketAddr = format!("127.0.0.1:{}", moto.port()).parse().unwrap();
+    let (forwarder, ops) = counting_forwarder(moto_addr).await;
+    let upstream = Upstream::start().await;
+    let proxy = proxy_on(
+        &upstream,
+        &format!("http://{forwarder}"),
+        &table,
+        "reject",
+        5000,
+    )
+    .await;
+    let charge = |body: &str| {
+        Req::post("/charges")
+            .header("X-Client", "alice")
+            .header("Idempotency-Key", "cost-1")
+            .body(body.to_owned())
+    };
+
+    let first = charge("10").send(proxy.addr).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(take(&ops), ["PutItem", "UpdateItem"], "claim, complete");
+    for _ in 0..3 {
+        let replay = charge("10").send(proxy.addr).await;
+        assert_eq!(
+            replay.header("idempotent-replayed").as_deref(),
+            Some("true")
+        );
+    }
+    assert_eq!(
+        take(&ops),
+        ["PutItem"; 3],
+        "one failed conditional write per replay, no read"
+    );
+    let reused = charge("20").send(proxy.addr).await;
+    assert_eq!(reused.status, 422);
+    assert_eq!(
+        take(&ops),
+        ["PutItem"],
+        "a conflict costs the same single write"
+    );
+    // A nonce costs exactly one write.
+    assert_eq!(payment(1).send(proxy.addr).await.status, 200);
+    assert_eq!(payment(1).send(proxy.addr).await.status, 409);
+    assert_eq!(take(&ops), ["PutItem", "PutItem"]);
+    assert_eq!(upstream.count(), 2);
+
+    // The same, from the proxy's own /metrics.
+    let metrics = admin_get(proxy.admin.unwrap(), "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    let count = |op: &str| {
+        metric(
+            &text,
+            &format!("replay_guard_store_duration_seconds_count{{op=\"{op}\"}}"),
+        )
+    };
+    assert_eq!(count("claim_idempotency"), 5.0, "{text}");
+    assert_eq!(count("complete_idempotency"), 1.0, "{text}");
+    assert_eq!(count("release_idempotency"), 0.0, "{text}");
+    assert_eq!(count("claim_nonce"), 2.0, "{text}");
+}

@@ -1,0 +1,708 @@
+//! Idempotency keys end to end (SPEC §3, issue 4): a real upstream, the
+//! real proxy on loopback, and every case run against both stores — the
+//! memory store and DynamoDB (moto, one request at a time). Each case
+//! asserts the status, the `reason` and what the upstream received.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::binary::ProxyProcess;
+use support::client::{nonce, Reply, Req};
+use support::moto::MotoServer;
+use support::proxy::{TestProxy, T0};
+use support::upstream::Upstream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ROUTES: &str = r#"
+[[routes]]
+name = "create-payment"
+methods = ["POST"]
+path = "/payments"
+identity = "header:X-Client"
+idempotency = { required = true, ttl_secs = 3600, lease_secs = 60, max_response_bytes = 1024, release_statuses = [503] }
+
+[[routes]]
+name = "transfer"
+methods = ["POST"]
+path = "/transfers"
+identity = "header:X-Client"
+freshness = { max_skew_secs = 120 }
+nonce = { required = true }
+idempotency = { required = false, ttl_secs = 3600, lease_secs = 60 }
+"#;
+
+/// Which store a case runs on.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Memory,
+    Dynamo,
+}
+
+/// The `[store]` tables for a backend; DynamoDB gets a fresh table on the
+/// shared moto server.
+async fn store_toml(backend: Backend) -> String {
+    match backend {
+        Backend::Memory => "[store]\nkind = \"memory\"\n".to_owned(),
+        Backend::Dynamo => {
+            let settings = MotoServer::shared().fresh_table_settings().await;
+            format!(
+                "[store]\nkind = \"dynamodb\"\n[store.dynamodb]\ntable = \"{}\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\ntimeout_ms = 5000\n",
+                settings.table,
+                MotoServer::shared().endpoint()
+            )
+        }
+    }
+}
+
+/// A proxy on `backend` in front of `upstream_url`; `server_extra` goes
+/// into `[server]`.
+async fn proxy_for(backend: Backend, upstream_url: &str, server_extra: &str) -> TestProxy {
+    let store = store_toml(backend).await;
+    TestProxy::start(upstream_url, &format!("{server_extra}\n{store}\n{ROUTES}")).await
+}
+
+async fn setup(backend: Backend) -> (Upstream, TestProxy) {
+    let upstream = Upstream::start().await;
+    let proxy = proxy_for(backend, &upstream.url(), "").await;
+    (upstream, proxy)
+}
+
+/// A payment POST from `client` with `key`.
+fn pay(client: &str, key: &str, body: &str) -> Req {
+    Req::post("/payments?currency=EUR")
+        .header("X-Client", client)
+        .header("Idempotency-Key", key)
+        .body(body.to_owned())
+}
+
+/// Response headers, minus the ones that legitimately differ between the
+/// first answer and a replay.
+fn comparable_headers(reply: &Reply) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut out: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for (name, value) in &reply.headers {
+        if matches!(
+            name.as_str(),
+            "x-request-id" | "idempotent-replayed" | "set-cookie"
+        ) {
+            continue;
+        }
+        out.entry(name.as_str().to_owned())
+            .or_default()
+            .push(value.as_bytes().to_vec());
+    }
+    out
+}
+
+fn status_reason(reply: &Reply) -> (u16, String) {
+    (reply.status.as_u16(), reply.reason())
+}
+
+/// Wait (bounded) until the upstream has received `n` requests.
+async fn until_upstream_saw(upstream: &Upstream, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream.count() < n {
+        assert!(Instant::now() < deadline, "upstream never saw {n} requests");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cases, each run on both stores.
+// ---------------------------------------------------------------------------
+
+async fn replay_returns_the_stored_answer(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    let request = pay("alice", "order-1", r#"{"amount":1250}"#).header("x-test-status", 201);
+    let first = request.send(proxy.addr).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    assert_eq!(first.json()["hit"], 1);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    assert_eq!(first.header("set-cookie").as_deref(), Some("session=abc"));
+
+    for _ in 0..2 {
+        let replay = request.send(proxy.addr).await;
+        assert_eq!(replay.status, 201);
+        assert_eq!(replay.body, first.body, "byte for byte");
+        assert_eq!(
+            replay.header("idempotent-replayed").as_deref(),
+            Some("true")
+        );
+        assert_eq!(comparable_headers(&replay), comparable_headers(&first));
+        assert_eq!(replay.header("x-upstream").as_deref(), Some("legacy"));
+        // Set-Cookie is deliberately not stored: a session cookie must not
+        // be handed to whoever retries with the key.
+        assert_eq!(replay.header("set-cookie"), None);
+        // Hop-by-hop headers stay stripped on replays too.
+        assert_eq!(replay.header("x-upstream-hop"), None);
+        assert_eq!(replay.header("keep-alive"), None);
+        assert!(replay.header("x-request-id").is_some());
+        assert_ne!(replay.header("x-request-id"), first.header("x-request-id"));
+    }
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1, "the upstream executed exactly once");
+    assert_eq!(seen[0].path_and_query, "/payments?currency=EUR");
+    assert_eq!(&seen[0].body[..], br#"{"amount":1250}"#);
+    assert_eq!(seen[0].headers["idempotency-key"], "order-1");
+}
+
+async fn same_key_different_request_is_422(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    assert_eq!(
+        pay("alice", "k-422", "a").send(proxy.addr).await.status,
+        200
+    );
+    let cases = [
+        pay("alice", "k-422", "b"),
+        Req::post("/payments?currency=USD")
+            .header("X-Client", "alice")
+            .header("Idempotency-Key", "k-422")
+            .body("a"),
+    ];
+    for request in cases {
+        let reply = request.send(proxy.addr).await;
+        assert_eq!(
+            status_reason(&reply),
+            (422, "idempotency_key_reused".into())
+        );
+        assert_eq!(
+            reply.header("content-type").as_deref(),
+            Some("application/problem+json")
+        );
+    }
+    assert_eq!(upstream.count(), 1);
+}
+
+async fn duplicate_while_in_flight_is_409_with_retry_after(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    let slow = pay("alice", "k-slow", "a").header("x-test-delay-ms", 800);
+    let addr = proxy.addr;
+    let first = tokio::spawn({
+        let slow = slow.clone();
+        async move { slow.send(addr).await }
+    });
+    until_upstream_saw(&upstream, 1).await;
+    // The manual clock stands still: the whole lease remains.
+    let dup = slow.send(proxy.addr).await;
+    assert_eq!(status_reason(&dup), (409, "idempotency_in_flight".into()));
+    assert_eq!(dup.header("retry-after").as_deref(), Some("60"));
+    // A later duplicate sees the lease shrink, rounded up to whole seconds.
+    proxy.clock.advance(Duration::from_millis(20_500));
+    let dup = slow.send(proxy.addr).await;
+    assert_eq!(dup.header("retry-after").as_deref(), Some("40"));
+    // Different body while in flight: 422 wins over 409.
+    let other = pay("alice", "k-slow", "b").send(proxy.addr).await;
+    assert_eq!(
+        status_reason(&other),
+        (422, "idempotency_key_reused".into())
+    );
+
+    let first = first.await.unwrap();
+    assert_eq!(first.status, 200);
+    let replay = slow.send(proxy.addr).await;
+    assert_eq!(replay.status, 200);
+    assert_eq!(replay.body, first.body);
+    assert_eq!(
+        replay.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(upstream.count(), 1);
+}
+
+async fn fifty_concurrent_identical_requests_execute_once(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    let request = pay("storm", "k-storm", "once").header("x-test-delay-ms", 100);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let request = request.clone();
+        let addr = proxy.addr;
+        tasks.push(tokio::spawn(async move { request.send(addr).await }));
+    }
+    let (mut original, mut replayed, mut in_flight) = (0, 0, 0);
+    let mut bodies = Vec::new();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        match (reply.status.as_u16(), reply.header("idempotent-replayed")) {
+            (200, None) => original += 1,
+            (200, Some(marker)) => {
+                assert_eq!(marker, "true");
+                replayed += 1;
+            }
+            (409, _) => {
+                assert_eq!(reply.reason(), "idempotency_in_flight");
+                assert!(reply.header("retry-after").is_some());
+                in_flight += 1;
+                continue;
+            }
+            other => panic!("unexpected answer {other:?}: {:?}", reply.body),
+        }
+        bodies.push(reply.body);
+    }
+    assert_eq!(original, 1, "one caller got the original answer");
+    assert_eq!(original + replayed + in_flight, 50);
+    assert!(
+        bodies.iter().all(|b| b == &bodies[0]),
+        "every 200 is the same answer"
+    );
+    assert_eq!(upstream.count(), 1);
+}
+
+async fn missing_and_malformed_keys_are_400(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    let missing = Req::post("/payments")
+        .header("X-Client", "alice")
+        .send(proxy.addr)
+        .await;
+    assert_eq!(
+        status_reason(&missing),
+        (400, "missing_idempotency_key".into())
+    );
+    let empty = pay("alice", "", "x").send(proxy.addr).await;
+    assert_eq!(
+        status_reason(&empty),
+        (400, "missing_idempotency_key".into())
+    );
+    let too_long = "k".repeat(256);
+    for bad in ["has space", too_long.as_str()] {
+        let reply = pay("alice", bad, "x").send(proxy.addr).await;
+        assert_eq!(
+            status_reason(&reply),
+            (400, "malformed_idempotency_key".into()),
+            "{bad}"
+        );
+    }
+    let twice = pay("alice", "a", "x")
+        .header("Idempotency-Key", "b")
+        .send(proxy.addr)
+        .await;
+    assert_eq!(
+        status_reason(&twice),
+        (400, "malformed_idempotency_key".into())
+    );
+    assert_eq!(upstream.count(), 0);
+    // The longest legal key, with the draft's quoted form, is accepted.
+    let longest = format!("\"{}\"", "k".repeat(253));
+    assert_eq!(
+        pay("alice", &longest, "x").send(proxy.addr).await.status,
+        200
+    );
+    assert_eq!(upstream.count(), 1);
+}
+
+async fn keys_are_scoped_per_identity(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    let alice = pay("alice", "shared-key", "same body");
+    let bob = pay("bob", "shared-key", "same body");
+    let a = alice.send(proxy.addr).await;
+    let b = bob.send(proxy.addr).await;
+    assert_eq!((a.status.as_u16(), b.status.as_u16()), (200, 200));
+    assert_eq!(
+        b.header("idempotent-replayed"),
+        None,
+        "bob's key is his own"
+    );
+    assert_eq!(upstream.count(), 2);
+    assert_eq!(alice.send(proxy.addr).await.body, a.body);
+    assert_eq!(bob.send(proxy.addr).await.body, b.body);
+    // Bob reusing his key with another body is his conflict, not alice's.
+    let conflict = pay("bob", "shared-key", "other").send(proxy.addr).await;
+    assert_eq!(
+        status_reason(&conflict),
+        (422, "idempotency_key_reused".into())
+    );
+    assert_eq!(upstream.count(), 2);
+}
+
+async fn connect_error_releases_the_claim(backend: Backend) {
+    let closed: SocketAddr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let proxy = proxy_for(backend, &format!("http://{closed}"), "").await;
+    let request = pay("alice", "k-connect", "a");
+    let down = request.send(proxy.addr).await;
+    assert_eq!(status_reason(&down), (502, "upstream_unavailable".into()));
+    // The upstream comes back on the same address: the retry executes.
+    let upstream = Upstream::start_at(closed).await;
+    let retry = request.send(proxy.addr).await;
+    assert_eq!(retry.status, 200, "{:?}", retry.body);
+    assert_eq!(retry.header("idempotent-replayed"), None);
+    assert_eq!(upstream.count(), 1);
+    let replay = request.send(proxy.addr).await;
+    assert_eq!(
+        replay.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(upstream.count(), 1);
+}
+
+async fn timeout_keeps_the_lease_until_it_expires(backend: Backend) {
+    let upstream = Upstream::start().await;
+    let proxy = proxy_for(backend, &upstream.url(), "upstream_timeout_ms = 300").await;
+    let slow = pay("alice", "k-timeout", "a").header("x-test-delay-ms", 1500);
+    let reply = slow.send(proxy.addr).await;
+    assert_eq!(status_reason(&reply), (504, "upstream_timeout".into()));
+    assert_eq!(
+        upstream.count(),
+        1,
+        "it reached the upstream: it may have executed"
+    );
+    // A retry (without the delay) is refused while the lease lives.
+    let retry = pay("alice", "k-timeout", "a");
+    let refused = retry.send(proxy.addr).await;
+    assert_eq!(
+        status_reason(&refused),
+        (409, "idempotency_in_flight".into())
+    );
+    assert_eq!(refused.header("retry-after").as_deref(), Some("60"));
+    proxy.clock.advance(Duration::from_secs(60));
+    let refused = retry.send(proxy.addr).await;
+    assert_eq!(
+        status_reason(&refused),
+        (409, "idempotency_in_flight".into())
+    );
+    assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
+    assert_eq!(upstream.count(), 1);
+    // After the lease: the retry claims the key and executes.
+    proxy.clock.advance(Duration::from_secs(1));
+    let retried = retry.send(proxy.addr).await;
+    assert_eq!(retried.status, 200, "{:?}", retried.body);
+    assert_eq!(retried.header("idempotent-replayed"), None);
+    assert_eq!(upstream.count(), 2);
+    assert_eq!(
+        retry
+            .send(proxy.addr)
+            .await
+            .header("idempotent-replayed")
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(upstream.count(), 2);
+}
+
+async fn release_statuses_are_released_and_other_5xx_stored(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    // 503 is listed: released, so the retry runs again.
+    let unavailable = pay("alice", "k-503", "a").header("x-test-status", 503);
+    let reply = unavailable.send(proxy.addr).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("idempotent-replayed"), None);
+    let retry = pay("alice", "k-503", "a").send(proxy.addr).await;
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.header("idempotent-replayed"), None);
+    assert_eq!(upstream.count(), 2);
+    assert_eq!(
+        pay("alice", "k-503", "a")
+            .send(proxy.addr)
+            .await
+            .header("idempotent-replayed")
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(upstream.count(), 2);
+
+    // 500 is not listed: stored, as Stripe does.
+    let failing = pay("alice", "k-500", "a").header("x-test-status", 500);
+    let first = failing.send(proxy.addr).await;
+    assert_eq!(first.status, 500);
+    let again = pay("alice", "k-500", "a").send(proxy.addr).await;
+    assert_eq!(again.status, 500);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
+    // So is a 4xx.
+    let bad = pay("alice", "k-400", "a").header("x-test-status", 400);
+    assert_eq!(bad.send(proxy.addr).await.status, 400);
+    let bad_again = bad.send(proxy.addr).await;
+    assert_eq!(bad_again.status, 400);
+    assert_eq!(
+        bad_again.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(upstream.count(), 4);
+}
+
+async fn oversize_response_is_delivered_once_then_not_retained(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    let big = pay("alice", "k-big", "a")
+        .header("x-test-body-size", 5000)
+        .header("x-test-status", 201);
+    let first = big.send(proxy.addr).await;
+    assert_eq!(first.status, 201);
+    assert_eq!(
+        first.body.len(),
+        5000,
+        "the first caller gets the whole body"
+    );
+    assert!(first.body.iter().all(|&b| b == b'x'));
+    let replay = big.send(proxy.addr).await;
+    assert_eq!(
+        status_reason(&replay),
+        (409, "idempotency_response_not_retained".into())
+    );
+    assert_eq!(replay.json()["original_status"], 201);
+    assert_eq!(replay.header("retry-after"), None);
+    assert_eq!(upstream.count(), 1, "never executed again");
+    // Exactly at the limit is retained.
+    let edge = pay("alice", "k-edge", "a").header("x-test-body-size", 1024);
+    assert_eq!(edge.send(proxy.addr).await.body.len(), 1024);
+    let replay = edge.send(proxy.addr).await;
+    assert_eq!((replay.status.as_u16(), replay.body.len()), (200, 1024));
+    assert_eq!(
+        replay.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(upstream.count(), 2);
+}
+
+async fn nonce_is_per_transmission_key_per_operation(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    let attempt = |n: usize| {
+        Req::post("/transfers")
+            .header("X-Client", "alice")
+            .header("Idempotency-Key", "transfer-1")
+            .fresh(T0, &nonce(n))
+            .body("move 10")
+    };
+    let first = attempt(1).send(proxy.addr).await;
+    assert_eq!(first.status, 200);
+    // A byte-for-byte resend is a replayed transmission.
+    let resend = attempt(1).send(proxy.addr).await;
+    assert_eq!(status_reason(&resend), (409, "replayed_nonce".into()));
+    // A retry with a fresh timestamp and nonce and the same key: the
+    // stored answer.
+    proxy.clock.advance(Duration::from_secs(5));
+    let retry = Req::post("/transfers")
+        .header("X-Client", "alice")
+        .header("Idempotency-Key", "transfer-1")
+        .fresh(T0 + 5, &nonce(2))
+        .body("move 10")
+        .send(proxy.addr)
+        .await;
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.body, first.body);
+    assert_eq!(retry.header("idempotent-replayed").as_deref(), Some("true"));
+    // The key is optional on this route: without it, a fresh nonce runs.
+    let keyless = Req::post("/transfers")
+        .header("X-Client", "alice")
+        .fresh(T0 + 5, &nonce(3))
+        .body("move 10")
+        .send(proxy.addr)
+        .await;
+    assert_eq!(keyless.status, 200);
+    assert_eq!(upstream.count(), 2);
+}
+
+async fn client_giving_up_does_not_abandon_the_first_attempt(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    let slow = pay("alice", "k-gave-up", "a").header("x-test-delay-ms", 500);
+    // The client times out and closes its connection while the upstream
+    // is still working on the request.
+    let gave_up = tokio::time::timeout(Duration::from_millis(150), slow.send(proxy.addr)).await;
+    assert!(gave_up.is_err(), "the client was meant to give up first");
+    until_upstream_saw(&upstream, 1).await;
+    // Its retry must get the first attempt's answer once the upstream has
+    // answered — never a second execution after the lease.
+    let retry = pay("alice", "k-gave-up", "a");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let reply = loop {
+        let reply = retry.send(proxy.addr).await;
+        if reply.status != 409 || Instant::now() > deadline {
+            break reply;
+        }
+        assert_eq!(reply.reason(), "idempotency_in_flight");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.header("idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(upstream.count(), 1);
+}
+
+/// An upstream that sends its response head after `head_delay`, then a
+/// part of a longer body, then stalls.
+async fn stalling_upstream(head_delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(head_delay).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            });
+        }
+    });
+    (addr, hits)
+}
+
+async fn stalled_response_body_is_bounded_by_the_upstream_timeout(backend: Backend) {
+    // The head arrives just inside the timeout, then the body stalls: the
+    // whole exchange must still end within one upstream timeout, or the
+    // first attempt could outlive its lease and run twice.
+    let (addr, hits) = stalling_upstream(Duration::from_millis(700)).await;
+    let proxy = proxy_for(
+        backend,
+        &format!("http://{addr}"),
+        "upstream_timeout_ms = 1000",
+    )
+    .await;
+    let started = Instant::now();
+    let reply = pay("alice", "k-stall", "a").send(proxy.addr).await;
+    let elapsed = started.elapsed();
+    assert_eq!(status_reason(&reply), (504, "upstream_timeout".into()));
+    assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // It reached the upstream: the lease is kept.
+    let retry = pay("alice", "k-stall", "a").send(proxy.addr).await;
+    assert_eq!(status_reason(&retry), (409, "idempotency_in_flight".into()));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Backend::Memory).await
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Backend::Dynamo).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    replay_returns_the_stored_answer,
+    same_key_different_request_is_422,
+    duplicate_while_in_flight_is_409_with_retry_after,
+    fifty_concurrent_identical_requests_execute_once,
+    missing_and_malformed_keys_are_400,
+    keys_are_scoped_per_identity,
+    connect_error_releases_the_claim,
+    timeout_keeps_the_lease_until_it_expires,
+    release_statuses_are_released_and_other_5xx_stored,
+    oversize_response_is_delivered_once_then_not_retained,
+    nonce_is_per_transmission_key_per_operation,
+    client_giving_up_does_not_abandon_the_first_attempt,
+    stalled_response_body_is_bounded_by_the_upstream_timeout,
+);
+
+// ---------------------------------------------------------------------------
+// A killed proxy process: its lease expires, then a retry executes.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_of_a_killed_proxy_expires_then_a_retry_executes() {
+    const LEASE_SECS: u64 = 2;
+    let upstream = Upstream::start().await;
+    let moto = MotoServer::shared();
+    let settings = moto.fresh_table_settings().await;
+    let toml = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+upstream = "{upstream}"
+upstream_timeout_ms = 1500
+
+[store]
+kind = "dynamodb"
+[store.dynamodb]
+table = "{table}"
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+timeout_ms = 5000
+
+[[routes]]
+name = "create-payment"
+methods = ["POST"]
+path = "/payments"
+identity = "header:X-Client"
+idempotency = {{ ttl_secs = 3600, lease_secs = {LEASE_SECS} }}
+"#,
+        upstream = upstream.url(),
+        table = settings.table,
+        endpoint = moto.endpoint(),
+    );
+    let mut first = ProxyProcess::start(&toml);
+    let slow = pay("alice", "k-killed", "a").header("x-test-delay-ms", 10_000);
+    let addr = first.addr;
+    let in_flight = tokio::spawn(async move {
+        // The connection dies with the process; the client sees an error.
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let mut builder = http::Request::post(format!("http://{addr}{}", slow.path));
+        for (name, value) in &slow.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let request = builder
+            .body(http_body_util::Full::new(slow.body.clone()))
+            .unwrap();
+        client.request(request).await.map(|r| r.status())
+    });
+    until_upstream_saw(&upstream, 1).await;
+    let claimed_at = Instant::now();
+    first.kill();
+    let died = in_flight.await.unwrap();
+    assert!(
+        died.is_err(),
+        "the killed proxy cannot have answered: {died:?}"
+    );
+
+    let second = ProxyProcess::start(&toml);
+    let retry = pay("alice", "k-killed", "a");
+    let refused = retry.send(second.addr).await;
+    if claimed_at.elapsed() < Duration::from_millis(LEASE_SECS * 1000 - 300) {
+        assert_eq!(
+            status_reason(&refused),
+            (409, "idempotency_in_flight".into())
+        );
+        let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=LEASE_SECS).contains(&wait), "Retry-After {wait}");
+        assert_eq!(upstream.count(), 1);
+    }
+    // Retry (bounded) until the dead owner's lease has expired.
+    let deadline = Instant::now() + Duration::from_secs(LEASE_SECS + 8);
+    let executed = loop {
+        let reply = retry.send(second.addr).await;
+        if reply.status != 409 {
+            break reply;
+        }
+        assert_eq!(reply.reason(), "idempotency_in_flight");
+        assert!(
+            Instant::now() < deadline,
+            "the dead owner's lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(executed.status, 200, "{:?}", executed.body);
+    assert_eq!(executed.header("idempotent-replayed"), None);
+    assert!(claimed_at.elapsed() >= Duration::from_secs(LEASE_SECS) - Duration::from_millis(1000));
+    assert_eq!(upstream.count(), 2, "exactly one re-execution");
+    let replay = retry.send(second.addr).await;
+    assert_eq!(
+        replay.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(replay.body, executed.body);
+    assert_eq!(upstream.count(), 2);
+}
