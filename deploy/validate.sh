@@ -54,7 +54,7 @@ apt_install() {
   command -v apt-get >/dev/null 2>&1 || die "$pkg is missing and there is no apt-get to install it"
   if ! $apt_updated; then
     echo "==> apt-get update"
-    apt-get update -qq >/dev/null || die "apt-get update failed"
+    apt-get update -qq >"$scratch/apt.log" 2>&1 || { cat "$scratch/apt.log" >&2; die "apt-get update failed"; }
     apt_updated=true
   fi
   local candidate
@@ -63,8 +63,8 @@ apt_install() {
     die "Debian package $pkg is not available here (apt-cache policy $pkg shows no candidate)"
   fi
   echo "==> installing $pkg $candidate (apt-get)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null \
-    || die "apt-get install -y $pkg failed"
+  DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y -qq "$pkg" \
+    >"$scratch/apt.log" 2>&1 || { cat "$scratch/apt.log" >&2; die "apt-get install -y $pkg failed"; }
 }
 
 command -v python3 >/dev/null 2>&1 || apt_install python3
