@@ -30,3 +30,5 @@ echo "==> cargo test"
 cargo test --locked
 echo "==> release build (the Dockerfile's build command)"
 cargo build --release --locked --bin replay-guard
+echo "==> deployment examples (docker-compose config, kubernetes-validate, replay-guard check)"
+REPLAY_GUARD_BIN="${CARGO_TARGET_DIR:-target}/release/replay-guard" deploy/validate.sh

@@ -215,3 +215,113 @@ async fn a_request_captured_before_a_restart_is_refused_after_it() {
     assert_eq!(upstream.count(), 1, "the replay never reached the upstream");
     drop(second);
 }
+
+fn report_config(upstream: &str, mode: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+upstream = "{upstream}"
+max_body_bytes = 64
+
+[store.memory]
+restart_fence = false
+
+[[keys]]
+id = "k1"
+secret = "report-mode-secret"
+
+[[routes]]
+name = "pay"
+path = "/pay"
+mode = "{mode}"
+freshness = {{ max_skew_secs = 60 }}
+nonce = {{ required = true }}
+signature = {{ required = true }}
+idempotency = {{ required = false, lease_secs = 31 }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_mode_forwards_would_be_rejections_and_counts_them() {
+    let upstream = Upstream::start().await;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), report_config(&upstream.url(), "report")).unwrap();
+    let proxy = TestProxy::start_file(file.path()).await;
+    let admin = proxy.admin.unwrap();
+    let host = proxy.host();
+    let signed = |ts: u64, n: usize| {
+        Req::post("/pay")
+            .body("{}")
+            .signed(&host, "k1", "report-mode-secret", ts, &nonce(n))
+    };
+
+    let first = signed(T0, 1).header("X-Replay-Guard-Report", "spoofed");
+    assert_eq!(first.send(proxy.addr).await.status, 200);
+    // Each would-be rejection is forwarded, with its reason for the upstream.
+    let replay = first.send(proxy.addr).await;
+    assert_eq!(replay.status, 200, "report mode forwards the replay");
+    let stale = signed(T0 - 600, 2).send(proxy.addr).await;
+    assert_eq!(stale.status, 200);
+    let forged = Req::post("/pay")
+        .body("{}")
+        .signed(&host, "k1", "wrong-secret", T0, &nonce(3))
+        .send(proxy.addr)
+        .await;
+    assert_eq!(forged.status, 200);
+    // An idempotent retry is answered by the upstream, never from the store.
+    let keyed = |n: usize| signed(T0, n).header("Idempotency-Key", "order-1");
+    assert_eq!(keyed(4).send(proxy.addr).await.status, 200);
+    let retry = keyed(5).send(proxy.addr).await;
+    assert_eq!(retry.status, 200);
+    assert!(retry.header("idempotent-replayed").is_none());
+    // Body size protects the proxy itself: enforced in every mode.
+    let big = signed(T0, 6).body(vec![b'x'; 100]).send(proxy.addr).await;
+    assert_eq!(
+        (big.status.as_u16(), big.reason().as_str()),
+        (413, "body_too_large")
+    );
+
+    let seen = upstream.seen();
+    let reports: Vec<Option<&str>> = seen
+        .iter()
+        .map(|s| {
+            s.headers
+                .get("x-replay-guard-report")
+                .map(|v| v.to_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        reports,
+        vec![
+            None,
+            Some("replayed_nonce"),
+            Some("stale_timestamp"),
+            Some("bad_signature"),
+            None,
+            Some("idempotent_replay"),
+        ]
+    );
+    let metrics = String::from_utf8(Req::get("/metrics").send(admin).await.body.to_vec()).unwrap();
+    for reason in [
+        "replayed_nonce",
+        "stale_timestamp",
+        "bad_signature",
+        "idempotent_replay",
+    ] {
+        let series =
+            format!("replay_guard_report_only_total{{route=\"pay\",reason=\"{reason}\"}} 1");
+        assert!(metrics.contains(&series), "{series} in\n{metrics}");
+    }
+
+    // Switch to enforce: the next replay is refused, nothing forwarded.
+    std::fs::write(file.path(), report_config(&upstream.url(), "enforce")).unwrap();
+    assert_eq!(Req::post("/reload").send(admin).await.status, 200);
+    let replay = first.send(proxy.addr).await;
+    assert_eq!(
+        (replay.status.as_u16(), replay.reason().as_str()),
+        (409, "replayed_nonce")
+    );
+    assert_eq!(upstream.count(), 6);
+}
