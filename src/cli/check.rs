@@ -42,10 +42,12 @@ fn checks(route: &Route) -> String {
         ));
     }
     if parts.is_empty() {
-        "pass-through".into()
-    } else {
-        parts.join(" ")
+        return "pass-through".into();
     }
+    if route.mode == crate::config::Mode::Report {
+        parts.push("[REPORT ONLY]".into());
+    }
+    parts.join(" ")
 }
 
 /// The human-readable route table `check` prints.
@@ -55,7 +57,7 @@ pub fn route_table(config: &Config) -> String {
     let _ = writeln!(out, "config OK: {}", config.source);
     let _ = writeln!(
         out,
-        "listen {}  admin {}  upstream {}  timeout {}ms  max_body {}B  unmatched {:?}",
+        "listen {}  admin {}  upstream {}  timeout {}ms  max_body {}B  unmatched {}",
         s.listen,
         s.admin_listen
             .map_or_else(|| "off".to_owned(), |a| a.to_string()),
