@@ -60,6 +60,7 @@ struct RawServer {
     trusted_proxies: Vec<Spanned<String>>,
     shutdown_grace_secs: Option<u64>,
     max_connections: Option<Spanned<u64>>,
+    max_uri_bytes: Option<Spanned<u64>>,
     header_read_timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     access_log: bool,
@@ -468,6 +469,8 @@ pub struct Server {
     pub shutdown_grace: Duration,
     /// Concurrent client connections accepted at most.
     pub max_connections: usize,
+    /// Longest request target (path and query) accepted → 414 beyond.
+    pub max_uri_bytes: usize,
     /// Time a client has to send its request head.
     pub header_read_timeout: Duration,
     /// Optional TLS on the public listener.
@@ -765,6 +768,14 @@ fn validate_server(raw: RawServer, p: &mut Problems<'_>) -> Option<Server> {
         Some(v) => usize::try_from(*v.get_ref()).unwrap_or(usize::MAX),
         None => 10_000,
     };
+    let max_uri_bytes = match &raw.max_uri_bytes {
+        Some(v) if *v.get_ref() < 16 => {
+            p.at(v.span(), "max_uri_bytes must be at least 16");
+            8192
+        }
+        Some(v) => usize::try_from(*v.get_ref()).unwrap_or(usize::MAX),
+        None => 8192,
+    };
     let tls = raw.tls.map(|t| {
         let t = t.into_inner();
         TlsFiles {
@@ -788,6 +799,7 @@ fn validate_server(raw: RawServer, p: &mut Problems<'_>) -> Option<Server> {
         trusted_proxies,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(20)),
         max_connections,
+        max_uri_bytes,
         header_read_timeout: millis(
             &raw.header_read_timeout_ms,
             10_000,

@@ -336,6 +336,17 @@ impl Proxy {
                 "The request has both Content-Length and Transfer-Encoding.",
             ));
         }
+        // One Host only (RFC 9112 §3.2): the signature covers one host.
+        if parts.headers.get_all(HOST).iter().nth(1).is_some() {
+            ctx.close = true;
+            return Err(Rejection::MalformedRequest(
+                "The request has more than one Host header.",
+            ));
+        }
+        let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+        if target_len > self.config.server.max_uri_bytes {
+            return Err(Rejection::UriTooLong);
+        }
         let normalized = path::normalize(parts.uri.path()).map_err(|_| {
             Rejection::MalformedRequest("The request path is ambiguous (encoded slash, backslash, control character or broken escape).")
         })?;
@@ -392,38 +403,16 @@ impl Proxy {
                     .await;
             }
         };
-        match checked.idempotency {
-            IdempotencyStep::None => {
-                self.forward_plain(
-                    parts,
-                    body::full(body),
-                    &normalized,
-                    peer,
-                    https,
-                    request_id,
-                    checked.verified_key.as_deref(),
-                    None,
-                    ctx,
-                )
-                .await
-            }
+        let report = match &checked.idempotency {
             IdempotencyStep::Replay(_) if route.mode == Mode::Report => {
                 // Report mode never serves a stored answer: the upstream answers.
                 self.count_report(route, "idempotent_replay", ctx);
-                self.forward_plain(
-                    parts,
-                    body::full(body),
-                    &normalized,
-                    peer,
-                    https,
-                    request_id,
-                    checked.verified_key.as_deref(),
-                    Some("idempotent_replay"),
-                    ctx,
-                )
-                .await
+                Some("idempotent_replay")
             }
-            IdempotencyStep::Replay(stored) => Ok(Answer {
+            _ => None,
+        };
+        match checked.idempotency {
+            IdempotencyStep::Replay(stored) if report.is_none() => Ok(Answer {
                 response: replay_response(stored),
                 outcome: Outcome::Replayed,
             }),
@@ -438,6 +427,20 @@ impl Proxy {
                     checked.verified_key.as_deref(),
                     claim,
                     route,
+                    ctx,
+                )
+                .await
+            }
+            IdempotencyStep::None | IdempotencyStep::Replay(_) => {
+                self.forward_plain(
+                    parts,
+                    body::full(body),
+                    &normalized,
+                    peer,
+                    https,
+                    request_id,
+                    checked.verified_key.as_deref(),
+                    report,
                     ctx,
                 )
                 .await

@@ -68,6 +68,8 @@ pub enum Rejection {
     RouteNotAllowed,
     /// Framing or a target the proxy refuses.
     MalformedRequest(&'static str),
+    /// The request target is longer than `max_uri_bytes`.
+    UriTooLong,
     /// The upstream could not be reached.
     UpstreamUnavailable,
     /// The upstream did not answer in time.
@@ -101,6 +103,7 @@ impl Rejection {
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::RouteNotAllowed => "route_not_allowed",
             Rejection::MalformedRequest(_) => "malformed_request",
+            Rejection::UriTooLong => "uri_too_long",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
             Rejection::UpstreamTimeout => "upstream_timeout",
             Rejection::StoreUnavailable => "store_unavailable",
@@ -129,6 +132,7 @@ impl Rejection {
             Rejection::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::UriTooLong => StatusCode::URI_TOO_LONG,
             Rejection::RouteNotAllowed => StatusCode::NOT_FOUND,
             Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -155,6 +159,7 @@ impl Rejection {
         !matches!(
             self,
             Rejection::BodyTooLarge
+                | Rejection::UriTooLong
                 | Rejection::RouteNotAllowed
                 | Rejection::MalformedRequest(_)
                 | Rejection::UpstreamUnavailable
@@ -187,6 +192,7 @@ impl Rejection {
             Rejection::BodyTooLarge => "Request body too large",
             Rejection::RouteNotAllowed => "Route not allowed",
             Rejection::MalformedRequest(_) => "Malformed request",
+            Rejection::UriTooLong => "Request target too long",
             Rejection::UpstreamUnavailable => "Upstream unavailable",
             Rejection::UpstreamTimeout => "Upstream timed out",
             Rejection::StoreUnavailable => "Replay store unavailable",
@@ -215,6 +221,7 @@ impl Rejection {
             Rejection::BodyTooLarge => "The request body exceeds the proxy's limit for this route.".into(),
             Rejection::RouteNotAllowed => "No route allows this method and path.".into(),
             Rejection::MalformedRequest(why) => (*why).into(),
+            Rejection::UriTooLong => "The request target exceeds the proxy's limit.".into(),
             Rejection::UpstreamUnavailable => "The upstream service could not be reached.".into(),
             Rejection::UpstreamTimeout => "The upstream service did not answer in time.".into(),
             Rejection::StoreUnavailable => "The replay store could not be reached; the request was not forwarded.".into(),

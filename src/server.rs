@@ -347,14 +347,36 @@ async fn serve_proxy(
         tokio::spawn(async move {
             match tls {
                 None => {
-                    serve_connection(&builder, TokioIo::new(stream), proxy, peer, false, watcher)
-                        .await
+                    // hyper-util sniffs the HTTP version before any timeout
+                    // applies: bound the wait for the first byte ourselves,
+                    // so silent connections cannot hold every slot.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => {
+                            serve_connection(
+                                builder,
+                                TokioIo::new(stream),
+                                proxy,
+                                peer,
+                                false,
+                                watcher,
+                            )
+                            .await
+                        }
+                        _ => tracing::debug!(%peer, "no request within header_read_timeout"),
+                    }
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
+                            // ALPN decided the protocol: no sniffing needed.
+                            let builder = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                builder.http2_only()
+                            } else {
+                                builder.http1_only()
+                            };
                             serve_connection(
-                                &builder,
+                                builder,
                                 TokioIo::new(stream),
                                 proxy,
                                 peer,
@@ -384,7 +406,7 @@ async fn serve_proxy(
 
 /// Serve one client connection (plain or TLS) until it ends or drains.
 async fn serve_connection<I>(
-    builder: &auto::Builder<TokioExecutor>,
+    builder: auto::Builder<TokioExecutor>,
     io: I,
     current: Arc<ArcSwap<Proxy>>,
     peer: SocketAddr,

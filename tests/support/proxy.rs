@@ -37,22 +37,16 @@ impl TestProxy {
         if !toml.contains("restart_fence") {
             config.store.restart_fence = false;
         }
-        let clock = ManualClock::at_secs(T0);
-        let running = server::start(config, clock.clone())
-            .await
-            .expect("proxy starts");
-        TestProxy {
-            addr: running.addr,
-            admin: running.admin_addr,
-            clock,
-            running: Some(running),
-        }
+        Self::run(config).await
     }
 
     /// Start from a config file (so it can be reloaded), with the
     /// restart fence as the file says.
     pub async fn start_file(path: &std::path::Path) -> TestProxy {
-        let config = Config::load(path).unwrap_or_else(|e| panic!("config:\n{e}"));
+        Self::run(Config::load(path).unwrap_or_else(|e| panic!("config:\n{e}"))).await
+    }
+
+    async fn run(config: Config) -> TestProxy {
         let clock = ManualClock::at_secs(T0);
         let running = server::start(config, clock.clone())
             .await
