@@ -10,8 +10,15 @@
 //! [`Rejection`]; [`Proxy::handle`] is the one place a rejection becomes a
 //! response, is logged and counted. Stateless checks run before anything
 //! that writes to the store, so forged, stale or throttled requests never
-//! cost a store write. This module must never forward a request whose
-//! checks failed, and never forward unchecked because the store failed
+//! cost a store write.
+//!
+//! [`Proxy::check`] runs the checks and hands back the buffered body with a
+//! refusal, so a route in report mode (`mode = "report"`) can still forward
+//! the request — with its would-be rejection counted, logged and named to
+//! the upstream in `X-Replay-Guard-Report`.
+//!
+//! This module must never forward a request whose checks failed (outside
+//! report mode), and never forward unchecked because the store failed
 //! unless the operator chose `on_error = "allow"`.
 
 use std::net::SocketAddr;
