@@ -12,7 +12,7 @@
 //! that writes to the store, so forged, stale or throttled requests never
 //! cost a store write.
 //!
-//! [`Proxy::check`] runs the checks and hands back the buffered body with a
+//! `Proxy::check` runs the checks and hands back the buffered body with a
 //! refusal, so a route in report mode (`mode = "report"`) can still forward
 //! the request — with its would-be rejection counted, logged and named to
 //! the upstream in `X-Replay-Guard-Report`.
