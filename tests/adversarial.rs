@@ -722,6 +722,10 @@ async fn encoded_slashes_and_backslashes_are_refused_as_malformed() {
         "/public/%5cpayments",
         "/pay%zzments",
         "/pay%",
+        // Tomcat/Spring strip `;…` and then climb: `/payments` to them.
+        "/public/..;/payments",
+        "/public/%2e%2e;/payments",
+        "/public/.;x/../..;/payments",
     ] {
         let reply = Req::post(spelling).send(proxy.addr).await;
         assert_eq!(
@@ -761,6 +765,9 @@ async fn matrix_parameters_get_the_routes_checks_and_are_forwarded_as_sent() {
         "/payments;/",
         "/payments;jsessionid=abc?q=1",
         "/%70ayments;a=b",
+        // A parameter-only segment is no segment to the route table.
+        "/;x/payments",
+        "/;/payments;y",
     ] {
         let reply = Req::post(spelling).send(proxy.addr).await;
         assert_eq!(
