@@ -389,6 +389,24 @@ async fn a_request_hidden_in_a_chunked_trailer_never_reaches_the_upstream() {
 }
 
 #[tokio::test]
+#[ignore = "needs: on streamed (pass-through) bodies, classify a client body error (bad chunk framing) as 400 malformed_request, not 502 upstream_unavailable — the client caused it"]
+async fn a_broken_chunked_body_on_a_pass_through_route_is_the_clients_fault() {
+    // Streaming means the head is already upstream when the body turns
+    // out to be broken: the upstream sees an aborted request (never a
+    // second one). Today the client is told 502 upstream_unavailable.
+    let (upstream, proxy) = setup("").await;
+    let answer = raw(
+        proxy.addr,
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nGET /public/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(answer.statuses(), vec![400], "{answer:?}");
+    assert_eq!(answer.reason(), "malformed_request");
+    assert!(paths(&upstream).iter().all(|p| p == "/public/a"));
+}
+
+#[tokio::test]
 async fn broken_chunk_framing_on_a_protected_route_is_refused_before_forwarding() {
     let (upstream, proxy) = setup("").await;
     for (i, (name, chunks)) in [
