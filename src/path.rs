@@ -6,11 +6,14 @@
 //! escapes get uppercase hex, duplicate slashes collapse and dot segments
 //! are resolved (RFC 3986 §5.2.4). Spellings whose meaning differs between
 //! servers are refused instead of guessed: encoded slashes and backslashes
-//! (`%2F`, `%5C`, `\`), encoded NUL, control characters and broken escapes.
+//! (`%2F`, `%5C`, `\`), encoded NUL, control characters, broken escapes,
+//! and dot segments carrying `;` parameters (`..;`, `.;x`: Tomcat and
+//! Spring strip the parameter and then climb, other servers do not).
 //!
 //! For matching only, a trailing slash and `;` matrix parameters are
 //! ignored (`/payments/` and `/payments;x=1` are `/payments` to the route
-//! table) — the forwarded path keeps them. This module must never allocate
+//! table), as are the empty segments that stripping a parameter leaves
+//! (`/;x/payments` matches `/payments`) — the forwarded path keeps them. This module must never allocate
 //! more than a couple of strings per request, and never touch the query.
 
 /// Why a path was refused.
@@ -22,8 +25,9 @@ pub enum PathError {
     /// A `%` not followed by two hex digits.
     #[error("the path has a broken percent-escape")]
     BadEscape,
-    /// `%2F`, `%5C`, `\`, `%00` or a control character.
-    #[error("the path contains an encoded slash, a backslash or a control character")]
+    /// `%2F`, `%5C`, `\`, `%00`, a control character, or a dot segment
+    /// with `;` parameters (`..;`).
+    #[error("the path contains an encoded slash, a backslash, a control character or a dot segment with parameters")]
     Ambiguous,
 }
 
@@ -113,7 +117,14 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
                 segments.pop();
                 trailing_slash = true;
             }
-            other => segments.push(other),
+            other => {
+                // `..;x` is `..` to servers that strip parameters first.
+                let bare = other.split(';').next().unwrap_or(other);
+                if bare == "." || bare == ".." {
+                    return Err(PathError::Ambiguous);
+                }
+                segments.push(other);
+            }
         }
     }
     let mut out = String::with_capacity(decoded.len());
@@ -128,7 +139,8 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
 }
 
 /// The key the route table matches on: the normalised path without
-/// `;` parameters in any segment and without a trailing slash.
+/// `;` parameters in any segment, without the empty segments stripping them
+/// leaves, and without a trailing slash.
 pub fn match_key(normalized: &str) -> std::borrow::Cow<'_, str> {
     let trimmed = if normalized.len() > 1 {
         normalized.trim_end_matches('/')
@@ -140,8 +152,12 @@ pub fn match_key(normalized: &str) -> std::borrow::Cow<'_, str> {
     }
     let mut out = String::with_capacity(trimmed.len());
     for segment in trimmed.split('/').skip(1) {
+        let bare = segment.split(';').next().unwrap_or("");
+        if bare.is_empty() {
+            continue;
+        }
         out.push('/');
-        out.push_str(segment.split(';').next().unwrap_or(""));
+        out.push_str(bare);
     }
     let out = out.trim_end_matches('/').to_owned();
     std::borrow::Cow::Owned(if out.is_empty() { "/".to_owned() } else { out })
@@ -196,6 +212,45 @@ mod tests {
         assert_eq!(normalize("/pay%zz"), Err(PathError::BadEscape));
         assert_eq!(normalize("/pay%4"), Err(PathError::BadEscape));
         assert_eq!(normalize("*"), Err(PathError::NotAbsolute));
+    }
+
+    /// Fuzz regressions (`fuzz/fuzz_targets/path_normalize.rs`): a dot
+    /// segment with parameters reached the match key as `..`, so
+    /// `/public/..;/payments` matched `/public/{*rest}` while Tomcat-style
+    /// upstreams run `/payments`.
+    #[test]
+    fn fuzz_regression_dot_segments_with_parameters_are_refused() {
+        for input in [
+            "/..;/admin",
+            "/public/..;/payments",
+            "/public/..;x=1/payments",
+            "/public/.;/payments",
+            "/public/%2e%2e;/payments",
+            "/public/.%2E;a/payments",
+        ] {
+            assert_eq!(normalize(input), Err(PathError::Ambiguous), "{input}");
+        }
+        // Parameters on ordinary segments, and dots inside a segment, pass.
+        assert_eq!(normalize("/a..;x/b").unwrap(), "/a..;x/b");
+        assert_eq!(normalize("/...;x").unwrap(), "/...;x");
+    }
+
+    /// Regression guarded by the same fuzz target's "no empty segment in
+    /// the match key" invariant: stripping a parameter-only segment left an
+    /// empty segment in the match key (`/;x/payments` → `//payments`), so the
+    /// route was missed and the request forwarded as unmatched.
+    #[test]
+    fn fuzz_regression_parameter_only_segments_vanish_from_the_match_key() {
+        for input in [
+            "/;x/payments",
+            "/;/payments",
+            "/payments/;",
+            "/;a/;b/payments;c/",
+        ] {
+            let normalized = normalize(input).unwrap();
+            assert_eq!(match_key(&normalized), "/payments", "{input}");
+        }
+        assert_eq!(match_key("/a/;/b"), "/a/b");
     }
 
     #[test]
