@@ -22,6 +22,7 @@
 //! unless the operator chose `on_error = "allow"`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -940,18 +941,35 @@ impl Proxy {
         request_id: &HeaderValue,
         ctx: &mut Ctx,
     ) -> Result<Answer, Rejection> {
-        self.forward_plain(
-            parts,
-            boxed_incoming(body),
-            normalized,
-            peer,
-            https,
-            request_id,
-            None,
-            None,
-            ctx,
-        )
-        .await
+        // A streamed body can fail half way because of the client (broken
+        // chunk framing, hang-up): that is the client's fault, not the
+        // upstream's, and must not be reported as 502.
+        let client_failed = Arc::new(AtomicBool::new(false));
+        let flag = client_failed.clone();
+        let body = body
+            .map_err(move |e| -> BoxError {
+                flag.store(true, Ordering::Relaxed);
+                Box::new(e)
+            })
+            .boxed();
+        let sent = self
+            .send(
+                parts, body, normalized, peer, https, request_id, None, None, ctx,
+            )
+            .await;
+        match sent {
+            Ok(response) => Ok(Answer {
+                response: stream_response(response),
+                outcome: Outcome::Forwarded,
+            }),
+            Err(_) if client_failed.load(Ordering::Relaxed) => {
+                ctx.close = true;
+                Err(Rejection::MalformedRequest(
+                    "The request body could not be read.",
+                ))
+            }
+            Err(error) => Err(upstream_rejection(error)),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
