@@ -60,8 +60,9 @@ enum Command {
     Loadgen(cli::loadgen::LoadgenArgs),
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -97,7 +98,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(cli.log_format);
+    // The demo and loadgen print for humans on stdout: only warnings on
+    // stderr unless RUST_LOG asks for more.
+    let default_level = match cli.command {
+        Command::Demo | Command::Loadgen(_) => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => code,
