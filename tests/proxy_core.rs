@@ -66,72 +66,31 @@ async fn fresh_request_is_forwarded_once_with_its_body() {
 async fn timestamp_problems_are_refused_and_never_forwarded() {
     let (upstream, proxy) = setup("").await;
     let cases: Vec<(Req, &str)> = vec![
-        (
-            Req::post("/payments").header("X-Request-Nonce", nonce(1)),
-            "missing_timestamp",
-        ),
-        (
-            Req::post("/payments")
-                .header("X-Request-Timestamp", "")
-                .header("X-Request-Nonce", nonce(1)),
-            "missing_timestamp",
-        ),
-        (
-            Req::post("/payments")
-                .fresh(0, &nonce(2))
-                .header("X-Request-Timestamp", "yesterday"),
-            "malformed_timestamp",
-        ),
-        (
-            Req::post("/payments").fresh(T0 - 121, &nonce(3)),
-            "stale_timestamp",
-        ),
-        (
-            Req::post("/payments").fresh(T0 + 121, &nonce(4)),
-            "future_timestamp",
-        ),
-        (
-            Req::get("/orders/7").header("X-Request-Timestamp", "1764326400"),
-            "malformed_timestamp",
-        ),
-        (
-            Req::get("/orders/7").header("X-Request-Timestamp", "2025-11-28T10:38:59Z"),
-            "stale_timestamp",
-        ),
+        (Req::post("/payments").header("X-Request-Nonce", nonce(1)), "missing_timestamp"),
+        (Req::post("/payments").header("X-Request-Timestamp", "").header("X-Request-Nonce", nonce(1)), "missing_timestamp"),
+        (Req::post("/payments").fresh(0, &nonce(2)).header("X-Request-Timestamp", "yesterday"), "malformed_timestamp"),
+        (Req::post("/payments").fresh(T0 - 121, &nonce(3)), "stale_timestamp"),
+        (Req::post("/payments").fresh(T0 + 121, &nonce(4)), "future_timestamp"),
+        (Req::get("/orders/7").header("X-Request-Timestamp", "1764326400"), "malformed_timestamp"),
+        (Req::get("/orders/7").header("X-Request-Timestamp", "2025-11-28T10:38:59Z"), "stale_timestamp"),
     ];
     for (request, reason) in cases {
         let reply = request.send(proxy.addr).await;
         assert_eq!(reply.status, 400, "{reason}: {:?}", reply.body);
         assert_eq!(reply.reason(), reason);
-        assert_eq!(
-            reply.header("content-type").as_deref(),
-            Some("application/problem+json")
-        );
+        assert_eq!(reply.header("content-type").as_deref(), Some("application/problem+json"));
         assert!(reply.header("x-request-id").is_some());
         let problem = reply.json();
         assert_eq!(problem["status"], 400);
-        assert!(
-            problem["title"].is_string()
-                && problem["detail"].is_string()
-                && problem["type"].is_string()
-        );
+        assert!(problem["title"].is_string() && problem["detail"].is_string() && problem["type"].is_string());
     }
     assert_eq!(upstream.count(), 0);
     // Edges of the window pass.
-    let reply = Req::post("/payments")
-        .fresh(T0 - 120, &nonce(10))
-        .send(proxy.addr)
-        .await;
+    let reply = Req::post("/payments").fresh(T0 - 120, &nonce(10)).send(proxy.addr).await;
     assert_eq!(reply.status, 200);
-    let reply = Req::post("/payments")
-        .fresh(T0 + 120, &nonce(11))
-        .send(proxy.addr)
-        .await;
+    let reply = Req::post("/payments").fresh(T0 + 120, &nonce(11)).send(proxy.addr).await;
     assert_eq!(reply.status, 200);
-    let reply = Req::get("/orders/7")
-        .header("X-Request-Timestamp", "2025-11-28T10:40:30Z")
-        .send(proxy.addr)
-        .await;
+    let reply = Req::get("/orders/7").header("X-Request-Timestamp", "2025-11-28T10:40:30Z").send(proxy.addr).await;
     assert_eq!(reply.status, 200);
     assert_eq!(upstream.count(), 3);
 }
@@ -139,18 +98,13 @@ async fn timestamp_problems_are_refused_and_never_forwarded() {
 #[tokio::test]
 async fn replayed_nonce_is_409_and_identities_are_separate() {
     let (upstream, proxy) = setup("").await;
-    let request = Req::post("/payments")
-        .header("X-Client", "alice")
-        .fresh(T0, &nonce(1))
-        .body("pay");
+    let request = Req::post("/payments").header("X-Client", "alice").fresh(T0, &nonce(1)).body("pay");
     assert_eq!(request.send(proxy.addr).await.status, 200);
     let replay = request.send(proxy.addr).await;
     assert_eq!(replay.status, 409);
     assert_eq!(replay.reason(), "replayed_nonce");
     // Same nonce, other identity: its own scope.
-    let bob = Req::post("/payments")
-        .header("X-Client", "bob")
-        .fresh(T0, &nonce(1));
+    let bob = Req::post("/payments").header("X-Client", "bob").fresh(T0, &nonce(1));
     assert_eq!(bob.send(proxy.addr).await.status, 200);
     assert_eq!(upstream.count(), 2);
     // Still a replay later in the window, after the clock moved.
@@ -162,25 +116,11 @@ async fn replayed_nonce_is_409_and_identities_are_separate() {
 #[tokio::test]
 async fn nonce_format_is_checked() {
     let (upstream, proxy) = setup("").await;
-    let missing = Req::post("/payments")
-        .header("X-Request-Timestamp", T0)
-        .send(proxy.addr)
-        .await;
-    assert_eq!(
-        (missing.status.as_u16(), missing.reason().as_str()),
-        (400, "missing_nonce")
-    );
-    for bad in [
-        "short",
-        "has space in the middle!",
-        "semicolon;is;not;allowed",
-    ] {
+    let missing = Req::post("/payments").header("X-Request-Timestamp", T0).send(proxy.addr).await;
+    assert_eq!((missing.status.as_u16(), missing.reason().as_str()), (400, "missing_nonce"));
+    for bad in ["short", "has space in the middle!", "semicolon;is;not;allowed"] {
         let reply = Req::post("/payments").fresh(T0, bad).send(proxy.addr).await;
-        assert_eq!(
-            (reply.status.as_u16(), reply.reason().as_str()),
-            (400, "malformed_nonce"),
-            "{bad}"
-        );
+        assert_eq!((reply.status.as_u16(), reply.reason().as_str()), (400, "malformed_nonce"), "{bad}");
     }
     assert_eq!(upstream.count(), 0);
 }
@@ -188,10 +128,7 @@ async fn nonce_format_is_checked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_of_identical_requests_reaches_the_upstream_once() {
     let (upstream, proxy) = setup("").await;
-    let request = Req::post("/payments")
-        .header("X-Client", "storm")
-        .fresh(T0, &nonce(77))
-        .body("once");
+    let request = Req::post("/payments").header("X-Client", "storm").fresh(T0, &nonce(77)).body("once");
     let mut tasks = Vec::new();
     for _ in 0..200 {
         let request = request.clone();
@@ -232,18 +169,11 @@ async fn no_spelling_of_a_protected_path_bypasses_its_checks() {
     }
     for refused in ["/pay%2Fments", "/payments%2F", "/x%5C..%5Cpayments"] {
         let reply = Req::post(refused).send(proxy.addr).await;
-        assert_eq!(
-            (reply.status.as_u16(), reply.reason().as_str()),
-            (400, "malformed_request"),
-            "{refused}"
-        );
+        assert_eq!((reply.status.as_u16(), reply.reason().as_str()), (400, "malformed_request"), "{refused}");
     }
     assert_eq!(upstream.count(), 0);
     // The normalised path is what the upstream receives.
-    let reply = Req::post("//a/../%70ayments/")
-        .fresh(T0, &nonce(5))
-        .send(proxy.addr)
-        .await;
+    let reply = Req::post("//a/../%70ayments/").fresh(T0, &nonce(5)).send(proxy.addr).await;
     assert_eq!(reply.status, 200);
     assert_eq!(upstream.seen()[0].path_and_query, "/payments/");
 }
@@ -263,17 +193,8 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
         .await;
     assert_eq!(reply.status, 200);
     let seen = &upstream.seen()[0];
-    for gone in [
-        "x-client-hop",
-        "keep-alive",
-        "proxy-authorization",
-        "te",
-        "x-replay-guard-key-id",
-    ] {
-        assert!(
-            !seen.headers.contains_key(gone),
-            "{gone} reached the upstream"
-        );
+    for gone in ["x-client-hop", "keep-alive", "proxy-authorization", "te", "x-replay-guard-key-id"] {
+        assert!(!seen.headers.contains_key(gone), "{gone} reached the upstream");
     }
     assert_eq!(seen.headers["x-end-to-end"], "kept");
     assert!(reply.header("x-upstream-hop").is_none());
@@ -284,21 +205,11 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
 #[tokio::test]
 async fn large_bodies_on_protected_routes_are_413() {
     let (upstream, proxy) = setup("max_body_bytes = 1024").await;
-    let reply = Req::post("/payments")
-        .fresh(T0, &nonce(1))
-        .body(vec![b'a'; 2048])
-        .send(proxy.addr)
-        .await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.reason().as_str()),
-        (413, "body_too_large")
-    );
+    let reply = Req::post("/payments").fresh(T0, &nonce(1)).body(vec![b'a'; 2048]).send(proxy.addr).await;
+    assert_eq!((reply.status.as_u16(), reply.reason().as_str()), (413, "body_too_large"));
     assert_eq!(upstream.count(), 0);
     // Pass-through routes stream any size.
-    let reply = Req::post("/public/upload")
-        .body(vec![b'b'; 200_000])
-        .send(proxy.addr)
-        .await;
+    let reply = Req::post("/public/upload").body(vec![b'b'; 200_000]).send(proxy.addr).await;
     assert_eq!(reply.status, 200);
     assert_eq!(upstream.seen()[0].body.len(), 200_000);
 }
@@ -311,25 +222,12 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
     };
     let proxy = TestProxy::start(&format!("http://{closed}"), PROTECTED).await;
     let reply = Req::get("/public/x").send(proxy.addr).await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.reason().as_str()),
-        (502, "upstream_unavailable")
-    );
+    assert_eq!((reply.status.as_u16(), reply.reason().as_str()), (502, "upstream_unavailable"));
 
     let upstream = Upstream::start().await;
-    let proxy = TestProxy::start(
-        &upstream.url(),
-        &format!("upstream_timeout_ms = 200\n{PROTECTED}"),
-    )
-    .await;
-    let reply = Req::get("/public/slow")
-        .header("x-test-delay-ms", 2000)
-        .send(proxy.addr)
-        .await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.reason().as_str()),
-        (504, "upstream_timeout")
-    );
+    let proxy = TestProxy::start(&upstream.url(), &format!("upstream_timeout_ms = 200\n{PROTECTED}")).await;
+    let reply = Req::get("/public/slow").header("x-test-delay-ms", 2000).send(proxy.addr).await;
+    assert_eq!((reply.status.as_u16(), reply.reason().as_str()), (504, "upstream_timeout"));
     assert_eq!(upstream.count(), 1);
 }
 
@@ -337,16 +235,10 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
 async fn unmatched_reject_is_default_deny() {
     let (upstream, proxy) = setup("unmatched = \"reject\"").await;
     let reply = Req::get("/admin").send(proxy.addr).await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.reason().as_str()),
-        (404, "route_not_allowed")
-    );
+    assert_eq!((reply.status.as_u16(), reply.reason().as_str()), (404, "route_not_allowed"));
     // Path matches a route but not its methods: unmatched too.
     let reply = Req::get("/payments").send(proxy.addr).await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.reason().as_str()),
-        (404, "route_not_allowed")
-    );
+    assert_eq!((reply.status.as_u16(), reply.reason().as_str()), (404, "route_not_allowed"));
     assert_eq!(upstream.count(), 0);
     let reply = Req::get("/public/ok").send(proxy.addr).await;
     assert_eq!(reply.status, 200);
@@ -373,23 +265,11 @@ freshness = {}
 nonce = {}
 "#;
     // 127.0.0.1 (the test client) is a trusted proxy: X-Forwarded-For counts.
-    let trusted = TestProxy::start(
-        &upstream.url(),
-        &format!("trusted_proxies = [\"127.0.0.0/8\"]\n{routes}"),
-    )
-    .await;
-    let a = Req::post("/ip")
-        .header("X-Forwarded-For", "198.51.100.1")
-        .fresh(T0, &nonce(1));
-    let b = Req::post("/ip")
-        .header("X-Forwarded-For", "198.51.100.2")
-        .fresh(T0, &nonce(1));
+    let trusted = TestProxy::start(&upstream.url(), &format!("trusted_proxies = [\"127.0.0.0/8\"]\n{routes}")).await;
+    let a = Req::post("/ip").header("X-Forwarded-For", "198.51.100.1").fresh(T0, &nonce(1));
+    let b = Req::post("/ip").header("X-Forwarded-For", "198.51.100.2").fresh(T0, &nonce(1));
     assert_eq!(a.send(trusted.addr).await.status, 200);
-    assert_eq!(
-        b.send(trusted.addr).await.status,
-        200,
-        "another client IP is another scope"
-    );
+    assert_eq!(b.send(trusted.addr).await.status, 200, "another client IP is another scope");
     assert_eq!(a.send(trusted.addr).await.reason(), "replayed_nonce");
     // Without trust, a spoofed header does not change the identity.
     let untrusted = TestProxy::start(&upstream.url(), routes).await;
@@ -417,11 +297,7 @@ async fn content_length_with_transfer_encoding_is_never_forwarded_with_both() {
     let (upstream, proxy) = setup("").await;
     let smuggle = b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /public/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
     let answer = raw_exchange(proxy.addr, smuggle).await;
-    assert_eq!(
-        answer.matches("HTTP/1.1 ").count(),
-        1,
-        "one answer, then the connection closes: {answer}"
-    );
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "one answer, then the connection closes: {answer}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let seen = upstream.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
