@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod demo_upstream;
 pub mod healthcheck;
 pub mod init_table;
 pub mod loadgen;

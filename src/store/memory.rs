@@ -31,18 +31,26 @@ const SHARDS: usize = 64;
 type Shard = Mutex<HashMap<Box<str>, Record>>;
 
 /// One stored record.
+///
+/// Kept at 24 bytes: nonces are the bulk of the records, and every map
+/// slot is as large as the largest variant, so the (rarer, larger)
+/// idempotency record lives behind a box.
 #[derive(Debug)]
 enum Record {
     /// A claimed nonce. The owner is kept as a 64-bit hash to keep the
     /// per-nonce footprint small; it only serves to recognise a retry.
     Nonce { expires_at: u64, owner: u64 },
     /// An idempotency key, in flight or completed.
-    Idem {
-        expires_at: u64,
-        owner: Box<str>,
-        fingerprint: Box<str>,
-        state: IdemState,
-    },
+    Idem(Box<IdemRecord>),
+}
+
+/// An idempotency record.
+#[derive(Debug)]
+struct IdemRecord {
+    expires_at: u64,
+    owner: Box<str>,
+    fingerprint: Box<str>,
+    state: IdemState,
 }
 
 #[derive(Debug)]
@@ -54,7 +62,8 @@ enum IdemState {
 impl Record {
     fn expires_at(&self) -> u64 {
         match self {
-            Record::Nonce { expires_at, .. } | Record::Idem { expires_at, .. } => *expires_at,
+            Record::Nonce { expires_at, .. } => *expires_at,
+            Record::Idem(idem) => idem.expires_at,
         }
     }
 
@@ -177,27 +186,22 @@ impl Store for MemoryStore {
     }
 
     async fn claim_idempotency(&self, claim: IdemClaim<'_>) -> Result<IdemOutcome, StoreError> {
-        let record = Record::Idem {
+        let record = Record::Idem(Box::new(IdemRecord {
             expires_at: claim.expires_at,
             owner: claim.owner.into(),
             fingerprint: claim.fingerprint.into(),
             state: IdemState::InFlight {
                 lease_until: claim.lease_until,
             },
-        };
+        }));
         let mut map = self.shard(claim.pk);
         if let Some(existing) = map.get_mut(claim.pk) {
             let takeable = match &*existing {
                 Record::Nonce { .. } => true,
-                Record::Idem {
-                    expires_at,
-                    owner,
-                    state,
-                    ..
-                } => {
-                    **owner == *claim.owner
-                        || *expires_at < claim.now
-                        || matches!(state, IdemState::InFlight { lease_until } if *lease_until < claim.now)
+                Record::Idem(idem) => {
+                    *idem.owner == *claim.owner
+                        || idem.expires_at < claim.now
+                        || matches!(idem.state, IdemState::InFlight { lease_until } if lease_until < claim.now)
                 }
             };
             if takeable {
@@ -205,21 +209,15 @@ impl Store for MemoryStore {
                 return Ok(IdemOutcome::Claimed);
             }
             return Ok(match &*existing {
-                Record::Idem {
-                    fingerprint,
-                    state: IdemState::InFlight { lease_until },
-                    ..
-                } => IdemOutcome::InFlight {
-                    fingerprint: fingerprint.to_string(),
-                    lease_until: *lease_until,
-                },
-                Record::Idem {
-                    fingerprint,
-                    state: IdemState::Completed(response),
-                    ..
-                } => IdemOutcome::Completed {
-                    fingerprint: fingerprint.to_string(),
-                    response: response.clone(),
+                Record::Idem(idem) => match &idem.state {
+                    IdemState::InFlight { lease_until } => IdemOutcome::InFlight {
+                        fingerprint: idem.fingerprint.to_string(),
+                        lease_until: *lease_until,
+                    },
+                    IdemState::Completed(response) => IdemOutcome::Completed {
+                        fingerprint: idem.fingerprint.to_string(),
+                        response: response.clone(),
+                    },
                 },
                 Record::Nonce { .. } => IdemOutcome::Claimed,
             });
@@ -238,14 +236,9 @@ impl Store for MemoryStore {
     ) -> Result<Fenced, StoreError> {
         let mut map = self.shard(pk);
         match map.get_mut(pk) {
-            Some(Record::Idem {
-                owner: held,
-                expires_at: record_expiry,
-                state,
-                ..
-            }) if **held == *owner => {
-                *state = IdemState::Completed(response.clone());
-                *record_expiry = expires_at;
+            Some(Record::Idem(idem)) if *idem.owner == *owner => {
+                idem.state = IdemState::Completed(response.clone());
+                idem.expires_at = expires_at;
                 Ok(Fenced::Done)
             }
             _ => Ok(Fenced::LostOwnership),
@@ -254,8 +247,7 @@ impl Store for MemoryStore {
 
     async fn release_idempotency(&self, pk: &str, owner: &str) -> Result<Fenced, StoreError> {
         let mut map = self.shard(pk);
-        let ours =
-            matches!(map.get(pk), Some(Record::Idem { owner: held, .. }) if **held == *owner);
+        let ours = matches!(map.get(pk), Some(Record::Idem(idem)) if *idem.owner == *owner);
         if !ours {
             return Ok(Fenced::LostOwnership);
         }
@@ -268,5 +260,16 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_stays_small() {
+        // Every map slot is this large; see BENCHMARKS.md (bytes per nonce).
+        assert!(std::mem::size_of::<Record>() <= 24);
     }
 }

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# replay-guard benchmarks: everything on 127.0.0.1, every duration bounded,
+# every process started here stopped on exit. See bench/README.md.
+#
+#   bench/run.sh                 # all five measurements
+#   ROUNDS=5 DUR=10 bench/run.sh # longer
+#   SKIP_DYNAMO=1 bench/run.sh   # no moto (store-call counts on memory only)
+#
+# Prints a markdown summary; raw outputs stay in $OUT (default: a temp dir).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROUNDS=${ROUNDS:-3}          # interleaved rounds per measurement
+DUR=${DUR:-5}                # seconds per run
+CONC=${CONC:-32}             # connections
+NONCES=${NONCES:-1000000}    # live nonces for the footprint
+STORM=${STORM:-1000}         # concurrent duplicates in the replay storm
+OUT=${OUT:-$(mktemp -d /tmp/rg-bench.XXXXXX)}
+export RG_BENCH_SECRET=${RG_BENCH_SECRET:-bench-secret-$RANDOM$RANDOM}
+mkdir -p "$OUT/tmp"
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT INT TERM
+
+log() { echo "== $*" >&2; }
+
+# --- tools -------------------------------------------------------------------
+missing=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+command -v wrk >/dev/null || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]} (Debian packages)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+
+log "building (release)"
+(cd "$ROOT" && cargo build --release --quiet --bin replay-guard --example footprint --example replay_storm)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET/release/replay-guard
+EX=$TARGET/release/examples
+
+wait_port() { # port: bounded wait until something listens
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1" >&2
+    return 1
+}
+metric() { python3 "$ROOT/bench/lib.py" metric "http://127.0.0.1:$1/metrics" "${@:2}"; }
+
+# --- servers -----------------------------------------------------------------
+log "starting nginx (upstream :18080, proxy :18081), HAProxy (:18083), replay-guard (:18082)"
+nginx -p "$OUT/" -c "$ROOT/bench/nginx.conf" -e stderr 2>"$OUT/nginx.log" &
+PIDS+=($!)
+haproxy -db -f "$ROOT/bench/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
+PIDS+=($!)
+RUST_LOG=warn "$BIN" run --config "$ROOT/bench/replay-guard-bench.toml" 2>"$OUT/replay-guard.log" &
+RG_PID=$!
+PIDS+=($RG_PID)
+for port in 18080 18081 18082 18083 19901; do wait_port $port; done
+
+RESULTS=$OUT/results.tsv
+: >"$RESULTS"
+
+# --- 1. pass-through: replay-guard vs nginx vs HAProxy, wrk ------------------
+log "1. pass-through, wrk -c$CONC -d${DUR}s, $ROUNDS interleaved rounds"
+for port in 18081 18082 18083; do  # warm-up
+    wrk -t1 -c"$CONC" -d1s "http://127.0.0.1:$port/pass" >/dev/null
+done
+for round in $(seq 1 "$ROUNDS"); do
+    for target in nginx:18081 haproxy:18083 replay-guard:18082; do
+        name=${target%%:*}; port=${target##*:}
+        file=$OUT/wrk-$name-$round.txt
+        wrk -t1 -c"$CONC" -d"${DUR}s" --latency "http://127.0.0.1:$port/pass" >"$file"
+        echo "passthrough $name $round $(python3 "$ROOT/bench/lib.py" wrk "$file")" >>"$RESULTS"
+    done
+done
+
+# --- 2. protected route vs pass-through, loadgen -----------------------------
+log "2. protected (freshness+signature+nonce) vs pass-through, loadgen -c$CONC -d${DUR}s"
+LG=("$BIN" loadgen --quiet --json --key-id bench-client --secret-env RG_BENCH_SECRET
+    --body-size 64 --concurrency "$CONC" --duration "${DUR}s")
+before_nonce=$(metric 19901 replay_guard_store_duration_seconds_count 'op="claim_nonce"')
+before_req=$(metric 19901 replay_guard_requests_total 'route="protected"')
+for round in $(seq 1 "$ROUNDS"); do
+    for route in pass protected; do
+        file=$OUT/loadgen-$route-$round.json
+        "${LG[@]}" --url "http://127.0.0.1:18082/$route" >"$file"
+        echo "protected rg-$route $round $(python3 "$ROOT/bench/lib.py" loadgen "$file")" >>"$RESULTS"
+    done
+done
+after_nonce=$(metric 19901 replay_guard_store_duration_seconds_count 'op="claim_nonce"')
+after_req=$(metric 19901 replay_guard_requests_total 'route="protected"')
+
+# --- 3. store calls per request ----------------------------------------------
+log "3. store calls per request (memory store; DynamoDB via moto unless SKIP_DYNAMO=1)"
+calls_report() { # admin-port route loadgen-json
+    local port=$1 route=$2 file=$3 op
+    echo "route $route: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("sent %d: fresh %d, verbatim replays %d, idempotent retries %d (stored answers %d), statuses %s" % (r["sent"], r["fresh"]["sent"], r["replays"]["sent"], r["idempotent_retries"]["sent"], r["idempotent_retries"]["stored_answer"], r["statuses"]))' "$file")"
+    for op in claim_nonce claim_idempotency complete_idempotency release_idempotency; do
+        echo "  $op: $(metric "$port" replay_guard_store_duration_seconds_count "op=\"$op\"")"
+    done
+    echo "  store errors: $(metric "$port" replay_guard_store_errors_total)"
+}
+{
+    echo "memory store, route protected: claim_nonce calls $(python3 -c "print(int($after_nonce - $before_nonce))") for $(python3 -c "print(int($after_req - $before_req))") requests"
+} >"$OUT/store-calls.txt"
+if [ "${SKIP_DYNAMO:-0}" != 1 ] && python3 -c 'import moto' 2>/dev/null; then
+    export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+    python3 "$ROOT/scripts/moto_locked.py" --port 18000 >"$OUT/moto.log" 2>&1 &
+    PIDS+=($!)
+    wait_port 18000
+    "$BIN" init-table --config "$ROOT/bench/replay-guard-dynamodb.toml" >>"$OUT/moto.log"
+    RUST_LOG=warn "$BIN" run --config "$ROOT/bench/replay-guard-dynamodb.toml" 2>"$OUT/replay-guard-dynamo.log" &
+    PIDS+=($!)
+    wait_port 18084
+    LGD=("$BIN" loadgen --quiet --json --key-id bench-client --secret-env RG_BENCH_SECRET
+         --body-size 64 --concurrency 4 --requests 300)
+    "${LGD[@]}" --url http://127.0.0.1:18084/protected --replay-ratio 0.1 >"$OUT/dynamo-protected.json"
+    {
+        echo; echo "DynamoDB store (moto), after the nonce route only:"
+        calls_report 19902 protected "$OUT/dynamo-protected.json"
+    } >>"$OUT/store-calls.txt"
+    "${LGD[@]}" --url http://127.0.0.1:18084/idem --replay-ratio 0.1 --idempotency --retry-ratio 0.2 >"$OUT/dynamo-idem.json"
+    {
+        echo; echo "DynamoDB store (moto), cumulative after the idempotent route too:"
+        calls_report 19902 idem "$OUT/dynamo-idem.json"
+    } >>"$OUT/store-calls.txt"
+else
+    echo "(DynamoDB counts skipped: moto not installed or SKIP_DYNAMO=1)" >>"$OUT/store-calls.txt"
+fi
+
+# --- 4. memory per live nonce / per rate-limit identity -----------------------
+log "4. memory footprint at $NONCES live nonces"
+"$EX/footprint" "$NONCES" 100000 >"$OUT/footprint.txt"
+
+# --- 5. replay storm -----------------------------------------------------------
+log "5. replay storm: $STORM concurrent duplicates"
+fwd_before=$(metric 19901 replay_guard_requests_total 'route="protected"' 'outcome="forwarded"')
+"$EX/replay_storm" http://127.0.0.1:18082/protected bench-client RG_BENCH_SECRET "$STORM" >"$OUT/storm.txt"
+fwd_after=$(metric 19901 replay_guard_requests_total 'route="protected"' 'outcome="forwarded"')
+echo "forwarded to the upstream: $(python3 -c "print(int($fwd_after - $fwd_before))")" >>"$OUT/storm.txt"
+rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$RG_PID/status")
+
+# --- summary -------------------------------------------------------------------
+echo
+echo "# replay-guard benchmarks: $(nproc) cores, rounds=$ROUNDS, ${DUR}s each, $CONC connections"
+echo "($(date -u +%F), $(uname -r), raw outputs in $OUT)"
+echo
+python3 "$ROOT/bench/lib.py" summary "$RESULTS"
+echo
+echo "## Store calls"
+cat "$OUT/store-calls.txt"
+echo
+echo "## Memory"
+cat "$OUT/footprint.txt"
+echo "replay-guard peak RSS during the run: ${rss_kb} kB"
+echo
+echo "## Replay storm"
+cat "$OUT/storm.txt"

@@ -1,0 +1,261 @@
+//! `loadgen` against the real proxy and a recording upstream on loopback:
+//! the counts add up, every verbatim replay is refused, idempotent retries
+//! get the stored answer, and the upstream receives exactly the fresh
+//! requests.
+
+mod support;
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use replay_guard::cli::loadgen::{execute, LoadgenArgs, Report};
+use replay_guard::clock::{SharedClock, SystemClock};
+use replay_guard::config::Config;
+use replay_guard::server::{self, Running};
+use support::upstream::Upstream;
+
+const SECRET: &str = "loadgen-test-secret";
+
+/// Upstream + proxy on the system clock (loadgen signs with real time).
+async fn setup() -> (Upstream, Running) {
+    let upstream = Upstream::start().await;
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+upstream = "{}"
+
+[[keys]]
+id = "lg"
+secret = "{SECRET}"
+
+[[routes]]
+name = "protected"
+methods = ["POST"]
+path = "/payments"
+identity = "key_id"
+freshness = {{ max_skew_secs = 60 }}
+signature = {{ required = true }}
+nonce = {{ required = true }}
+
+[[routes]]
+name = "idempotent"
+methods = ["POST"]
+path = "/orders"
+identity = "key_id"
+freshness = {{ max_skew_secs = 60 }}
+signature = {{ required = true }}
+nonce = {{ required = true }}
+idempotency = {{ required = true, lease_secs = 60 }}
+
+[[routes]]
+name = "nonce-only"
+path = "/unsigned"
+identity = "client_ip"
+freshness = {{ max_skew_secs = 60 }}
+nonce = {{ required = true }}
+"#,
+        upstream.url()
+    );
+    let config = Config::parse(&toml, "loadgen-test.toml").expect("config");
+    let clock: SharedClock = Arc::new(SystemClock);
+    let running = server::start(config, clock).await.expect("proxy starts");
+    (upstream, running)
+}
+
+fn args(list: &[&str]) -> LoadgenArgs {
+    let mut all = vec!["loadgen", "--quiet"];
+    all.extend_from_slice(list);
+    LoadgenArgs::parse_from(all).expect("arguments parse")
+}
+
+fn assert_adds_up(report: &Report) {
+    let answered: u64 = report.statuses.values().sum();
+    let failed: u64 = report.errors.values().sum();
+    assert_eq!(failed, 0, "{}", report.render());
+    assert_eq!(report.sent, answered, "{}", report.render());
+    assert_eq!(
+        report.sent,
+        report.fresh.sent + report.replays.sent + report.idempotent_retries.sent
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_load_with_replays_refuses_every_replay() {
+    let (upstream, proxy) = setup().await;
+    std::env::set_var("RG_LOADGEN_TEST_SECRET_1", SECRET);
+    let url = format!("http://{}/payments", proxy.addr);
+    let report = execute(&args(&[
+        "--url",
+        &url,
+        "--body-size",
+        "64",
+        "--concurrency",
+        "4",
+        "--requests",
+        "200",
+        "--replay-ratio",
+        "0.2",
+        "--key-id",
+        "lg",
+        "--secret-env",
+        "RG_LOADGEN_TEST_SECRET_1",
+    ]))
+    .await
+    .expect("loadgen runs");
+    assert_adds_up(&report);
+    assert_eq!(report.sent, 200);
+    assert_eq!(report.mode, "closed-loop");
+    // Replays are sent once something was admitted; nearly all 40 slots.
+    assert!(report.replays.sent >= 35, "{}", report.render());
+    assert_eq!(report.replays_admitted, 0, "{}", report.render());
+    assert_eq!(
+        report.reasons.get("replayed_nonce"),
+        Some(&report.replays.sent)
+    );
+    assert_eq!(report.statuses.get(&409), Some(&report.replays.sent));
+    assert_eq!(report.fresh.ok, report.fresh.sent, "{}", report.render());
+    assert_eq!(report.statuses.get(&200), Some(&report.fresh.sent));
+    // The upstream saw exactly the fresh requests, each signed and unique.
+    let seen = upstream.seen();
+    assert_eq!(seen.len() as u64, report.fresh.sent);
+    let mut nonces: Vec<_> = seen
+        .iter()
+        .map(|s| s.headers["x-request-nonce"].clone())
+        .collect();
+    nonces.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    nonces.dedup();
+    assert_eq!(nonces.len(), seen.len());
+    assert!(seen
+        .iter()
+        .all(|s| s.body.len() == 64 && s.headers["x-replay-guard-key-id"] == "lg"));
+    assert!(report.latency_ms.p50 > 0.0 && report.latency_ms.max >= report.latency_ms.p99);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_retries_get_the_stored_answer() {
+    let (upstream, proxy) = setup().await;
+    std::env::set_var("RG_LOADGEN_TEST_SECRET_2", SECRET);
+    let url = format!("http://{}/orders", proxy.addr);
+    let report = execute(&args(&[
+        "--url",
+        &url,
+        "--body-size",
+        "32",
+        "--concurrency",
+        "3",
+        "--requests",
+        "150",
+        "--replay-ratio",
+        "0.1",
+        "--idempotency",
+        "--retry-ratio",
+        "0.2",
+        "--key-id",
+        "lg",
+        "--secret-env",
+        "RG_LOADGEN_TEST_SECRET_2",
+    ]))
+    .await
+    .expect("loadgen runs");
+    assert_adds_up(&report);
+    assert_eq!(report.replays_admitted, 0, "{}", report.render());
+    assert!(report.idempotent_retries.sent >= 20, "{}", report.render());
+    assert_eq!(report.idempotent_retries.ok, report.idempotent_retries.sent);
+    assert_eq!(
+        report.idempotent_retries.stored_answer,
+        report.idempotent_retries.sent
+    );
+    assert_eq!(report.fresh.stored_answer, 0);
+    assert_eq!(
+        upstream.count() as u64,
+        report.fresh.sent,
+        "{}",
+        report.render()
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_is_bounded_and_unsigned_nonces_work() {
+    let (upstream, proxy) = setup().await;
+    let url = format!("http://{}/unsigned", proxy.addr);
+    let report = execute(&args(&[
+        "--url",
+        &url,
+        "--method",
+        "get",
+        "--concurrency",
+        "2",
+        "--rate",
+        "400",
+        "--requests",
+        "60",
+        "--duration",
+        "10s",
+        "--replay-ratio",
+        "0.5",
+    ]))
+    .await
+    .expect("loadgen runs");
+    assert_adds_up(&report);
+    assert_eq!(report.mode, "open-loop");
+    assert_eq!(report.sent, 60);
+    assert_eq!(report.replays_admitted, 0, "{}", report.render());
+    assert_eq!(upstream.count() as u64, report.fresh.sent);
+    assert!(report.render().contains("open-loop"));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_prints_json_and_exits_zero() {
+    let (upstream, proxy) = setup().await;
+    let url = format!("http://{}/payments", proxy.addr);
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay-guard"))
+        .args([
+            "loadgen",
+            "--url",
+            &url,
+            "--concurrency",
+            "2",
+            "--requests",
+            "40",
+            "--replay-ratio",
+            "0.25",
+            "--key-id",
+            "lg",
+            "--secret-env",
+            "RG_LOADGEN_TEST_SECRET_BIN",
+            "--json",
+        ])
+        .env("RG_LOADGEN_TEST_SECRET_BIN", SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("loadgen ends by itself")
+        .expect("loadgen output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(json["sent"], 40);
+    assert_eq!(json["replays_admitted"], 0);
+    assert_eq!(json["mode"], "closed-loop");
+    for field in ["p50", "p90", "p99", "p99_9", "max"] {
+        assert!(json["latency_ms"][field].is_number(), "{field}");
+    }
+    let fresh = json["fresh"]["sent"].as_u64().unwrap_or(0);
+    assert_eq!(json["statuses"]["200"].as_u64(), Some(fresh));
+    assert_eq!(upstream.count() as u64, fresh);
+    proxy.shutdown().await;
+}
