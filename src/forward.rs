@@ -9,6 +9,7 @@
 //! This module must never decide whether a request may be forwarded — the
 //! checks do that.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -158,16 +159,12 @@ pub fn upstream_headers(
         headers.insert(KEY_ID_HEADER, key);
     }
     let xff = HeaderName::from_static("x-forwarded-for");
-    let previous: Vec<String> = headers
-        .get_all(&xff)
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_owned))
-        .collect();
-    let appended = if previous.is_empty() {
-        peer.to_string()
-    } else {
-        format!("{}, {peer}", previous.join(", "))
-    };
+    let mut appended = String::with_capacity(64);
+    for value in headers.get_all(&xff).iter().filter_map(|v| v.to_str().ok()) {
+        appended.push_str(value);
+        appended.push_str(", ");
+    }
+    let _ = write!(appended, "{peer}");
     if let Ok(value) = HeaderValue::from_str(&appended) {
         headers.insert(xff, value);
     }

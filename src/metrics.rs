@@ -180,14 +180,29 @@ impl Metrics {
         }
     }
 
-    /// Count one finished request.
-    pub fn request(&self, route: &str, outcome: Outcome) {
-        self.requests
-            .get_or_create(&RouteOutcome {
-                route: route.to_owned(),
-                outcome: outcome.label().to_owned(),
-            })
-            .inc();
+    /// The pre-resolved request series of one route. Every outcome's series
+    /// is exported from startup, at zero until it moves.
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        let counter = |outcome: Outcome| {
+            self.requests
+                .get_or_create(&RouteOutcome {
+                    route: route.to_owned(),
+                    outcome: outcome.label().to_owned(),
+                })
+                .clone()
+        };
+        RouteMetrics {
+            forwarded: counter(Outcome::Forwarded),
+            rejected: counter(Outcome::Rejected),
+            replayed: counter(Outcome::Replayed),
+            error: counter(Outcome::Error),
+            upstream: self
+                .upstream_duration
+                .get_or_create(&RouteLabel {
+                    route: route.to_owned(),
+                })
+                .clone(),
+        }
     }
 
     /// Count one rejection.
@@ -198,15 +213,6 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
-    }
-
-    /// Record the upstream's response time.
-    pub fn upstream(&self, route: &str, seconds: f64) {
-        self.upstream_duration
-            .get_or_create(&RouteLabel {
-                route: route.to_owned(),
-            })
-            .observe(seconds);
     }
 
     /// Count a request forwarded unchecked under `on_error = "allow"`.
@@ -266,6 +272,34 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// The request-path series of one route, resolved once at startup so a
+/// request costs no label allocation or hashing.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    forwarded: Counter,
+    rejected: Counter,
+    replayed: Counter,
+    error: Counter,
+    upstream: Histogram,
+}
+
+impl RouteMetrics {
+    /// Count one finished request.
+    pub fn request(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Forwarded => self.forwarded.inc(),
+            Outcome::Rejected => self.rejected.inc(),
+            Outcome::Replayed => self.replayed.inc(),
+            Outcome::Error => self.error.inc(),
+        };
+    }
+
+    /// Record the upstream's response time.
+    pub fn upstream(&self, seconds: f64) {
+        self.upstream.observe(seconds);
     }
 }
 

@@ -41,7 +41,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, Identity, Mode, OnStoreError, Route, Unmatched};
 use crate::forward::{self, Upstream, UpstreamError, REQUEST_ID_HEADER};
 use crate::identity;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{Metrics, Outcome, RouteMetrics};
 use crate::path;
 use crate::rejection::Rejection;
 use crate::routes::RouteTable;
@@ -76,13 +76,17 @@ pub struct Proxy {
     upstream: Upstream,
     /// Counters and histograms.
     metrics: Arc<Metrics>,
+    /// Request series per route (by index), resolved once.
+    route_metrics: Vec<RouteMetrics>,
+    /// Request series of unmatched paths.
+    unmatched_metrics: RouteMetrics,
 }
 
 /// Per-request facts gathered on the way, for the log line and metrics.
 #[derive(Debug, Default)]
 struct Ctx {
-    /// Matched route name (or `unmatched`).
-    route: String,
+    /// Index of the matched route (`None`: unmatched).
+    route: Option<usize>,
     /// Hash tag of the identity, once known.
     identity_tag: Option<String>,
     /// `RateLimit-Policy` and `RateLimit` headers for the answer.
@@ -195,7 +199,15 @@ impl Proxy {
             config.server.upstream_connect_timeout,
             config.server.upstream_timeout,
         );
+        let route_metrics = config
+            .routes
+            .iter()
+            .map(|route| metrics.route(&route.name))
+            .collect();
+        let unmatched_metrics = metrics.route(UNMATCHED);
         Self {
+            route_metrics,
+            unmatched_metrics,
             config,
             table,
             limiters,
@@ -264,10 +276,7 @@ impl Proxy {
         let request_id = request_id(request.headers());
         let started = Instant::now();
         let method = request.method().clone();
-        let mut ctx = Ctx {
-            route: UNMATCHED.to_owned(),
-            ..Ctx::default()
-        };
+        let mut ctx = Ctx::default();
         self.metrics.in_flight().inc();
         let result = self
             .process(request, peer, https, &request_id, &mut ctx)
@@ -275,7 +284,7 @@ impl Proxy {
         self.metrics.in_flight().dec();
         let mut response = match result {
             Ok(answer) => {
-                self.metrics.request(&ctx.route, answer.outcome);
+                self.series(&ctx).request(answer.outcome);
                 answer.response
             }
             Err(rejection) => {
@@ -284,13 +293,26 @@ impl Proxy {
                 } else {
                     Outcome::Rejected
                 };
-                self.metrics.request(&ctx.route, outcome);
-                self.metrics.rejection(&ctx.route, rejection.reason());
+                let route = self.route_name(&ctx);
+                self.series(&ctx).request(outcome);
+                self.metrics.rejection(route, rejection.reason());
                 let id = request_id.to_str().unwrap_or("-");
                 if rejection.is_server_side() {
-                    tracing::warn!(request_id = id, route = %ctx.route, reason = rejection.reason(), identity = ctx.identity_tag.as_deref().unwrap_or("-"), "request failed");
+                    tracing::warn!(
+                        request_id = id,
+                        route,
+                        reason = rejection.reason(),
+                        identity = ctx.identity_tag.as_deref().unwrap_or("-"),
+                        "request failed"
+                    );
                 } else {
-                    tracing::info!(request_id = id, route = %ctx.route, reason = rejection.reason(), identity = ctx.identity_tag.as_deref().unwrap_or("-"), "request rejected");
+                    tracing::info!(
+                        request_id = id,
+                        route,
+                        reason = rejection.reason(),
+                        identity = ctx.identity_tag.as_deref().unwrap_or("-"),
+                        "request rejected"
+                    );
                 }
                 rejection.to_response(id)
             }
@@ -300,7 +322,7 @@ impl Proxy {
         *response.version_mut() = Version::HTTP_11;
         let headers = response.headers_mut();
         headers.insert(REQUEST_ID_HEADER, request_id);
-        if let Some(admitted) = ctx.rate_limit {
+        if let Some(admitted) = &ctx.rate_limit {
             if let Ok(value) = HeaderValue::from_str(&admitted.policy) {
                 headers.insert(HeaderName::from_static("ratelimit-policy"), value);
             }
@@ -316,7 +338,7 @@ impl Proxy {
                 target: "replay_guard::access",
                 request_id = response.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-"),
                 method = %method,
-                route = %ctx.route,
+                route = self.route_name(&ctx),
                 status = response.status().as_u16(),
                 duration_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "access"
@@ -374,7 +396,7 @@ impl Proxy {
                 .forward_streaming(parts, body, &normalized, peer, https, request_id, ctx)
                 .await;
         };
-        ctx.route.clone_from(&route.name);
+        ctx.route = Some(index);
         if route.is_pass_through() {
             return self
                 .forward_streaming(parts, body, &normalized, peer, https, request_id, ctx)
@@ -861,6 +883,20 @@ impl Proxy {
         Ok(())
     }
 
+    /// The matched route's name, or `unmatched`.
+    fn route_name(&self, ctx: &Ctx) -> &str {
+        ctx.route
+            .and_then(|i| self.config.routes.get(i))
+            .map_or(UNMATCHED, |route| route.name.as_str())
+    }
+
+    /// The matched route's request series.
+    fn series(&self, ctx: &Ctx) -> &RouteMetrics {
+        ctx.route
+            .and_then(|i| self.route_metrics.get(i))
+            .unwrap_or(&self.unmatched_metrics)
+    }
+
     /// Apply `on_error`: fail closed with a rejection, or fail open.
     fn on_store_error(&self, error: StoreError, route: &str, op: &str) -> Result<(), Rejection> {
         match (self.config.store.on_error, &error) {
@@ -1020,10 +1056,9 @@ impl Proxy {
         );
         let started = Instant::now();
         let result = self.upstream.send(Request::from_parts(parts, body)).await;
-        self.metrics
-            .upstream(&ctx.route, started.elapsed().as_secs_f64());
+        self.series(ctx).upstream(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
-            tracing::warn!(route = %ctx.route, error = %e, "upstream request failed");
+            tracing::warn!(route = self.route_name(ctx), error = %e, "upstream request failed");
         }
         result
     }
