@@ -336,3 +336,41 @@ async fn access_log_is_off_by_default_and_one_line_per_request_when_on() {
         );
     }
 }
+
+#[tokio::test]
+async fn https_upstreams_are_verified_against_trusted_roots() {
+    // A TLS upstream with a self-signed certificate: no trusted root signs
+    // it, so the proxy must refuse to talk to it (502), never fall back to
+    // an unverified connection.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            // The handshake fails on the client's side; count attempts.
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = acceptor.accept(stream).await;
+        }
+    });
+    let proxy = TestProxy::start(&format!("https://localhost:{port}"), "").await;
+    let reply = Req::get("/anything").send(proxy.addr).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.reason().as_str()),
+        (502, "upstream_unavailable")
+    );
+    assert!(
+        handshakes.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the proxy did try TLS"
+    );
+}
