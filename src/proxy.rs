@@ -95,6 +95,24 @@ struct Ctx {
     close: bool,
 }
 
+/// How one request goes upstream, apart from its head and body: the
+/// normalised path, who sent it, and what the proxy adds to it.
+#[derive(Debug, Clone, Copy)]
+struct Outbound<'a> {
+    /// The normalised path (matched, signed and forwarded).
+    normalized: &'a str,
+    /// The TCP peer (appended to `X-Forwarded-For`).
+    peer: SocketAddr,
+    /// Whether the client used TLS (`X-Forwarded-Proto`).
+    https: bool,
+    /// The request id (forwarded and returned).
+    request_id: &'a HeaderValue,
+    /// The verified key id, for `X-Replay-Guard-Key-Id`.
+    verified_key: Option<&'a str>,
+    /// A report-mode would-be rejection, for `X-Replay-Guard-Report`.
+    report: Option<&'static str>,
+}
+
 /// What the checks established for a request that passed them.
 struct Checked<'r> {
     /// The verified key id, when a signature was checked.
@@ -381,6 +399,14 @@ impl Proxy {
             Rejection::MalformedRequest("The request path is ambiguous (encoded slash, backslash, control character or broken escape).")
         })?;
         let key = path::match_key(&normalized);
+        let out = Outbound {
+            normalized: &normalized,
+            peer,
+            https,
+            request_id,
+            verified_key: None,
+            report: None,
+        };
         let key = if self.config.server.case_insensitive_paths {
             std::borrow::Cow::Owned(key.to_ascii_lowercase())
         } else {
@@ -392,21 +418,14 @@ impl Proxy {
             if self.config.server.unmatched == Unmatched::Reject {
                 return Err(Rejection::RouteNotAllowed);
             }
-            return self
-                .forward_streaming(parts, body, &normalized, peer, https, request_id, ctx)
-                .await;
+            return self.forward_streaming(parts, body, out, ctx).await;
         };
         ctx.route = Some(index);
         if route.is_pass_through() {
-            return self
-                .forward_streaming(parts, body, &normalized, peer, https, request_id, ctx)
-                .await;
+            return self.forward_streaming(parts, body, out, ctx).await;
         }
         // Checks, then forward (report mode forwards a would-be rejection).
-        let (checked, body) = match self
-            .check(index, route, &parts, body, &normalized, peer, ctx)
-            .await
-        {
+        let (checked, body) = match self.check(index, route, &parts, body, &out, ctx).await {
             Ok(checked) => checked,
             Err(refused) => {
                 if !self.report_only(route, &refused, ctx) {
@@ -418,19 +437,11 @@ impl Proxy {
                     BodyState::Unread(incoming) => boxed_incoming(incoming),
                     BodyState::Lost => return Err(refused.rejection),
                 };
-                return self
-                    .forward_plain(
-                        parts,
-                        body,
-                        &normalized,
-                        peer,
-                        https,
-                        request_id,
-                        None,
-                        Some(reason),
-                        ctx,
-                    )
-                    .await;
+                let out = Outbound {
+                    report: Some(reason),
+                    ..out
+                };
+                return self.forward_plain(parts, body, out, ctx).await;
             }
         };
         let report = match &checked.idempotency {
@@ -441,39 +452,22 @@ impl Proxy {
             }
             _ => None,
         };
+        let out = Outbound {
+            verified_key: checked.verified_key.as_deref(),
+            report,
+            ..out
+        };
         match checked.idempotency {
             IdempotencyStep::Replay(stored) if report.is_none() => Ok(Answer {
                 response: replay_response(stored),
                 outcome: Outcome::Replayed,
             }),
             IdempotencyStep::Claimed(claim) => {
-                self.forward_and_record(
-                    parts,
-                    body,
-                    &normalized,
-                    peer,
-                    https,
-                    request_id,
-                    checked.verified_key.as_deref(),
-                    claim,
-                    route,
-                    ctx,
-                )
-                .await
+                self.forward_and_record(parts, body, out, claim, route, ctx)
+                    .await
             }
             IdempotencyStep::None | IdempotencyStep::Replay(_) => {
-                self.forward_plain(
-                    parts,
-                    body::full(body),
-                    &normalized,
-                    peer,
-                    https,
-                    request_id,
-                    checked.verified_key.as_deref(),
-                    report,
-                    ctx,
-                )
-                .await
+                self.forward_plain(parts, body::full(body), out, ctx).await
             }
         }
     }
@@ -481,17 +475,16 @@ impl Proxy {
     /// Every check of a matched route, in order; the first failure stops.
     /// Returns the buffered body with the outcome so that report mode can
     /// still forward the request.
-    #[allow(clippy::too_many_arguments)]
     async fn check<'r>(
         &self,
         index: usize,
         route: &'r Route,
         parts: &Parts,
         body: Incoming,
-        normalized: &str,
-        peer: SocketAddr,
+        out: &Outbound<'_>,
         ctx: &mut Ctx,
     ) -> Result<(Checked<'r>, Bytes), Refused> {
+        let (normalized, peer) = (out.normalized, out.peer);
         let limiter = self.limiters.get(index).and_then(Option::as_deref);
         let unread = |rejection: Rejection, body: Incoming| Refused {
             rejection,
@@ -726,31 +719,15 @@ impl Proxy {
     }
 
     /// Forward and stream the answer back (no idempotency record).
-    #[allow(clippy::too_many_arguments)]
     async fn forward_plain(
         &self,
         parts: Parts,
         body: Body,
-        normalized: &str,
-        peer: SocketAddr,
-        https: bool,
-        request_id: &HeaderValue,
-        verified_key: Option<&str>,
-        report: Option<&'static str>,
+        out: Outbound<'_>,
         ctx: &mut Ctx,
     ) -> Result<Answer, Rejection> {
         let response = self
-            .send(
-                parts,
-                body,
-                normalized,
-                peer,
-                https,
-                request_id,
-                verified_key,
-                report,
-                ctx,
-            )
+            .send(parts, body, out, ctx)
             .await
             .map_err(upstream_rejection)?;
         Ok(Answer {
@@ -761,16 +738,11 @@ impl Proxy {
 
     /// Forward a request whose idempotency key we claimed, record the
     /// answer (or release the claim), and answer the caller.
-    #[allow(clippy::too_many_arguments)]
     async fn forward_and_record(
         &self,
         parts: Parts,
         body: Bytes,
-        normalized: &str,
-        peer: SocketAddr,
-        https: bool,
-        request_id: &HeaderValue,
-        verified_key: Option<&str>,
+        out: Outbound<'_>,
         claim: Claim<'_>,
         route: &Route,
         ctx: &mut Ctx,
@@ -780,19 +752,7 @@ impl Proxy {
         // first attempt must end within `upstream_timeout` so that it
         // cannot outlive its lease.
         let deadline = tokio::time::Instant::now() + self.upstream.timeout();
-        let sent = self
-            .send(
-                parts,
-                body::full(body),
-                normalized,
-                peer,
-                https,
-                request_id,
-                verified_key,
-                None,
-                ctx,
-            )
-            .await;
+        let sent = self.send(parts, body::full(body), out, ctx).await;
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
@@ -966,15 +926,11 @@ impl Proxy {
         signature::verify(&self.config.keys, key_id, sig, &signed).map(Some)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn forward_streaming(
         &self,
         parts: Parts,
         body: Incoming,
-        normalized: &str,
-        peer: SocketAddr,
-        https: bool,
-        request_id: &HeaderValue,
+        out: Outbound<'_>,
         ctx: &mut Ctx,
     ) -> Result<Answer, Rejection> {
         // A streamed body can fail half way because of the client (broken
@@ -988,11 +944,7 @@ impl Proxy {
                 Box::new(e)
             })
             .boxed();
-        let sent = self
-            .send(
-                parts, body, normalized, peer, https, request_id, None, None, ctx,
-            )
-            .await;
+        let sent = self.send(parts, body, out, ctx).await;
         match sent {
             Ok(response) => Ok(Answer {
                 response: stream_response(response),
@@ -1008,20 +960,15 @@ impl Proxy {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         mut parts: Parts,
         body: Body,
-        normalized: &str,
-        peer: SocketAddr,
-        https: bool,
-        request_id: &HeaderValue,
-        verified_key: Option<&str>,
-        report: Option<&'static str>,
+        out: Outbound<'_>,
         ctx: &Ctx,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let upstream = &self.config.server.upstream;
+        let normalized = out.normalized;
         let target = match parts.uri.query() {
             Some(query) => format!(
                 "{}://{}{normalized}?{query}",
@@ -1047,12 +994,12 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         forward::upstream_headers(
             &mut parts.headers,
-            peer.ip(),
+            out.peer.ip(),
             client_host.as_ref(),
-            https,
-            request_id,
-            verified_key,
-            report,
+            out.https,
+            out.request_id,
+            out.verified_key,
+            out.report,
         );
         let started = Instant::now();
         let result = self.upstream.send(Request::from_parts(parts, body)).await;
