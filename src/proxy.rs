@@ -154,6 +154,72 @@ enum BodyState {
     Lost,
 }
 
+/// A claimed idempotent request, forwarded and recorded on its own task:
+/// everything it needs, owned. Bounded by the upstream and store timeouts.
+struct Detached {
+    proxy: Arc<Proxy>,
+    /// Index of the matched route (its idempotency rule and name).
+    route: usize,
+    parts: Parts,
+    body: Bytes,
+    normalized: String,
+    peer: SocketAddr,
+    https: bool,
+    request_id: HeaderValue,
+    verified_key: Option<String>,
+    pk: String,
+    owner: String,
+}
+
+impl Detached {
+    async fn run(self) -> Result<Answer, Rejection> {
+        let proxy = &self.proxy;
+        let Some(route) = proxy.config.routes.get(self.route) else {
+            return Err(Rejection::Internal);
+        };
+        let Some(rule) = route.idempotency.as_ref() else {
+            return Err(Rejection::Internal);
+        };
+        let out = Outbound {
+            normalized: &self.normalized,
+            peer: self.peer,
+            https: self.https,
+            request_id: &self.request_id,
+            verified_key: self.verified_key.as_deref(),
+            report: None,
+        };
+        let claim = Claim {
+            pk: self.pk,
+            owner: self.owner,
+            rule,
+        };
+        let mut ctx = Ctx {
+            route: Some(self.route),
+            ..Ctx::default()
+        };
+        proxy
+            .forward_and_record(self.parts, self.body, out, claim, route, &mut ctx)
+            .await
+    }
+}
+
+/// Counts a request in `replay_guard_in_flight_requests` until dropped
+/// (also when the client hangs up and the request future is dropped).
+struct InFlight<'m>(&'m Metrics);
+
+impl<'m> InFlight<'m> {
+    fn enter(metrics: &'m Metrics) -> Self {
+        metrics.in_flight().inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight().dec();
+    }
+}
+
 /// A successful pass through the request path.
 struct Answer {
     response: Response<Body>,
@@ -259,34 +325,14 @@ impl Proxy {
         }
     }
 
-    /// [`Proxy::handle`] on its own task, so that a client that hangs up
-    /// does not cancel the request path half way: once an idempotency key
-    /// is claimed and the request forwarded, the upstream's answer must
-    /// still be recorded (or the claim released), or the client's retry
-    /// would wait out the lease and then execute the request a second
-    /// time. The task is bounded by the upstream and store timeouts.
-    pub async fn handle_detached(
-        self: Arc<Self>,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-        https: bool,
-    ) -> Response<Body> {
-        let task = tokio::spawn(async move { self.handle(request, peer, https).await });
-        match task.await {
-            Ok(response) => response,
-            Err(e) => {
-                // Our bug (a panic on the request path): 500, never forwarded twice.
-                tracing::error!(error = %e, "request task failed");
-                let mut response = Response::new(body::full(Bytes::new()));
-                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                response
-            }
-        }
-    }
-
     /// Handle one request: never fails, always answers.
+    ///
+    /// The future may be dropped when the client hangs up; the only part
+    /// that must then still finish — forwarding a request whose
+    /// idempotency key is claimed and recording its answer — runs on its
+    /// own task (see [`Detached`]).
     pub async fn handle(
-        &self,
+        self: &Arc<Self>,
         request: Request<Incoming>,
         peer: SocketAddr,
         https: bool,
@@ -295,11 +341,11 @@ impl Proxy {
         let started = Instant::now();
         let method = request.method().clone();
         let mut ctx = Ctx::default();
-        self.metrics.in_flight().inc();
+        let in_flight = InFlight::enter(&self.metrics);
         let result = self
             .process(request, peer, https, &request_id, &mut ctx)
             .await;
-        self.metrics.in_flight().dec();
+        drop(in_flight);
         let mut response = match result {
             Ok(answer) => {
                 self.series(&ctx).request(answer.outcome);
@@ -366,7 +412,7 @@ impl Proxy {
     }
 
     async fn process(
-        &self,
+        self: &Arc<Self>,
         request: Request<Incoming>,
         peer: SocketAddr,
         https: bool,
@@ -463,8 +509,30 @@ impl Proxy {
                 outcome: Outcome::Replayed,
             }),
             IdempotencyStep::Claimed(claim) => {
-                self.forward_and_record(parts, body, out, claim, route, ctx)
-                    .await
+                // From here the attempt must end in a recorded answer or a
+                // released claim even if the client hangs up (which drops
+                // this future), or the client's retry would wait out the
+                // lease and then execute the request a second time.
+                let detached = Detached {
+                    proxy: Arc::clone(self),
+                    route: index,
+                    parts,
+                    body,
+                    normalized: normalized.clone(),
+                    peer,
+                    https,
+                    request_id: request_id.clone(),
+                    verified_key: checked.verified_key.clone(),
+                    pk: claim.pk,
+                    owner: claim.owner,
+                };
+                match tokio::spawn(detached.run()).await {
+                    Ok(result) => result,
+                    Err(e) => {
+                        tracing::error!(error = %e, "idempotent forward task failed");
+                        Err(Rejection::Internal)
+                    }
+                }
             }
             IdempotencyStep::None | IdempotencyStep::Replay(_) => {
                 self.forward_plain(parts, body::full(body), out, ctx).await

@@ -78,6 +78,8 @@ pub enum Rejection {
     StoreUnavailable,
     /// The memory store is full.
     StoreFull,
+    /// A bug of ours (a task panicked): never forwarded twice.
+    Internal,
 }
 
 impl Rejection {
@@ -108,6 +110,7 @@ impl Rejection {
             Rejection::UpstreamTimeout => "upstream_timeout",
             Rejection::StoreUnavailable => "store_unavailable",
             Rejection::StoreFull => "store_full",
+            Rejection::Internal => "internal_error",
         }
     }
 
@@ -137,6 +140,7 @@ impl Rejection {
             Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Rejection::StoreUnavailable | Rejection::StoreFull => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -149,6 +153,7 @@ impl Rejection {
                 | Rejection::UpstreamTimeout
                 | Rejection::StoreUnavailable
                 | Rejection::StoreFull
+                | Rejection::Internal
         )
     }
 
@@ -166,6 +171,7 @@ impl Rejection {
                 | Rejection::UpstreamTimeout
                 | Rejection::StoreUnavailable
                 | Rejection::StoreFull
+                | Rejection::Internal
         )
     }
 
@@ -197,6 +203,7 @@ impl Rejection {
             Rejection::UpstreamTimeout => "Upstream timed out",
             Rejection::StoreUnavailable => "Replay store unavailable",
             Rejection::StoreFull => "Replay store full",
+            Rejection::Internal => "Internal error",
         }
     }
 
@@ -226,6 +233,7 @@ impl Rejection {
             Rejection::UpstreamTimeout => "The upstream service did not answer in time.".into(),
             Rejection::StoreUnavailable => "The replay store could not be reached; the request was not forwarded.".into(),
             Rejection::StoreFull => "The replay store is full; the request was not forwarded.".into(),
+            Rejection::Internal => "The proxy failed; the request was not forwarded again.".into(),
         }
     }
 

@@ -418,7 +418,7 @@ async fn serve_connection<I>(
     let service = service_fn(move |request: Request<Incoming>| {
         // Each request runs on the config generation current when it arrived.
         let proxy = current.load_full();
-        async move { Ok::<_, Infallible>(proxy.handle_detached(request, peer, https).await) }
+        async move { Ok::<_, Infallible>(proxy.handle(request, peer, https).await) }
     });
     let connection = builder.serve_connection(io, service).into_owned();
     if let Err(e) = watcher.watch(connection).await {

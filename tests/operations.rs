@@ -374,3 +374,36 @@ async fn https_upstreams_are_verified_against_trusted_roots() {
         "the proxy did try TLS"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_gauge_returns_to_zero_when_a_client_hangs_up() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start().await;
+    let proxy = TestProxy::start(&upstream.url(), "").await;
+    let admin = proxy.admin.unwrap();
+    let gauge = |text: &str| parse_metrics(text)["replay_guard_in_flight_requests"];
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nx-test-delay-ms: 1500\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if upstream.count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let during = String::from_utf8(Req::get("/metrics").send(admin).await.body.to_vec()).unwrap();
+    assert_eq!(gauge(&during), 1.0);
+    drop(stream);
+    let mut after = f64::NAN;
+    for _ in 0..50 {
+        let text = String::from_utf8(Req::get("/metrics").send(admin).await.body.to_vec()).unwrap();
+        after = gauge(&text);
+        if after == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(after, 0.0, "the hung-up request left the gauge");
+}
