@@ -30,20 +30,29 @@ pub const REPORT_HEADER: HeaderName = HeaderName::from_static("x-replay-guard-re
 /// Request id header.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the old `Keep-Alive` and
+/// `Proxy-Connection`), as parsed names: comparing them costs no parsing.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
 ];
 
 /// Remove hop-by-hop headers and those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, &[]);
+}
+
+/// Remove hop-by-hop headers, those named in `Connection`, and `extra`.
+/// One pass over the names present (usually none match, and nothing is
+/// allocated) instead of a hash lookup per candidate name.
+fn strip(headers: &mut HeaderMap, extra: &[HeaderName]) {
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -51,10 +60,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name) || extra.contains(name) || named.contains(name))
+        .cloned()
+        .collect();
+    for name in doomed {
         headers.remove(name);
     }
 }
@@ -149,9 +160,8 @@ pub fn upstream_headers(
     verified_key: Option<&str>,
     report: Option<&str>,
 ) {
-    strip_hop_by_hop(headers);
-    headers.remove(KEY_ID_HEADER);
-    headers.remove(REPORT_HEADER);
+    // Client copies of the proxy's own headers never reach the upstream.
+    strip(headers, &[KEY_ID_HEADER, REPORT_HEADER]);
     if let Some(reason) = report.and_then(|r| HeaderValue::from_str(r).ok()) {
         headers.insert(REPORT_HEADER, reason);
     }
