@@ -1,27 +1,16 @@
-//! Forwarding to the upstream: header hygiene both ways and the pooled
-//! upstream client with its timeouts.
+//! Forwarding to the upstream: header hygiene both ways.
 //!
 //! Hop-by-hop headers (RFC 9110 §7.6.1, plus those named in `Connection`)
 //! never cross the proxy; `X-Forwarded-For/-Proto/-Host` are set for the
 //! upstream; a client-supplied `X-Replay-Guard-Key-Id` is always dropped.
-//! Failures are classified by who caused them with typed predicates:
-//! never reached the upstream (connect) → 502, no answer in time → 504.
 //! This module must never decide whether a request may be forwarded — the
 //! checks do that.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
-use http::{HeaderMap, Request, Response};
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-
-use crate::body::Body;
+use http::HeaderMap;
 
 /// Header the proxy sets after a verified signature.
 pub const KEY_ID_HEADER: HeaderName = HeaderName::from_static("x-replay-guard-key-id");
@@ -68,86 +57,6 @@ fn strip(headers: &mut HeaderMap, extra: &[HeaderName]) {
     for name in doomed {
         headers.remove(name);
     }
-}
-
-/// What the upstream client reports when it fails.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// The connection could not be made: the request never left.
-    #[error("connect failed")]
-    Connect,
-    /// No response in time: the upstream may have executed the request.
-    #[error("timed out")]
-    Timeout,
-    /// The connection failed after the request may have been sent.
-    #[error("upstream failed: {0}")]
-    Other(String),
-}
-
-/// The pooled upstream client, cloned to share its pool.
-#[derive(Clone, Debug)]
-pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
-    timeout: Duration,
-}
-
-impl Upstream {
-    /// A client with a connect timeout and a response timeout.
-    pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
-        let connector = https_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
-        Self { client, timeout }
-    }
-
-    /// The response timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// Send a request; the timeout covers the response head.
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
-            Err(_) => Err(UpstreamError::Timeout),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect),
-            Ok(Err(e)) => Err(UpstreamError::Other(e.to_string())),
-        }
-    }
-}
-
-/// Wrap the TCP connector with TLS for `https://` upstreams, verified
-/// against the system's root certificates.
-fn https_connector(connector: HttpConnector) -> HttpsConnector<HttpConnector> {
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = match builder.with_provider_and_native_roots(provider.clone()) {
-        Ok(builder) => builder,
-        Err(e) => {
-            tracing::warn!(error = %e, "no system root certificates: https:// upstreams will fail verification");
-            // The default protocol versions are always supported by aws-lc-rs.
-            let Ok(versions) = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-            else {
-                unreachable!("aws-lc-rs supports rustls' default protocol versions")
-            };
-            let config = versions
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-        }
-    };
-    builder
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector)
 }
 
 /// Prepare request headers for the upstream.

@@ -17,7 +17,8 @@
 //!   (problem+json with a stable `reason`).
 //! - [`proxy`]: the request path, top to bottom, and the idempotent
 //!   response recording.
-//! - [`forward`]: header hygiene and the pooled upstream client.
+//! - [`forward`]: header hygiene both ways; [`upstream`]: the pooled
+//!   keep-alive connections to the upstream and their timeouts.
 //! - [`store`]: the narrow store trait; [`store::memory`] (single
 //!   instance) and [`store::dynamodb`] (shared by replicas).
 //! - [`server`]: listeners, admin endpoints, connection cap, graceful
@@ -50,3 +51,4 @@ pub mod routes;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod upstream;

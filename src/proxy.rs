@@ -39,7 +39,7 @@ use crate::checks::rate_limit::{Admitted, Limiter};
 use crate::checks::{freshness, header_text, idempotency, nonce, signature};
 use crate::clock::SharedClock;
 use crate::config::{Config, Identity, Mode, OnStoreError, Route, Unmatched};
-use crate::forward::{self, Upstream, UpstreamError, REQUEST_ID_HEADER};
+use crate::forward::{self, REQUEST_ID_HEADER};
 use crate::identity;
 use crate::metrics::{Metrics, Outcome, RouteMetrics};
 use crate::path;
@@ -48,6 +48,7 @@ use crate::routes::RouteTable;
 use crate::store::{
     Fenced, IdemClaim, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
 };
+use crate::upstream::{Upstream, UpstreamBody, UpstreamError};
 
 /// Response header marking a stored idempotent answer.
 pub const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -280,6 +281,7 @@ impl Proxy {
             })
             .collect();
         let upstream = Upstream::new(
+            &config.server.upstream,
             config.server.upstream_connect_timeout,
             config.server.upstream_timeout,
         );
@@ -1034,16 +1036,7 @@ impl Proxy {
         body: Body,
         out: Outbound<'_>,
         ctx: &Ctx,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let upstream = &self.config.server.upstream;
-        let normalized = out.normalized;
-        let target = match parts.uri.query() {
-            Some(query) => format!(
-                "{}://{}{normalized}?{query}",
-                upstream.scheme, upstream.authority
-            ),
-            None => format!("{}://{}{normalized}", upstream.scheme, upstream.authority),
-        };
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         // An absolute-form target's authority replaces Host (RFC 9112
         // §3.2.2): the upstream sees the host the signature covered.
         let client_host = match parts.uri.authority() {
@@ -1056,9 +1049,17 @@ impl Proxy {
             }
             None => parts.headers.get(HOST).cloned(),
         };
-        parts.uri = target
-            .parse::<Uri>()
-            .map_err(|_| UpstreamError::Other("could not build the upstream URI".into()))?;
+        // The upstream gets the normalised path in origin form; a request
+        // that already is exactly that is sent with its own URI.
+        let normalized = out.normalized;
+        if parts.uri.scheme().is_some() || parts.uri.path() != normalized {
+            let target = match parts.uri.query() {
+                Some(query) => format!("{normalized}?{query}"),
+                None => normalized.to_owned(),
+            };
+            parts.uri = Uri::try_from(target)
+                .map_err(|_| UpstreamError::Other("could not build the upstream URI".into()))?;
+        }
         parts.version = Version::HTTP_11;
         forward::upstream_headers(
             &mut parts.headers,
@@ -1151,9 +1152,9 @@ async fn read_body(
 
 /// Read at most `limit` bytes; if more arrive, hand back the rest unread.
 async fn buffer_up_to(
-    mut body: Incoming,
+    mut body: UpstreamBody,
     limit: usize,
-) -> Result<(Bytes, Option<Incoming>), hyper::Error> {
+) -> Result<(Bytes, Option<UpstreamBody>), hyper::Error> {
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
@@ -1167,7 +1168,7 @@ async fn buffer_up_to(
 }
 
 /// Bytes already read, followed by the rest of a streaming body.
-fn chain(head: Bytes, rest: Incoming) -> Body {
+fn chain(head: Bytes, rest: UpstreamBody) -> Body {
     let first = stream::once(async move { Ok::<_, BoxError>(Frame::data(head)) });
     let tail = BodyStream::new(rest).map(|frame| frame.map_err(|e| -> BoxError { Box::new(e) }));
     BodyExt::boxed(StreamBody::new(first.chain(tail)))
@@ -1177,7 +1178,7 @@ fn boxed_incoming(body: Incoming) -> Body {
     body.map_err(|e| -> BoxError { Box::new(e) }).boxed()
 }
 
-fn stream_response(response: Response<Incoming>) -> Response<Body> {
+fn stream_response(response: Response<UpstreamBody>) -> Response<Body> {
     let (mut head, body) = response.into_parts();
     forward::strip_hop_by_hop(&mut head.headers);
     Response::from_parts(head, body.map_err(|e| -> BoxError { Box::new(e) }).boxed())
