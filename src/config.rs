@@ -60,6 +60,7 @@ struct RawServer {
     trusted_proxies: Vec<Spanned<String>>,
     shutdown_grace_secs: Option<u64>,
     max_connections: Option<Spanned<u64>>,
+    workers: Option<Spanned<u64>>,
     max_uri_bytes: Option<Spanned<u64>>,
     header_read_timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
@@ -469,6 +470,9 @@ pub struct Server {
     pub shutdown_grace: Duration,
     /// Concurrent client connections accepted at most.
     pub max_connections: usize,
+    /// Threads serving the public listener, each with its own event loop
+    /// and upstream connections (default: one per CPU).
+    pub workers: usize,
     /// Longest request target (path and query) accepted → 414 beyond.
     pub max_uri_bytes: usize,
     /// Time a client has to send its request head.
@@ -768,6 +772,17 @@ fn validate_server(raw: RawServer, p: &mut Problems<'_>) -> Option<Server> {
         Some(v) => usize::try_from(*v.get_ref()).unwrap_or(usize::MAX),
         None => 10_000,
     };
+    let workers = match &raw.workers {
+        Some(v) if *v.get_ref() == 0 || *v.get_ref() > 1024 => {
+            p.at(
+                v.span(),
+                "workers must be between 1 and 1024; leave it out for one per CPU",
+            );
+            1
+        }
+        Some(v) => usize::try_from(*v.get_ref()).unwrap_or(1),
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
     let max_uri_bytes = match &raw.max_uri_bytes {
         Some(v) if *v.get_ref() < 16 => {
             p.at(v.span(), "max_uri_bytes must be at least 16");
@@ -799,6 +814,7 @@ fn validate_server(raw: RawServer, p: &mut Problems<'_>) -> Option<Server> {
         trusted_proxies,
         shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(20)),
         max_connections,
+        workers,
         max_uri_bytes,
         header_read_timeout: millis(
             &raw.header_read_timeout_ms,
@@ -1289,6 +1305,26 @@ mod tests {
         assert_eq!(config.store.kind, StoreKind::Memory);
         assert_eq!(config.store.on_error, OnStoreError::Reject);
         assert!(config.routes.is_empty());
+    }
+
+    #[test]
+    fn workers_default_to_one_per_cpu_and_must_be_sensible() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(
+            Config::parse(MINIMAL, "t.toml").unwrap().server.workers,
+            cpus
+        );
+        let four = Config::parse(&format!("{MINIMAL}workers = 4\n"), "t.toml").unwrap();
+        assert_eq!(four.server.workers, 4);
+        for bad in ["0", "5000"] {
+            let errs = errors(&format!("{MINIMAL}workers = {bad}\n"));
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert!(
+                errs[0].starts_with("t.toml:4:11: workers must be between 1 and 1024"),
+                "{}",
+                errs[0]
+            );
+        }
     }
 
     #[test]

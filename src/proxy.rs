@@ -284,6 +284,7 @@ impl Proxy {
             &config.server.upstream,
             config.server.upstream_connect_timeout,
             config.server.upstream_timeout,
+            config.server.workers,
         );
         let route_metrics = config
             .routes

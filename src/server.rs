@@ -54,6 +54,9 @@ pub enum StartError {
     /// The TLS listener could not be set up.
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// A worker thread or its event loop could not be started.
+    #[error("cannot start worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// A running proxy.
@@ -108,6 +111,7 @@ impl Reloader {
                 "max_connections",
                 before.server.max_connections != config.server.max_connections,
             ),
+            ("workers", before.server.workers != config.server.workers),
             (
                 "header_read_timeout_ms",
                 before.server.header_read_timeout != config.server.header_read_timeout,
@@ -274,14 +278,7 @@ pub async fn start_with_store(
         tokio::spawn(serve_admin(admin, reloader, draining, stop));
     }
 
-    let task = tokio::spawn(serve_proxy(
-        listener,
-        tls,
-        current,
-        config,
-        draining,
-        shutdown_rx,
-    ));
+    let task = spawn_workers(listener, tls, current, config, draining, shutdown_rx)?;
     tracing::info!(%addr, admin = ?admin_addr, "replay-guard listening");
     Ok(Running {
         addr,
@@ -291,6 +288,77 @@ pub async fn start_with_store(
         task,
         reloader,
     })
+}
+
+/// Serve the public listener on `config.server.workers` threads, each
+/// running its own single-threaded event loop (like nginx's worker
+/// processes): a connection, its upstream connections and its tasks stay on
+/// one thread, so nothing per request crosses threads. All workers accept
+/// from the one listening socket and share the connection cap. The returned
+/// task ends when every worker has drained.
+fn spawn_workers(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    current: Arc<ArcSwap<Proxy>>,
+    config: Arc<Config>,
+    draining: Arc<AtomicBool>,
+    stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, StartError> {
+    let listener = listener.into_std().map_err(StartError::Workers)?;
+    let slots = Arc::new(Semaphore::new(config.server.max_connections));
+    let workers = config.server.workers.max(1);
+    // A worker's event loop stays up until every worker has drained: an
+    // in-flight request elsewhere may still use a store connection it owns.
+    let all_drained = Arc::new(tokio::sync::Barrier::new(workers));
+    let mut done = Vec::with_capacity(workers);
+    for index in 0..workers {
+        let listener = listener.try_clone().map_err(StartError::Workers)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StartError::Workers)?;
+        let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        let worker = Worker {
+            tls: tls.clone(),
+            current: current.clone(),
+            config: config.clone(),
+            draining: draining.clone(),
+            stop: stop.clone(),
+            slots: slots.clone(),
+        };
+        let all_drained = all_drained.clone();
+        std::thread::Builder::new()
+            .name(format!("rg-worker-{index}"))
+            .spawn(move || {
+                crate::upstream::pin_worker_thread(index);
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => serve_proxy(listener, worker).await,
+                        Err(e) => tracing::error!(error = %e, "worker cannot use the listener"),
+                    }
+                    all_drained.wait().await;
+                });
+                drop(runtime);
+                let _ = finished.send(());
+            })
+            .map_err(StartError::Workers)?;
+        done.push(finished_rx);
+    }
+    Ok(tokio::spawn(async move {
+        for finished in done {
+            let _ = finished.await;
+        }
+    }))
+}
+
+/// What one worker thread needs to serve the public listener.
+struct Worker {
+    tls: Option<TlsAcceptor>,
+    current: Arc<ArcSwap<Proxy>>,
+    config: Arc<Config>,
+    draining: Arc<AtomicBool>,
+    stop: watch::Receiver<bool>,
+    slots: Arc<Semaphore>,
 }
 
 fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
@@ -307,17 +375,17 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve_proxy(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    current: Arc<ArcSwap<Proxy>>,
-    config: Arc<Config>,
-    draining: Arc<AtomicBool>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn serve_proxy(listener: TcpListener, worker: Worker) {
+    let Worker {
+        tls,
+        current,
+        config,
+        draining,
+        mut stop,
+        slots,
+    } = worker;
     let builder = http_builder(&config);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(config.server.max_connections));
     let handshake_timeout = config.server.header_read_timeout;
     loop {
         // Back-pressure: wait for a free connection slot before accepting.

@@ -2,9 +2,10 @@
 //! one upstream, reused last-in first-out, with the connect and response
 //! timeouts.
 //!
-//! There is exactly one upstream, so the pool is one stack of idle
+//! There is exactly one upstream, so the pool is a stack of idle
 //! connections behind one short lock — no per-host map, no waiter queue,
-//! no task per request. A connection goes back on the stack when its
+//! no task per request — one stack per thread that sends requests, so a
+//! worker thread reuses the connections its own event loop drives. A connection goes back on the stack when its
 //! response body has been read to the end; a body dropped half way takes
 //! its connection with it (hyper closes it). A request is sent again only
 //! when hyper hands it back unwritten because a reused connection closed
@@ -76,8 +77,8 @@ struct Pool {
     /// `Host` for a request that arrived without one.
     host: Option<HeaderValue>,
     timeout: Duration,
-    /// Idle connections, most recently used at the back.
-    idle: Mutex<VecDeque<Idle>>,
+    /// Idle connections per thread, most recently used at the back.
+    idle: Box<[Mutex<VecDeque<Idle>>]>,
 }
 
 struct Idle {
@@ -85,9 +86,30 @@ struct Idle {
     since: Instant,
 }
 
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Mark the current thread as worker `index`: the requests it sends use
+/// idle stack `index` (other threads use stack 0).
+pub fn pin_worker_thread(index: usize) {
+    WORKER.with(|worker| worker.set(index));
+}
+
+/// This thread's stack among `shards`.
+fn shard(shards: usize) -> usize {
+    WORKER.with(|worker| worker.get()) % shards
+}
+
 impl Upstream {
-    /// A pool for `upstream` with a connect timeout and a response timeout.
-    pub fn new(upstream: &config::Upstream, connect_timeout: Duration, timeout: Duration) -> Self {
+    /// A pool for `upstream` with a connect timeout and a response timeout,
+    /// with one idle stack for each of up to `threads` sending threads.
+    pub fn new(
+        upstream: &config::Upstream,
+        connect_timeout: Duration,
+        timeout: Duration,
+        threads: usize,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -104,7 +126,9 @@ impl Upstream {
                 target,
                 host: HeaderValue::from_str(upstream.authority.as_str()).ok(),
                 timeout,
-                idle: Mutex::new(VecDeque::new()),
+                idle: (0..threads.max(1))
+                    .map(|_| Mutex::new(VecDeque::new()))
+                    .collect(),
             }),
         }
     }
@@ -162,7 +186,7 @@ impl Upstream {
 impl Pool {
     /// The most recently used idle connection that is still open.
     fn checkout(&self) -> Option<SendRequest<Body>> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = self.idle[shard(self.idle.len())].lock().ok()?;
         while let Some(entry) = idle.pop_back() {
             if !entry.sender.is_closed() && entry.since.elapsed() < IDLE_TIMEOUT {
                 return Some(entry.sender);
@@ -177,7 +201,7 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        let Ok(mut idle) = self.idle.lock() else {
+        let Ok(mut idle) = self.idle[shard(self.idle.len())].lock() else {
             return;
         };
         // The oldest connections sit at the front: close the stale ones.

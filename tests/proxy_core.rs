@@ -187,7 +187,17 @@ async fn nonce_format_is_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_of_identical_requests_reaches_the_upstream_once() {
-    let (upstream, proxy) = setup("").await;
+    storm("workers = 1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_across_four_workers_reaches_the_upstream_once() {
+    storm("workers = 4").await;
+}
+
+/// 200 identical requests on 200 connections at once: one forwarded.
+async fn storm(server: &str) {
+    let (upstream, proxy) = setup(server).await;
     let request = Req::post("/payments")
         .header("X-Client", "storm")
         .fresh(T0, &nonce(77))

@@ -108,7 +108,9 @@ async fn serve(mut stream: TcpStream, mode: Mode, upstream: RawUpstream) {
     }
 }
 
-const PASS: &str = "[[routes]]\nname = \"pass\"\npath = \"/{*rest}\"\n";
+/// One worker, so every request is sent from one thread and the
+/// connection counts are exact (each worker keeps its own connections).
+const PASS: &str = "workers = 1\n[[routes]]\nname = \"pass\"\npath = \"/{*rest}\"\n";
 
 #[tokio::test]
 async fn sequential_requests_reuse_one_connection() {
@@ -121,6 +123,24 @@ async fn sequential_requests_reuse_one_connection() {
     }
     assert_eq!(upstream.requests.load(Ordering::SeqCst), 20);
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_worker_keeps_its_own_connections() {
+    let upstream = RawUpstream::start(Mode::KeepAlive).await;
+    let routes = PASS.replace("workers = 1", "workers = 3");
+    let proxy = TestProxy::start(&upstream.url(), &routes).await;
+    for i in 0..30 {
+        let reply = Req::get(&format!("/r/{i}")).send(proxy.addr).await;
+        assert_eq!(reply.status, 200, "request {i}");
+    }
+    assert_eq!(upstream.requests.load(Ordering::SeqCst), 30);
+    let connections = upstream.connections.load(Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&connections),
+        "{connections} upstream connections for 30 sequential requests on 3 workers"
+    );
     proxy.shutdown().await;
 }
 
