@@ -12,7 +12,7 @@ UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def wrk(path):
-    """`rps p99_ms` from a `wrk --latency` report."""
+    """`rps p99_ms requests` from a `wrk --latency` report."""
     text = open(path).read()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
     m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
@@ -20,16 +20,17 @@ def wrk(path):
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     if errors:
         print(f"warning: {path}: {errors.group(1)} non-2xx answers", file=sys.stderr)
-    print(f"{rps:.1f} {p99:.3f}")
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    print(f"{rps:.1f} {p99:.3f} {requests}")
 
 
 def loadgen(path):
-    """`rps p99_ms` from a `loadgen --json` report."""
+    """`rps p99_ms requests` from a `loadgen --json` report."""
     report = json.load(open(path))
     bad = {k: v for k, v in report["statuses"].items() if not k.startswith("2")}
     if bad or report["errors"]:
         print(f"warning: {path}: {bad} {report['errors']}", file=sys.stderr)
-    print(f"{report['rps']:.1f} {report['latency_ms']['p99']:.3f}")
+    print(f"{report['rps']:.1f} {report['latency_ms']['p99']:.3f} {report['sent']}")
 
 
 def metric(url, name, *labels):
@@ -48,24 +49,40 @@ def metric(url, name, *labels):
 
 
 def summary(path):
-    """Markdown table of medians and ratios from `test target round rps p99` rows."""
+    """Markdown table of medians and ratios from
+    `test target round rps p99 cpu_us_per_request` rows."""
     rows = [line.split() for line in open(path) if line.strip()]
     by = {}
-    for test, target, _round, rps, p99 in rows:
-        by.setdefault((test, target), []).append((float(rps), float(p99)))
-    med = {k: (statistics.median(r for r, _ in v), statistics.median(p for _, p in v), len(v))
+    for test, target, _round, rps, p99, cpu in rows:
+        by.setdefault((test, target), []).append((float(rps), float(p99), float(cpu)))
+    med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) + (len(v),)
            for k, v in by.items()}
     baselines = {"passthrough": "nginx", "protected": "rg-pass"}
-    print("| test | target | rounds | median rps | median p99 ms | rps ratio | p99 ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for (test, target), (rps, p99, n) in sorted(med.items()):
+    print("| test | target | rounds | median rps | median p99 ms | CPU µs/request "
+          "| rps ratio | p99 ratio | CPU ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (test, target), (rps, p99, cpu, n) in sorted(med.items()):
         base = med.get((test, baselines.get(test, "")))
         ratio = f"{rps / base[0]:.2f}x" if base else "-"
         pratio = f"{p99 / base[1]:.2f}x" if base and base[1] > 0 else "-"
-        print(f"| {test} | {target} | {n} | {rps:.0f} | {p99:.2f} | {ratio} | {pratio} |")
+        cratio = f"{cpu / base[2]:.2f}x" if base and base[2] > 0 else "-"
+        print(f"| {test} | {target} | {n} | {rps:.0f} | {p99:.2f} | {cpu:.1f} "
+              f"| {ratio} | {pratio} | {cratio} |")
     print()
-    print("rps ratio and p99 ratio are against nginx (pass-through) and against")
-    print("replay-guard's own pass-through route (protected).")
+    print("Ratios are against nginx (pass-through) and against replay-guard's own")
+    print("pass-through route (protected). CPU µs/request: user + system time of")
+    print("the proxy's processes (nginx: its workers; not the upstream, not the load")
+    print("generator) during the run, divided by the requests it answered.")
+    print()
+    print("Per round (rps ratio against the baseline of the same round):")
+    rounds = {}
+    for test, target, rnd, rps, _p99, _cpu in rows:
+        rounds.setdefault((test, rnd), {})[target] = float(rps)
+    for (test, rnd), targets in sorted(rounds.items()):
+        base = targets.get(baselines.get(test, ""))
+        if base:
+            parts = ", ".join(f"{t} {r / base:.2f}" for t, r in sorted(targets.items()))
+            print(f"- {test} round {rnd}: {parts}")
 
 
 if __name__ == "__main__":

@@ -62,15 +62,42 @@ wait_port() { # port: bounded wait until something listens
 metric() { python3 "$ROOT/bench/lib.py" metric "http://127.0.0.1:$1/metrics" "${@:2}"; }
 
 # --- servers -----------------------------------------------------------------
-log "starting nginx (upstream :18080, proxy :18081), HAProxy (:18083), replay-guard (:18082)"
+# The upstream runs in its own nginx instance, so that no proxy shares
+# processes with it (nginx proxying to its own workers would skip the
+# cross-process wake-ups every sidecar deployment pays).
+log "starting the upstream (nginx :18080), nginx proxy (:18081), HAProxy (:18083), replay-guard (:18082)"
+nginx -p "$OUT/" -c "$ROOT/bench/nginx-upstream.conf" -e stderr 2>"$OUT/nginx-upstream.log" &
+PIDS+=($!)
 nginx -p "$OUT/" -c "$ROOT/bench/nginx.conf" -e stderr 2>"$OUT/nginx.log" &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=($NGINX_PID)
 haproxy -db -f "$ROOT/bench/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
-PIDS+=($!)
+HAPROXY_PID=$!
+PIDS+=($HAPROXY_PID)
 RUST_LOG=warn "$BIN" run --config "$ROOT/bench/replay-guard-bench.toml" 2>"$OUT/replay-guard.log" &
 RG_PID=$!
 PIDS+=($RG_PID)
 for port in 18080 18081 18082 18083 19901; do wait_port $port; done
+
+# CPU time (user + system, in clock ticks) of processes and all their
+# threads, and of an nginx master's workers: CPU per request is steadier
+# than throughput on a shared machine.
+ticks() {
+    local total=0 task fields
+    for pid in "$@"; do
+        for task in /proc/"$pid"/task/*; do
+            read -r -a fields <<<"$(sed 's/.*) //' "$task/stat" 2>/dev/null)" || continue
+            total=$((total + fields[11] + fields[12]))
+        done
+    done
+    echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
+cpu_us_per_request() { # ticks-before ticks-after requests
+    python3 -c "import sys; b,a,n=map(float,sys.argv[1:]); print(f'{(a-b)*1e6/$CLK_TCK/max(n,1):.2f}')" "$@"
+}
+NGINX_WORKERS=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
+declare -A CPU_PIDS=([nginx]="$NGINX_WORKERS" [haproxy]="$HAPROXY_PID" [replay-guard]="$RG_PID")
 
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
@@ -84,8 +111,11 @@ for round in $(seq 1 "$ROUNDS"); do
     for target in nginx:18081 haproxy:18083 replay-guard:18082; do
         name=${target%%:*}; port=${target##*:}
         file=$OUT/wrk-$name-$round.txt
+        before=$(ticks ${CPU_PIDS[$name]})
         wrk -t1 -c"$CONC" -d"${DUR}s" --latency "http://127.0.0.1:$port/pass" >"$file"
-        echo "passthrough $name $round $(python3 "$ROOT/bench/lib.py" wrk "$file")" >>"$RESULTS"
+        after=$(ticks ${CPU_PIDS[$name]})
+        read -r rps p99 requests <<<"$(python3 "$ROOT/bench/lib.py" wrk "$file")"
+        echo "passthrough $name $round $rps $p99 $(cpu_us_per_request "$before" "$after" "$requests")" >>"$RESULTS"
     done
 done
 
@@ -98,8 +128,11 @@ before_req=$(metric 19901 replay_guard_requests_total 'route="protected"')
 for round in $(seq 1 "$ROUNDS"); do
     for route in pass protected; do
         file=$OUT/loadgen-$route-$round.json
+        before=$(ticks "$RG_PID")
         "${LG[@]}" --url "http://127.0.0.1:18082/$route" >"$file"
-        echo "protected rg-$route $round $(python3 "$ROOT/bench/lib.py" loadgen "$file")" >>"$RESULTS"
+        after=$(ticks "$RG_PID")
+        read -r rps p99 requests <<<"$(python3 "$ROOT/bench/lib.py" loadgen "$file")"
+        echo "protected rg-$route $round $rps $p99 $(cpu_us_per_request "$before" "$after" "$requests")" >>"$RESULTS"
     done
 done
 after_nonce=$(metric 19901 replay_guard_store_duration_seconds_count 'op="claim_nonce"')

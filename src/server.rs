@@ -2,8 +2,11 @@
 //! connection cap, header-read timeout and graceful shutdown.
 //!
 //! [`start`] binds both listeners from the config (port 0 picks a free
-//! port, which tests use), spawns the accept loops and returns a
-//! [`Running`] handle with the bound addresses. Shutdown stops accepting,
+//! port, which tests use), starts `workers` threads that each accept and
+//! serve public connections on their own single-threaded event loop, and
+//! returns a [`Running`] handle with the bound addresses. The admin
+//! listener, the store's background tasks and signal handling stay on the
+//! caller's runtime. Shutdown stops accepting,
 //! turns `/readyz` to 503, lets in-flight requests finish within
 //! `shutdown_grace`, then returns. The admin endpoints must never be served
 //! on the public listener.
