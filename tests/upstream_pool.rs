@@ -144,6 +144,41 @@ async fn each_worker_keeps_its_own_connections() {
     proxy.shutdown().await;
 }
 
+/// One GET on an open client connection; the answer's body must be `ok`.
+async fn get_on(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\nok") {
+        let mut chunk = [0u8; 1024];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed: {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn client_connections_are_spread_over_the_workers() {
+    // Two client connections go to the two workers (the one with fewer
+    // open connections gets the next), and each worker keeps its own
+    // upstream connection: two upstream connections, whatever the order.
+    let upstream = RawUpstream::start(Mode::KeepAlive).await;
+    let routes = PASS.replace("workers = 1", "workers = 2");
+    let proxy = TestProxy::start(&upstream.url(), &routes).await;
+    let mut a = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut b = TcpStream::connect(proxy.addr).await.unwrap();
+    for _ in 0..5 {
+        get_on(&mut a).await;
+        get_on(&mut b).await;
+    }
+    assert_eq!(upstream.requests.load(Ordering::SeqCst), 10);
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
+    proxy.shutdown().await;
+}
+
 #[tokio::test]
 async fn empty_bodies_also_give_the_connection_back() {
     let upstream = RawUpstream::start(Mode::EmptyBody).await;
