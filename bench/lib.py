@@ -45,7 +45,8 @@ def metric(url, name, *labels):
             continue
         if all(label in head for label in labels):
             total += float(value)
-    print(f"{total:g}")
+    # Counters reach millions: never round them (`:g` keeps 6 digits).
+    print(int(total) if total.is_integer() else repr(total))
 
 
 def summary(path):
