@@ -49,6 +49,7 @@ use crate::store::{
     Fenced, IdemClaim, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
 };
 use crate::upstream::{Upstream, UpstreamBody, UpstreamError};
+use tokio_util::task::TaskTracker;
 
 /// Response header marking a stored idempotent answer.
 pub const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -81,6 +82,9 @@ pub struct Proxy {
     route_metrics: Vec<RouteMetrics>,
     /// Request series of unmatched paths.
     unmatched_metrics: RouteMetrics,
+    /// Claimed idempotent requests running on their own tasks; shared by
+    /// every config generation so that shutdown can wait for them.
+    detached: TaskTracker,
 }
 
 /// Per-request facts gathered on the way, for the log line and metrics.
@@ -236,7 +240,15 @@ impl Proxy {
         metrics: Arc<Metrics>,
     ) -> Self {
         let started = clock.now();
-        Self::build(config, store, clock, metrics, started, &[])
+        Self::build(
+            config,
+            store,
+            clock,
+            metrics,
+            started,
+            &[],
+            TaskTracker::new(),
+        )
     }
 
     /// The next config generation: same store, clock, metrics and start
@@ -256,6 +268,7 @@ impl Proxy {
             self.metrics.clone(),
             self.started,
             &previous,
+            self.detached.clone(),
         )
     }
 
@@ -266,6 +279,7 @@ impl Proxy {
         metrics: Arc<Metrics>,
         started: std::time::Duration,
         previous: &[(&str, &Arc<Limiter>)],
+        detached: TaskTracker,
     ) -> Self {
         let table = RouteTable::new(config.routes.clone());
         let limiters = config
@@ -303,6 +317,7 @@ impl Proxy {
             clock,
             upstream,
             metrics,
+            detached,
         }
     }
 
@@ -319,6 +334,14 @@ impl Proxy {
     /// The store, for `/readyz`.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Claimed idempotent requests still being forwarded or recorded on
+    /// their own tasks (a client may have hung up on them). Shutdown closes
+    /// the tracker and waits for them, so their answers are recorded
+    /// instead of their keys staying leased.
+    pub fn detached_tasks(&self) -> &TaskTracker {
+        &self.detached
     }
 
     /// Forget idle rate-limit identities (run on a schedule).
@@ -529,7 +552,7 @@ impl Proxy {
                     pk: claim.pk,
                     owner: claim.owner,
                 };
-                match tokio::spawn(detached.run()).await {
+                match self.detached.spawn(detached.run()).await {
                     Ok(result) => result,
                     Err(e) => {
                         tracing::error!(error = %e, "idempotent forward task failed");

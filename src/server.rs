@@ -489,11 +489,26 @@ impl Worker {
                 drop(open);
             });
         }
-        if tokio::time::timeout(self.config.server.shutdown_grace, graceful.shutdown())
+        let deadline = tokio::time::Instant::now() + self.config.server.shutdown_grace;
+        if tokio::time::timeout_at(deadline, graceful.shutdown())
             .await
             .is_err()
         {
             tracing::warn!("shutdown grace period ended with requests still in flight");
+        }
+        // Claimed idempotent requests whose client hung up run on their
+        // own tasks, possibly on this thread: keep the event loop up until
+        // every one of them (on any worker) has recorded its answer.
+        let detached = self.current.load().detached_tasks().clone();
+        detached.close();
+        if tokio::time::timeout_at(deadline, detached.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pending = detached.len(),
+                "shutdown grace period ended with idempotent requests still being recorded; their keys stay leased until lease_secs"
+            );
         }
     }
 }

@@ -610,13 +610,12 @@ on_both_stores!(
 // A killed proxy process: its lease expires, then a retry executes.
 // ---------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lease_of_a_killed_proxy_expires_then_a_retry_executes() {
-    const LEASE_SECS: u64 = 2;
-    let upstream = Upstream::start().await;
+/// A real proxy process's config on a fresh moto table (one route,
+/// `create-payment`, idempotency with `lease_secs`).
+async fn dynamo_process_toml(upstream: &Upstream, lease_secs: u64) -> String {
     let moto = MotoServer::shared();
     let settings = moto.fresh_table_settings().await;
-    let toml = format!(
+    format!(
         r#"[server]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
@@ -636,12 +635,43 @@ name = "create-payment"
 methods = ["POST"]
 path = "/payments"
 identity = "header:X-Client"
-idempotency = {{ ttl_secs = 3600, lease_secs = {LEASE_SECS} }}
+idempotency = {{ ttl_secs = 3600, lease_secs = {lease_secs} }}
 "#,
         upstream = upstream.url(),
         table = settings.table,
         endpoint = moto.endpoint(),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_waits_for_a_claimed_request_whose_client_hung_up() {
+    let upstream = Upstream::start().await;
+    let toml = dynamo_process_toml(&upstream, 60).await;
+    let mut first = ProxyProcess::start(&toml);
+    // The client gives up while the upstream works; then the proxy is told
+    // to stop. It must still record the upstream's answer before exiting.
+    let slow = pay("alice", "k-sigterm", "a").header("x-test-delay-ms", 1_000);
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), slow.send(first.addr)).await;
+    assert!(gave_up.is_err(), "the client was meant to give up first");
+    until_upstream_saw(&upstream, 1).await;
+    first.signal("TERM");
+    let status = first.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}: {:?}", first.lines());
+
+    // Without waiting, the key would stay leased for 60 s (409) and then
+    // execute a second time; with it, the retry gets the recorded answer.
+    let second = ProxyProcess::start(&toml);
+    let retry = pay("alice", "k-sigterm", "a").send(second.addr).await;
+    assert_eq!(retry.status, 200, "{:?}", retry.body);
+    assert_eq!(retry.header("idempotent-replayed").as_deref(), Some("true"));
+    assert_eq!(upstream.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_of_a_killed_proxy_expires_then_a_retry_executes() {
+    const LEASE_SECS: u64 = 2;
+    let upstream = Upstream::start().await;
+    let toml = dynamo_process_toml(&upstream, LEASE_SECS).await;
     let mut first = ProxyProcess::start(&toml);
     let slow = pay("alice", "k-killed", "a").header("x-test-delay-ms", 10_000);
     let addr = first.addr;

@@ -154,7 +154,11 @@ async fn get_on(stream: &mut TcpStream) {
     while !answer.ends_with(b"\r\n\r\nok") {
         let mut chunk = [0u8; 1024];
         let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "connection closed: {:?}", String::from_utf8_lossy(&answer));
+        assert!(
+            n > 0,
+            "connection closed: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
         answer.extend_from_slice(&chunk[..n]);
     }
     assert!(answer.starts_with(b"HTTP/1.1 200"));
