@@ -58,7 +58,7 @@ def summary(path):
         by.setdefault((test, target), []).append((float(rps), float(p99), float(cpu)))
     med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) + (len(v),)
            for k, v in by.items()}
-    baselines = {"passthrough": "nginx", "protected": "rg-pass"}
+    baselines = {"passthrough": "nginx", "openloop": "nginx", "protected": "rg-pass"}
     print("| test | target | rounds | median rps | median p99 ms | CPU µs/request "
           "| rps ratio | p99 ratio | CPU ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -70,19 +70,22 @@ def summary(path):
         print(f"| {test} | {target} | {n} | {rps:.0f} | {p99:.2f} | {cpu:.1f} "
               f"| {ratio} | {pratio} | {cratio} |")
     print()
-    print("Ratios are against nginx (pass-through) and against replay-guard's own")
-    print("pass-through route (protected). CPU µs/request: user + system time of")
+    print("Ratios are against nginx (passthrough: wrk, closed loop; openloop: loadgen")
+    print("at one fixed rate) and against replay-guard's own pass-through route")
+    print("(protected). CPU µs/request: user + system time of")
     print("the proxy's processes (nginx: its workers; not the upstream, not the load")
     print("generator) during the run, divided by the requests it answered.")
     print()
-    print("Per round (rps ratio against the baseline of the same round):")
+    print("Per round (rps ratio / p99 ratio against the baseline of the same round):")
     rounds = {}
-    for test, target, rnd, rps, _p99, _cpu in rows:
-        rounds.setdefault((test, rnd), {})[target] = float(rps)
+    for test, target, rnd, rps, p99, _cpu in rows:
+        rounds.setdefault((test, rnd), {})[target] = (float(rps), float(p99))
     for (test, rnd), targets in sorted(rounds.items()):
         base = targets.get(baselines.get(test, ""))
         if base:
-            parts = ", ".join(f"{t} {r / base:.2f}" for t, r in sorted(targets.items()))
+            parts = ", ".join(
+                f"{t} {r / base[0]:.2f} / {p / base[1]:.2f}" if base[1] > 0 else f"{t} {r / base[0]:.2f}"
+                for t, (r, p) in sorted(targets.items()))
             print(f"- {test} round {rnd}: {parts}")
 
 

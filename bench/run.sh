@@ -119,6 +119,29 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# --- 1b. the same three at one fixed offered load, open loop ----------------
+# wrk's p99 above is taken at saturation (closed loop: each connection sends
+# as fast as answers come back). Here every proxy gets the same schedule of
+# requests (loadgen --rate, timed from each request's scheduled send time),
+# by default half of nginx's median throughput from (1).
+OPEN_RATE=${OPEN_RATE:-$(python3 -c "
+import statistics, sys
+rps = [float(l.split()[3]) for l in open(sys.argv[1]) if l.split()[:2] == ['passthrough', 'nginx']]
+print(int(statistics.median(rps) / 2))" "$RESULTS")}
+log "1b. pass-through at a fixed $OPEN_RATE req/s (open loop), loadgen -c$CONC -d${DUR}s"
+for round in $(seq 1 "$ROUNDS"); do
+    for target in nginx:18081 haproxy:18083 replay-guard:18082; do
+        name=${target%%:*}; port=${target##*:}
+        file=$OUT/openloop-$name-$round.json
+        before=$(ticks ${CPU_PIDS[$name]})
+        "$BIN" loadgen --quiet --json --url "http://127.0.0.1:$port/pass" --rate "$OPEN_RATE" \
+            --concurrency "$CONC" --duration "${DUR}s" >"$file"
+        after=$(ticks ${CPU_PIDS[$name]})
+        read -r rps p99 requests <<<"$(python3 "$ROOT/bench/lib.py" loadgen "$file")"
+        echo "openloop $name $round $rps $p99 $(cpu_us_per_request "$before" "$after" "$requests")" >>"$RESULTS"
+    done
+done
+
 # --- 2. protected route vs pass-through, loadgen -----------------------------
 log "2. protected (freshness+signature+nonce) vs pass-through, loadgen -c$CONC -d${DUR}s"
 LG=("$BIN" loadgen --quiet --json --key-id bench-client --secret-env RG_BENCH_SECRET
