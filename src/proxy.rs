@@ -21,6 +21,7 @@
 //! report mode), and never forward unchecked because the store failed
 //! unless the operator chose `on_error = "allow"`.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -357,12 +358,15 @@ impl Proxy {
     /// that must then still finish — forwarding a request whose
     /// idempotency key is claimed and recording its answer — runs on its
     /// own task (see [`Detached`]).
+    ///
+    /// Never fails: the `Result` is the shape hyper's service expects, so
+    /// the server can box this future directly.
     pub async fn handle(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         request: Request<Incoming>,
         peer: SocketAddr,
         https: bool,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, Infallible> {
         let request_id = request_id(request.headers());
         let started = Instant::now();
         let method = request.method().clone();
@@ -434,7 +438,7 @@ impl Proxy {
                 "access"
             );
         }
-        response
+        Ok(response)
     }
 
     async fn process(
@@ -1030,21 +1034,31 @@ impl Proxy {
         // A streamed body can fail half way because of the client (broken
         // chunk framing, hang-up): that is the client's fault, not the
         // upstream's, and must not be reported as 502.
-        let client_failed = Arc::new(AtomicBool::new(false));
-        let flag = client_failed.clone();
-        let body = body
-            .map_err(move |e| -> BoxError {
-                flag.store(true, Ordering::Relaxed);
-                Box::new(e)
-            })
-            .boxed();
+        let (body, client_failed) = if http_body::Body::is_end_stream(&body) {
+            // Nothing to stream (a GET, or `Content-Length: 0`).
+            (body::empty(), None)
+        } else {
+            let client_failed = Arc::new(AtomicBool::new(false));
+            let flag = client_failed.clone();
+            let body = body
+                .map_err(move |e| -> BoxError {
+                    flag.store(true, Ordering::Relaxed);
+                    Box::new(e)
+                })
+                .boxed();
+            (body, Some(client_failed))
+        };
         let sent = self.send(parts, body, out, ctx).await;
         match sent {
             Ok(response) => Ok(Answer {
                 response: stream_response(response),
                 outcome: Outcome::Forwarded,
             }),
-            Err(_) if client_failed.load(Ordering::Relaxed) => {
+            Err(_)
+                if client_failed
+                    .as_ref()
+                    .is_some_and(|failed| failed.load(Ordering::Relaxed)) =>
+            {
                 ctx.close = true;
                 Err(Rejection::MalformedRequest(
                     "The request body could not be read.",
@@ -1148,8 +1162,9 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
             return value.clone();
         }
     }
-    let id = uuid::Uuid::new_v4().hyphenated().to_string();
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+    HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 async fn read_body(

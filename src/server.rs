@@ -585,7 +585,9 @@ async fn serve_connection<I>(
     let service = service_fn(move |request: Request<Incoming>| {
         // Each request runs on the config generation current when it arrived.
         let proxy = current.load_full();
-        async move { Ok::<_, Infallible>(proxy.handle(request, peer, https).await) }
+        // Boxed: the request path's future is large, and hyper moves the
+        // service future around; a box makes each move a pointer copy.
+        Box::pin(proxy.handle(request, peer, https))
     });
     let connection = builder.serve_connection(io, service).into_owned();
     if let Err(e) = watcher.watch(connection).await {

@@ -175,7 +175,9 @@ impl Upstream {
                 },
             }
         }
-        let mut sender = self.pool.connect().await?;
+        // Boxed: connecting is rare, and its future would otherwise make
+        // every request's future larger.
+        let mut sender = Box::pin(self.pool.connect()).await?;
         match sender.send_request(request).await {
             Ok(response) => Ok(self.pool.wrap(response, sender)),
             Err(error) => Err(UpstreamError::Other(error.to_string())),
