@@ -247,7 +247,6 @@ impl Pool {
     ) -> Response<UpstreamBody> {
         response.map(|body| UpstreamBody {
             body,
-            done: false,
             lease: Some(Lease {
                 sender,
                 pool: Arc::clone(self),
@@ -265,7 +264,8 @@ struct Lease {
 /// body has been read to the end.
 pub struct UpstreamBody {
     body: Incoming,
-    done: bool,
+    /// The connection, until it goes back to the pool (at the end of the
+    /// body) or is dropped with a half-read body.
     lease: Option<Lease>,
 }
 
@@ -288,10 +288,7 @@ impl HttpBody for UpstreamBody {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         match &polled {
-            Poll::Ready(None) => {
-                this.done = true;
-                this.finish();
-            }
+            Poll::Ready(None) => this.finish(),
             Poll::Ready(Some(Err(_))) => this.lease = None,
             _ => {}
         }
@@ -309,8 +306,9 @@ impl HttpBody for UpstreamBody {
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        // A body with nothing (left) to read may never be polled to its end.
-        if self.done || self.body.is_end_stream() {
+        // A body with nothing (left) to read may never be polled to its
+        // end; one read to the end has already given its connection back.
+        if self.body.is_end_stream() {
             self.finish();
         }
     }

@@ -273,7 +273,11 @@ async fn a_body_dropped_half_way_does_not_return_its_connection() {
     for _ in 0..5 {
         let reply = Req::get("/small").send(proxy.addr).await;
         assert_eq!(reply.status, 200);
-        assert_eq!(reply.json()["hit"].as_u64().map(|_| ()), Some(()));
+        assert!(
+            reply.json()["hit"].is_u64(),
+            "a whole answer: {:?}",
+            reply.body
+        );
     }
     assert_eq!(upstream.count(), 6);
     proxy.shutdown().await;
