@@ -6,8 +6,7 @@
 //! This module must never decide whether a request may be forwarded — the
 //! checks do that.
 
-use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
 use http::HeaderMap;
@@ -21,7 +20,7 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the old `Keep-Alive` and
 /// `Proxy-Connection`), as parsed names: comparing them costs no parsing.
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -33,28 +32,70 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     http::header::UPGRADE,
 ];
 
+/// Headers only the proxy may set on the way upstream.
+static PROXY_OWN: [HeaderName; 2] = [KEY_ID_HEADER, REPORT_HEADER];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The client end of one connection, as the upstream is told about it.
+/// Made once per connection: the address text is formatted once, not per
+/// request.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The TCP peer.
+    pub addr: SocketAddr,
+    /// Whether the client used TLS (`X-Forwarded-Proto`).
+    pub https: bool,
+    /// `addr`'s IP as a header value (appended to `X-Forwarded-For`).
+    ip: HeaderValue,
+}
+
+impl Peer {
+    /// Describe a connection from `addr`.
+    pub fn new(addr: SocketAddr, https: bool) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { addr, https, ip }
+    }
+}
+
 /// Remove hop-by-hop headers and those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     strip(headers, &[]);
 }
 
 /// Remove hop-by-hop headers, those named in `Connection`, and `extra`.
-/// One pass over the names present (usually none match, and nothing is
-/// allocated) instead of a hash lookup per candidate name.
+/// One pass over the names present, and nothing is allocated unless a
+/// header must go or `Connection` names one that is not hop-by-hop anyway
+/// (`Connection: keep-alive` does not).
 fn strip(headers: &mut HeaderMap, extra: &[HeaderName]) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    let doomed: Vec<HeaderName> = headers
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim) {
+            let known = token.eq_ignore_ascii_case("close")
+                || HOP_BY_HOP
+                    .iter()
+                    .any(|name| token.eq_ignore_ascii_case(name.as_str()));
+            if !known {
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.push(name);
+                }
+            }
+        }
+    }
+    let doomed = |name: &HeaderName| {
+        HOP_BY_HOP.contains(name) || extra.contains(name) || named.contains(name)
+    };
+    if !headers.keys().any(doomed) {
+        return;
+    }
+    let gone: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| HOP_BY_HOP.contains(name) || extra.contains(name) || named.contains(name))
+        .filter(|name| doomed(name))
         .cloned()
         .collect();
-    for name in doomed {
+    for name in gone {
         headers.remove(name);
     }
 }
@@ -62,34 +103,41 @@ fn strip(headers: &mut HeaderMap, extra: &[HeaderName]) {
 /// Prepare request headers for the upstream.
 pub fn upstream_headers(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &Peer,
     client_host: Option<&HeaderValue>,
-    https: bool,
     request_id: &HeaderValue,
     verified_key: Option<&str>,
     report: Option<&str>,
 ) {
     // Client copies of the proxy's own headers never reach the upstream.
-    strip(headers, &[KEY_ID_HEADER, REPORT_HEADER]);
+    strip(headers, &PROXY_OWN);
     if let Some(reason) = report.and_then(|r| HeaderValue::from_str(r).ok()) {
         headers.insert(REPORT_HEADER, reason);
     }
     if let Some(key) = verified_key.and_then(|k| HeaderValue::from_str(k).ok()) {
         headers.insert(KEY_ID_HEADER, key);
     }
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let mut appended = String::with_capacity(64);
-    for value in headers.get_all(&xff).iter().filter_map(|v| v.to_str().ok()) {
-        appended.push_str(value);
-        appended.push_str(", ");
-    }
-    let _ = write!(appended, "{peer}");
-    if let Ok(value) = HeaderValue::from_str(&appended) {
-        headers.insert(xff, value);
+    let forwarded_for = if headers.contains_key(X_FORWARDED_FOR) {
+        let mut appended = String::with_capacity(64);
+        for value in headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            appended.push_str(value);
+            appended.push_str(", ");
+        }
+        appended.push_str(peer.ip.to_str().unwrap_or("unknown"));
+        HeaderValue::from_str(&appended).ok()
+    } else {
+        Some(peer.ip.clone())
+    };
+    if let Some(value) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR, value);
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(if https { "https" } else { "http" }),
+        HeaderValue::from_static(if peer.https { "https" } else { "http" }),
     );
     if let Some(host) = client_host {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
@@ -119,5 +167,40 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-end-to-end"));
+    }
+
+    #[test]
+    fn connection_keep_alive_alone_keeps_every_end_to_end_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", HeaderValue::from_static("Keep-Alive"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        headers.insert("x-end-to-end", HeaderValue::from_static("kept"));
+        strip_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-end-to-end"]);
+    }
+
+    #[test]
+    fn forwarded_headers_name_the_peer_and_drop_client_copies_of_ours() {
+        let peer = Peer::new("[2001:db8::7]:4711".parse().unwrap(), true);
+        let id = HeaderValue::from_static("req-1");
+        let mut headers = HeaderMap::new();
+        headers.insert(KEY_ID_HEADER, HeaderValue::from_static("forged"));
+        headers.insert(REPORT_HEADER, HeaderValue::from_static("forged"));
+        upstream_headers(&mut headers, &peer, None, &id, None, None);
+        assert_eq!(headers[X_FORWARDED_FOR], "2001:db8::7");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert!(!headers.contains_key(KEY_ID_HEADER));
+        assert!(!headers.contains_key(REPORT_HEADER));
+
+        headers.append(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.9"));
+        upstream_headers(&mut headers, &peer, None, &id, Some("k1"), None);
+        assert_eq!(
+            headers[X_FORWARDED_FOR],
+            "2001:db8::7, 192.0.2.9, 2001:db8::7"
+        );
+        assert_eq!(headers[KEY_ID_HEADER], "k1");
     }
 }

@@ -16,6 +16,8 @@
 //! (`/;x/payments` matches `/payments`) — the forwarded path keeps them. This module must never allocate
 //! more than a couple of strings per request, and never touch the query.
 
+use std::borrow::Cow;
+
 /// Why a path was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -95,16 +97,46 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-/// Normalise a request path (without the query).
+/// Normalise a request path (without the query). A path that already is
+/// normal (the usual case) is returned as it is, without a copy.
 ///
 /// ```
 /// use replay_guard::path::normalize;
 /// assert_eq!(normalize("//a/./b/../%70ayments").unwrap(), "/a/payments");
+/// assert_eq!(normalize("/a/payments").unwrap(), "/a/payments");
 /// ```
-pub fn normalize(path: &str) -> Result<String, PathError> {
+pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    if is_normal(path) {
+        return Ok(Cow::Borrowed(path));
+    }
+    normalize_slowly(path).map(Cow::Owned)
+}
+
+/// Whether `path` (starting with `/`) is its own normal form, by a
+/// conservative test: printable ASCII only, no `%` or `\`, no empty
+/// segment, and no segment starting with `.` (dot segments and their `;`
+/// variants; `/.well-known` merely takes the slow path).
+fn is_normal(path: &str) -> bool {
+    let mut previous = 0u8;
+    for &b in path.as_bytes() {
+        let plain = match b {
+            b'%' | b'\\' => false,
+            b'/' | b'.' => previous != b'/',
+            _ => b.is_ascii_graphic(),
+        };
+        if !plain {
+            return false;
+        }
+        previous = b;
+    }
+    true
+}
+
+/// The full normalisation: decode, resolve dot segments, collapse slashes.
+fn normalize_slowly(path: &str) -> Result<String, PathError> {
     let decoded = decode_unreserved(path)?;
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
@@ -141,14 +173,14 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
 /// The key the route table matches on: the normalised path without
 /// `;` parameters in any segment, without the empty segments stripping them
 /// leaves, and without a trailing slash.
-pub fn match_key(normalized: &str) -> std::borrow::Cow<'_, str> {
+pub fn match_key(normalized: &str) -> Cow<'_, str> {
     let trimmed = if normalized.len() > 1 {
         normalized.trim_end_matches('/')
     } else {
         normalized
     };
     if !trimmed.contains(';') {
-        return std::borrow::Cow::Borrowed(if trimmed.is_empty() { "/" } else { trimmed });
+        return Cow::Borrowed(if trimmed.is_empty() { "/" } else { trimmed });
     }
     let mut out = String::with_capacity(trimmed.len());
     for segment in trimmed.split('/').skip(1) {
@@ -160,12 +192,53 @@ pub fn match_key(normalized: &str) -> std::borrow::Cow<'_, str> {
         out.push_str(bare);
     }
     let out = out.trim_end_matches('/').to_owned();
-    std::borrow::Cow::Owned(if out.is_empty() { "/".to_owned() } else { out })
+    Cow::Owned(if out.is_empty() { "/".to_owned() } else { out })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_path_only_takes_paths_that_are_already_normal() {
+        // Every path up to six characters over an alphabet of the bytes
+        // that matter: where the fast path says "normal", the full
+        // normalisation must agree byte for byte.
+        let alphabet = ['a', '/', '.', ';', '%', '2', 'F', '~', '\\', ' '];
+        let mut paths = vec![String::from("/")];
+        let mut taken = 0;
+        for _ in 0..5 {
+            let longer: Vec<String> = paths
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            for path in &longer {
+                if is_normal(path) {
+                    taken += 1;
+                    assert_eq!(
+                        normalize_slowly(path).as_deref(),
+                        Ok(path.as_str()),
+                        "{path}"
+                    );
+                }
+            }
+            paths = longer;
+        }
+        assert!(taken > 1000, "the fast path took only {taken} paths");
+        for path in [
+            "/a//b",
+            "/a/./b",
+            "/a/../b",
+            "/.well-known",
+            "/a/%70",
+            "/a\\b",
+            "/a b",
+            "/é",
+        ] {
+            assert!(!is_normal(path), "{path}");
+        }
+        assert!(matches!(normalize("/pay/ments;v=1/"), Ok(Cow::Borrowed(_))));
+    }
 
     #[test]
     fn bypass_spellings_normalise_to_the_route() {

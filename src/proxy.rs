@@ -22,7 +22,6 @@
 //! unless the operator chose `on_error = "allow"`.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,7 +39,7 @@ use crate::checks::rate_limit::{Admitted, Limiter};
 use crate::checks::{freshness, header_text, idempotency, nonce, signature};
 use crate::clock::SharedClock;
 use crate::config::{Config, Identity, Mode, OnStoreError, Route, Unmatched};
-use crate::forward::{self, REQUEST_ID_HEADER};
+use crate::forward::{self, Peer, REQUEST_ID_HEADER};
 use crate::identity;
 use crate::metrics::{Metrics, Outcome, RouteMetrics};
 use crate::path;
@@ -107,10 +106,8 @@ struct Ctx {
 struct Outbound<'a> {
     /// The normalised path (matched, signed and forwarded).
     normalized: &'a str,
-    /// The TCP peer (appended to `X-Forwarded-For`).
-    peer: SocketAddr,
-    /// Whether the client used TLS (`X-Forwarded-Proto`).
-    https: bool,
+    /// The client end of the connection (`X-Forwarded-For/-Proto`).
+    peer: &'a Peer,
     /// The request id (forwarded and returned).
     request_id: &'a HeaderValue,
     /// The verified key id, for `X-Replay-Guard-Key-Id`.
@@ -169,8 +166,7 @@ struct Detached {
     parts: Parts,
     body: Bytes,
     normalized: String,
-    peer: SocketAddr,
-    https: bool,
+    peer: Peer,
     request_id: HeaderValue,
     verified_key: Option<String>,
     pk: String,
@@ -188,8 +184,7 @@ impl Detached {
         };
         let out = Outbound {
             normalized: &self.normalized,
-            peer: self.peer,
-            https: self.https,
+            peer: &self.peer,
             request_id: &self.request_id,
             verified_key: self.verified_key.as_deref(),
             report: None,
@@ -364,17 +359,14 @@ impl Proxy {
     pub async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
-        peer: SocketAddr,
-        https: bool,
+        peer: Peer,
     ) -> Result<Response<Body>, Infallible> {
         let request_id = request_id(request.headers());
         let started = Instant::now();
         let method = request.method().clone();
         let mut ctx = Ctx::default();
         let in_flight = InFlight::enter(&self.metrics);
-        let result = self
-            .process(request, peer, https, &request_id, &mut ctx)
-            .await;
+        let result = self.process(request, &peer, &request_id, &mut ctx).await;
         drop(in_flight);
         let mut response = match result {
             Ok(answer) => {
@@ -444,8 +436,7 @@ impl Proxy {
     async fn process(
         self: &Arc<Self>,
         request: Request<Incoming>,
-        peer: SocketAddr,
-        https: bool,
+        peer: &Peer,
         request_id: &HeaderValue,
         ctx: &mut Ctx,
     ) -> Result<Answer, Rejection> {
@@ -471,14 +462,16 @@ impl Proxy {
         if target_len > self.config.server.max_uri_bytes {
             return Err(Rejection::UriTooLong);
         }
-        let normalized = path::normalize(parts.uri.path()).map_err(|_| {
+        // The normalised path usually is the request's own path, borrowed
+        // from a copy of the URI (a reference count) so `parts` can move on.
+        let target = parts.uri.clone();
+        let normalized = path::normalize(target.path()).map_err(|_| {
             Rejection::MalformedRequest("The request path is ambiguous (encoded slash, backslash, control character or broken escape).")
         })?;
         let key = path::match_key(&normalized);
         let out = Outbound {
             normalized: &normalized,
             peer,
-            https,
             request_id,
             verified_key: None,
             report: None,
@@ -548,9 +541,8 @@ impl Proxy {
                     route: index,
                     parts,
                     body,
-                    normalized: normalized.clone(),
-                    peer,
-                    https,
+                    normalized: normalized.clone().into_owned(),
+                    peer: peer.clone(),
                     request_id: request_id.clone(),
                     verified_key: checked.verified_key.clone(),
                     pk: claim.pk,
@@ -593,7 +585,7 @@ impl Proxy {
         let mut identity = match &route.identity {
             Identity::ClientIp => Some(
                 identity::client_ip(
-                    peer.ip(),
+                    peer.addr.ip(),
                     &parts.headers,
                     &self.config.server.trusted_proxies,
                 )
@@ -1101,9 +1093,8 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         forward::upstream_headers(
             &mut parts.headers,
-            out.peer.ip(),
+            out.peer,
             client_host.as_ref(),
-            out.https,
             out.request_id,
             out.verified_key,
             out.report,

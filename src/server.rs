@@ -34,6 +34,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::body::{self, Body};
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigErrors, StoreKind};
+use crate::forward::Peer;
 use crate::metrics::{MeteredStore, Metrics};
 use crate::proxy::Proxy;
 use crate::store::dynamodb::{DynamoSettings, DynamoStore};
@@ -582,12 +583,13 @@ async fn serve_connection<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let peer = Peer::new(peer, https);
     let service = service_fn(move |request: Request<Incoming>| {
         // Each request runs on the config generation current when it arrived.
         let proxy = current.load_full();
         // Boxed: the request path's future is large, and hyper moves the
         // service future around; a box makes each move a pointer copy.
-        Box::pin(proxy.handle(request, peer, https))
+        Box::pin(proxy.handle(request, peer.clone()))
     });
     let connection = builder.serve_connection(io, service).into_owned();
     if let Err(e) = watcher.watch(connection).await {

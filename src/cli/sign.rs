@@ -105,7 +105,7 @@ pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
     })?;
     let path_and_query = match uri.query() {
         Some(query) => format!("{path}?{query}"),
-        None => path,
+        None => path.into_owned(),
     };
     let body = match (&args.body, &args.body_file) {
         (Some(body), _) => body.clone().into_bytes(),
