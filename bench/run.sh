@@ -15,6 +15,7 @@ DUR=${DUR:-5}                # seconds per run
 CONC=${CONC:-32}             # connections
 NONCES=${NONCES:-1000000}    # live nonces for the footprint
 STORM=${STORM:-1000}         # concurrent duplicates in the replay storm
+WORKERS_ALT=${WORKERS_ALT:-4} # (1) also measures replay-guard with this many workers (0: skip)
 OUT=${OUT:-$(mktemp -d /tmp/rg-bench.XXXXXX)}
 export RG_BENCH_SECRET=${RG_BENCH_SECRET:-bench-secret-$RANDOM$RANDOM}
 mkdir -p "$OUT/tmp"
@@ -77,6 +78,21 @@ PIDS+=($HAPROXY_PID)
 RUST_LOG=warn "$BIN" run --config "$ROOT/bench/replay-guard-bench.toml" 2>"$OUT/replay-guard.log" &
 RG_PID=$!
 PIDS+=($RG_PID)
+PASS_TARGETS=(nginx:18081 haproxy:18083 replay-guard:18082)
+if [ "$WORKERS_ALT" != 0 ]; then
+    # The same configuration with another `workers` (see BENCHMARKS.md: on
+    # a machine shared with the load generator and the upstream, more
+    # workers than cores shortens the tail at saturation).
+    sed -e 's/^listen = .*/listen = "127.0.0.1:18085"/' \
+        -e 's/^admin_listen = .*/admin_listen = "127.0.0.1:19905"/' \
+        -e "s/^max_connections = .*/&\nworkers = $WORKERS_ALT/" \
+        "$ROOT/bench/replay-guard-bench.toml" >"$OUT/replay-guard-workers.toml"
+    RUST_LOG=warn "$BIN" run --config "$OUT/replay-guard-workers.toml" 2>"$OUT/replay-guard-workers.log" &
+    RG_ALT_PID=$!
+    PIDS+=($RG_ALT_PID)
+    wait_port 18085
+    PASS_TARGETS+=("rg-workers-$WORKERS_ALT:18085")
+fi
 for port in 18080 18081 18082 18083 19901; do wait_port $port; done
 
 # CPU time (user + system, in clock ticks) of processes and all their
@@ -98,21 +114,22 @@ cpu_us_per_request() { # ticks-before ticks-after requests
 }
 NGINX_WORKERS=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
 declare -A CPU_PIDS=([nginx]="$NGINX_WORKERS" [haproxy]="$HAPROXY_PID" [replay-guard]="$RG_PID")
+[ "$WORKERS_ALT" != 0 ] && CPU_PIDS[rg-workers-$WORKERS_ALT]=$RG_ALT_PID
 
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
 
 # --- 1. pass-through: replay-guard vs nginx vs HAProxy, wrk ------------------
 log "1. pass-through, wrk -c$CONC -d${DUR}s, $ROUNDS interleaved rounds"
-for port in 18081 18082 18083; do  # warm-up
-    wrk -t1 -c"$CONC" -d1s "http://127.0.0.1:$port/pass" >/dev/null
+for target in "${PASS_TARGETS[@]}"; do  # warm-up
+    wrk -t1 -c"$CONC" -d1s "http://127.0.0.1:${target##*:}/pass" >/dev/null
 done
 for round in $(seq 1 "$ROUNDS"); do
-    for target in nginx:18081 haproxy:18083 replay-guard:18082; do
+    for target in "${PASS_TARGETS[@]}"; do
         name=${target%%:*}; port=${target##*:}
         file=$OUT/wrk-$name-$round.txt
         before=$(ticks ${CPU_PIDS[$name]})
-        wrk -t1 -c"$CONC" -d"${DUR}s" --latency "http://127.0.0.1:$port/pass" >"$file"
+        wrk -t1 -c"$CONC" -d"${DUR}s" --latency -s "$ROOT/bench/percentiles.lua" "http://127.0.0.1:$port/pass" >"$file"
         after=$(ticks ${CPU_PIDS[$name]})
         read -r rps p99 requests <<<"$(python3 "$ROOT/bench/lib.py" wrk "$file")"
         echo "passthrough $name $round $rps $p99 $(cpu_us_per_request "$before" "$after" "$requests")" >>"$RESULTS"
@@ -130,7 +147,7 @@ rps = [float(l.split()[3]) for l in open(sys.argv[1]) if l.split()[:2] == ['pass
 print(int(statistics.median(rps) / 2))" "$RESULTS")}
 log "1b. pass-through at a fixed $OPEN_RATE req/s (open loop), loadgen -c$CONC -d${DUR}s"
 for round in $(seq 1 "$ROUNDS"); do
-    for target in nginx:18081 haproxy:18083 replay-guard:18082; do
+    for target in "${PASS_TARGETS[@]}"; do
         name=${target%%:*}; port=${target##*:}
         file=$OUT/openloop-$name-$round.json
         before=$(ticks ${CPU_PIDS[$name]})
