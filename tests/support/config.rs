@@ -60,6 +60,11 @@ impl Route {
         self.set("idempotency", table)
     }
 
+    /// `rate_limit = <table>`, the inline table as written.
+    pub fn rate_limit(self, table: &str) -> Route {
+        self.set("rate_limit", table)
+    }
+
     /// Any other `key = value` line; `value` is TOML.
     pub fn set(mut self, key: &'static str, value: impl Into<String>) -> Route {
         let value = value.into();
@@ -104,6 +109,12 @@ pub fn routes(routes: impl IntoIterator<Item = Route>) -> String {
 /// A `[[keys]]` table with an inline secret.
 pub fn key(id: &str, secret: &str) -> String {
     format!("[[keys]]\nid = {id:?}\nsecret = {secret:?}\n")
+}
+
+/// A `[[keys]]` table whose secret is read from the environment variable
+/// `secret_env`.
+pub fn key_env(id: &str, secret_env: &str) -> String {
+    format!("[[keys]]\nid = {id:?}\nsecret_env = {secret_env:?}\n")
 }
 
 /// The `[store]` tables for DynamoDB `table` at `endpoint` (us-east-1).
