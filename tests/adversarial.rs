@@ -10,12 +10,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::client::{nonce, Req};
+use support::binary::ProxyProcess;
+use support::client::{expect_each_post, nonce, Req};
+use support::config::{self, Route};
 use support::proxy::{TestProxy, T0};
 use support::upstream::Upstream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,44 +23,23 @@ use tokio::net::TcpStream;
 
 const SECRET: &str = "s3cr3t-billing";
 
-const ROUTES: &str = r#"
-[[keys]]
-id = "billing-svc"
-secret = "s3cr3t-billing"
-
-[[routes]]
-name = "create-payment"
-methods = ["POST"]
-path = "/payments"
-identity = "header:X-Client"
-freshness = { max_skew_secs = 120 }
-nonce = { required = true }
-
-[[routes]]
-name = "signed"
-methods = ["POST"]
-path = "/signed"
-identity = "key_id"
-freshness = { max_skew_secs = 120 }
-nonce = { required = true }
-signature = { required = true }
-
-[[routes]]
-name = "charge"
-methods = ["POST"]
-path = "/charges"
-identity = "header:X-Client"
-idempotency = { required = true, ttl_secs = 86400, lease_secs = 60 }
-
-[[routes]]
-name = "public"
-path = "/public/{*rest}"
-"#;
+/// Two routes with replay checks (one signed), an idempotent one and a
+/// pass-through.
+fn routes() -> String {
+    let signed = Route::post("signed", "/signed")
+        .identity("key_id")
+        .freshness(120)
+        .nonce()
+        .signature();
+    let charge = Route::post("charge", "/charges")
+        .identity("header:X-Client")
+        .idempotency("{ required = true, ttl_secs = 86400, lease_secs = 60 }");
+    let routes = config::routes([config::create_payment(), signed, charge, config::public()]);
+    format!("{}\n{routes}", config::key("billing-svc", SECRET))
+}
 
 async fn setup(extra: &str) -> (Upstream, TestProxy) {
-    let upstream = Upstream::start().await;
-    let proxy = TestProxy::start(&upstream.url(), &format!("{extra}\n{ROUTES}")).await;
-    (upstream, proxy)
+    TestProxy::with_upstream(extra, &routes()).await
 }
 
 /// What came back on a raw connection.
@@ -688,28 +667,26 @@ async fn a_mixed_case_path_is_not_the_route_and_default_deny_refuses_it() {
     // upstream; an operator whose upstream folds case must use
     // `unmatched = "reject"` (or, later, `case_insensitive_paths`).
     let (upstream, proxy) = setup("unmatched = \"reject\"").await;
-    for spelling in ["/PAYMENTS", "/Payments", "/payMents/", "/%50ayments"] {
-        let reply = Req::post(spelling).send(proxy.addr).await;
-        assert_eq!(
-            (reply.status.as_u16(), reply.reason().as_str()),
-            (404, "route_not_allowed"),
-            "{spelling}"
-        );
-    }
+    expect_each_post(
+        proxy.addr,
+        &["/PAYMENTS", "/Payments", "/payMents/", "/%50ayments"],
+        404,
+        "route_not_allowed",
+    )
+    .await;
     assert_eq!(upstream.count(), 0);
 }
 
 #[tokio::test]
 async fn case_insensitive_paths_gives_mixed_case_the_routes_checks() {
     let (upstream, proxy) = setup("case_insensitive_paths = true").await;
-    for spelling in ["/PAYMENTS", "/Payments", "/payMents/", "/%50ayments"] {
-        let reply = Req::post(spelling).send(proxy.addr).await;
-        assert_eq!(
-            (reply.status.as_u16(), reply.reason().as_str()),
-            (400, "missing_timestamp"),
-            "{spelling}"
-        );
-    }
+    expect_each_post(
+        proxy.addr,
+        &["/PAYMENTS", "/Payments", "/payMents/", "/%50ayments"],
+        400,
+        "missing_timestamp",
+    )
+    .await;
     let reply = Req::post("/PAYMENTS")
         .fresh(T0, &nonce(1))
         .send(proxy.addr)
@@ -726,28 +703,27 @@ async fn case_insensitive_paths_gives_mixed_case_the_routes_checks() {
 #[tokio::test]
 async fn encoded_slashes_and_backslashes_are_refused_as_malformed() {
     let (upstream, proxy) = setup("").await;
-    for spelling in [
-        "/pay%2Fments",
-        "/payments%2f",
-        "/x%2F..%2Fpayments",
-        "/x%5C..%5Cpayments",
-        "/public/%2e%2e%2fpayments",
-        "/payments%00",
-        "/public/%5cpayments",
-        "/pay%zzments",
-        "/pay%",
-        // Tomcat/Spring strip `;…` and then climb: `/payments` to them.
-        "/public/..;/payments",
-        "/public/%2e%2e;/payments",
-        "/public/.;x/../..;/payments",
-    ] {
-        let reply = Req::post(spelling).send(proxy.addr).await;
-        assert_eq!(
-            (reply.status.as_u16(), reply.reason().as_str()),
-            (400, "malformed_request"),
-            "{spelling}"
-        );
-    }
+    expect_each_post(
+        proxy.addr,
+        &[
+            "/pay%2Fments",
+            "/payments%2f",
+            "/x%2F..%2Fpayments",
+            "/x%5C..%5Cpayments",
+            "/public/%2e%2e%2fpayments",
+            "/payments%00",
+            "/public/%5cpayments",
+            "/pay%zzments",
+            "/pay%",
+            // Tomcat/Spring strip `;…` and then climb: `/payments` to them.
+            "/public/..;/payments",
+            "/public/%2e%2e;/payments",
+            "/public/.;x/../..;/payments",
+        ],
+        400,
+        "malformed_request",
+    )
+    .await;
     // A literal backslash or control bytes on the wire: refused by the
     // HTTP layer (bare 400) or by the proxy (malformed_request).
     for request in [
@@ -773,23 +749,22 @@ async fn encoded_slashes_and_backslashes_are_refused_as_malformed() {
 #[tokio::test]
 async fn matrix_parameters_get_the_routes_checks_and_are_forwarded_as_sent() {
     let (upstream, proxy) = setup("").await;
-    for spelling in [
-        "/payments;x=1",
-        "/payments;",
-        "/payments;/",
-        "/payments;jsessionid=abc?q=1",
-        "/%70ayments;a=b",
-        // A parameter-only segment is no segment to the route table.
-        "/;x/payments",
-        "/;/payments;y",
-    ] {
-        let reply = Req::post(spelling).send(proxy.addr).await;
-        assert_eq!(
-            (reply.status.as_u16(), reply.reason().as_str()),
-            (400, "missing_timestamp"),
-            "{spelling}"
-        );
-    }
+    expect_each_post(
+        proxy.addr,
+        &[
+            "/payments;x=1",
+            "/payments;",
+            "/payments;/",
+            "/payments;jsessionid=abc?q=1",
+            "/%70ayments;a=b",
+            // A parameter-only segment is no segment to the route table.
+            "/;x/payments",
+            "/;/payments;y",
+        ],
+        400,
+        "missing_timestamp",
+    )
+    .await;
     assert_eq!(upstream.count(), 0);
     let reply = Req::post("/payments;x=1")
         .fresh(T0, &nonce(1))
@@ -805,25 +780,30 @@ async fn matrix_parameters_get_the_routes_checks_and_are_forwarded_as_sent() {
     assert_eq!(paths(&upstream), vec!["/payments;x=1"]);
 }
 
-/// Signature headers for a raw request.
-fn sign_headers(method: &str, host: &str, path: &str, body: &[u8], nonce: &str) -> String {
+/// A raw `POST <target>` of the body `{}` with one `Host` header per entry
+/// of `hosts`, signed by billing-svc as sent to `signed_host` + `/signed`.
+fn signed_raw(target: &str, hosts: &[&str], signed_host: &str, nonce: &str) -> String {
+    let host_lines: String = hosts.iter().map(|h| format!("Host: {h}\r\n")).collect();
     let signed = replay_guard::client::sign(
         &replay_guard::config::Secret::new(SECRET.as_bytes().to_vec()),
         &replay_guard::client::SignRequest {
-            method,
-            host,
-            path_and_query: path,
-            body,
+            method: "POST",
+            host: signed_host,
+            path_and_query: "/signed",
+            body: b"{}",
             timestamp: T0.to_string(),
             nonce: nonce.to_owned(),
             key_id: "billing-svc",
         },
     );
-    signed
+    let headers: String = signed
         .headers
         .iter()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect()
+        .collect();
+    format!(
+        "POST {target} HTTP/1.1\r\n{host_lines}{headers}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
 }
 
 #[tokio::test]
@@ -850,10 +830,11 @@ async fn an_absolute_form_target_gets_the_routes_checks_and_the_signature_binds_
     // Signed for the Host header while the target names another
     // authority: the proxy verifies against the target's authority
     // (RFC 9112 §3.2.2: the Host header is ignored), so this fails.
-    let body = b"{}";
-    let request = format!(
-        "POST http://evil.example/signed HTTP/1.1\r\nHost: payments.internal\r\n{}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}",
-        sign_headers("POST", "payments.internal", "/signed", body, &nonce(1))
+    let request = signed_raw(
+        "http://evil.example/signed",
+        &["payments.internal"],
+        "payments.internal",
+        &nonce(1),
     );
     let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
     assert_eq!(answer.statuses(), vec![401], "{answer:?}");
@@ -862,9 +843,11 @@ async fn an_absolute_form_target_gets_the_routes_checks_and_the_signature_binds_
 
     // Signed for the target's authority: it verifies, and the upstream
     // gets the normalised path with that authority as its one Host.
-    let request = format!(
-        "POST http://evil.example/signed HTTP/1.1\r\nHost: payments.internal\r\n{}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}",
-        sign_headers("POST", "evil.example", "/signed", body, &nonce(2))
+    let request = signed_raw(
+        "http://evil.example/signed",
+        &["payments.internal"],
+        "evil.example",
+        &nonce(2),
     );
     let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
     assert_eq!(answer.statuses(), vec![200], "{answer:?}");
@@ -879,9 +862,11 @@ async fn an_absolute_form_target_gets_the_routes_checks_and_the_signature_binds_
 #[tokio::test]
 async fn an_absolute_form_target_reaches_the_upstream_with_the_signed_host() {
     let (upstream, proxy) = setup("").await;
-    let request = format!(
-        "POST http://evil.example/signed HTTP/1.1\r\nHost: payments.internal\r\n{}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}",
-        sign_headers("POST", "evil.example", "/signed", b"{}", &nonce(2))
+    let request = signed_raw(
+        "http://evil.example/signed",
+        &["payments.internal"],
+        "evil.example",
+        &nonce(2),
     );
     let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
     assert_eq!(answer.statuses(), vec![200], "{answer:?}");
@@ -893,25 +878,23 @@ async fn an_absolute_form_target_reaches_the_upstream_with_the_signed_host() {
 #[tokio::test]
 async fn a_host_header_other_than_the_signed_host_fails_the_signature() {
     let (upstream, proxy) = setup("").await;
-    let body = b"{}";
     for sent_host in [
         "evil.example",
         "payments.internal:8080",
         "payments.internal.",
     ] {
-        let request = format!(
-            "POST /signed HTTP/1.1\r\nHost: {sent_host}\r\n{}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}",
-            sign_headers("POST", "payments.internal", "/signed", body, &nonce(1))
-        );
+        let request = signed_raw("/signed", &[sent_host], "payments.internal", &nonce(1));
         let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
         assert_eq!(answer.statuses(), vec![401], "{sent_host}: {answer:?}");
         assert_eq!(answer.reason(), "bad_signature");
     }
     assert_eq!(upstream.count(), 0);
     // Host is compared case-insensitively (lowercased on both sides).
-    let request = format!(
-        "POST /signed HTTP/1.1\r\nHost: Payments.Internal\r\n{}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}",
-        sign_headers("POST", "payments.internal", "/signed", body, &nonce(2))
+    let request = signed_raw(
+        "/signed",
+        &["Payments.Internal"],
+        "payments.internal",
+        &nonce(2),
     );
     let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
     assert_eq!(answer.statuses(), vec![200], "{answer:?}");
@@ -921,9 +904,11 @@ async fn a_host_header_other_than_the_signed_host_fails_the_signature() {
 #[tokio::test]
 async fn two_host_headers_are_refused_and_never_reach_the_upstream() {
     let (upstream, proxy) = setup("").await;
-    let request = format!(
-        "POST /signed HTTP/1.1\r\nHost: payments.internal\r\nHost: evil.example\r\n{}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}",
-        sign_headers("POST", "payments.internal", "/signed", b"{}", &nonce(1))
+    let request = signed_raw(
+        "/signed",
+        &["payments.internal", "evil.example"],
+        "payments.internal",
+        &nonce(1),
     );
     let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
     assert_eq!(answer.statuses(), vec![400], "{answer:?}");
@@ -978,79 +963,16 @@ async fn a_stored_idempotent_response_is_never_served_to_another_identity() {
     assert!(alice_again.header("set-cookie").is_none());
 }
 
-/// The real binary with extra environment; returns the child, the
-/// public and admin addresses, and its stderr lines.
-fn spawn_with_env(
-    config: &str,
-    env: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    SocketAddr,
-    SocketAddr,
-    tempfile::NamedTempFile,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    std::io::Write::write_all(&mut file, config.as_bytes()).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_replay-guard"));
-    command
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(file.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut early = Vec::new();
-    let (addr, admin) = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("the proxy logs its address: {early:?}"));
-        early.push(line.clone());
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if json["fields"]["message"] == "replay-guard listening" {
-            let addr = json["fields"]["addr"].as_str().unwrap().parse().unwrap();
-            let admin = json["fields"]["admin"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("Some(")
-                .trim_end_matches(')')
-                .parse()
-                .unwrap();
-            break (addr, admin);
-        }
-    };
-    // Keep the lines read so far for the caller.
-    let (tx2, rx2) = std::sync::mpsc::channel();
-    for line in early {
-        let _ = tx2.send(line);
-    }
-    std::thread::spawn(move || {
-        while let Ok(line) = rx.recv() {
-            if tx2.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, addr, admin, file, rx2)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_nonce_idempotency_key_or_signature_in_debug_logs_or_metrics() {
     let upstream = Upstream::start().await;
     let secret = "log-canary-secret-7d1f0c9e";
+    let signed = Route::post("signed", "/signed")
+        .identity("key_id")
+        .freshness(120)
+        .nonce()
+        .signature()
+        .idempotency("{ required = true }");
     let config = format!(
         r#"[server]
 listen = "127.0.0.1:0"
@@ -1061,22 +983,14 @@ upstream = "{}"
 id = "billing-svc"
 secret_env = "RG_ADVERSARIAL_SECRET"
 
-[[routes]]
-name = "signed"
-methods = ["POST"]
-path = "/signed"
-identity = "key_id"
-freshness = {{ max_skew_secs = 120 }}
-nonce = {{ required = true }}
-signature = {{ required = true }}
-idempotency = {{ required = true }}
-"#,
+{signed}"#,
         upstream.url()
     );
-    let (mut child, addr, admin, _file, logs) = spawn_with_env(
+    let mut process = ProxyProcess::start_with_env(
         &config,
         &[("RG_ADVERSARIAL_SECRET", secret), ("RUST_LOG", "debug")],
     );
+    let (addr, admin) = (process.addr, process.admin.unwrap());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1128,9 +1042,8 @@ idempotency = {{ required = true }}
     assert_eq!(metrics.status, 200);
     let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    child.kill().unwrap();
-    let _ = child.wait();
-    let lines: Vec<String> = logs.try_iter().collect();
+    process.kill();
+    let lines = process.lines();
     assert!(
         lines.iter().any(|l| l.contains("request rejected")),
         "{lines:?}"

@@ -21,49 +21,29 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use support::binary::{config_file, run_cli, ProxyProcess};
 use support::client::{nonce, Reply, Req};
+use support::config::{self, dynamo_store, Route};
 use support::moto::MotoServer;
 use support::proxy::{TestProxy, T0};
 use support::upstream::Upstream;
 use tokio::net::TcpListener;
 
-const ROUTES: &str = r#"
-[[routes]]
-name = "create-payment"
-methods = ["POST"]
-path = "/payments"
-identity = "header:X-Client"
-freshness = { max_skew_secs = 120 }
-nonce = { required = true }
-
-[[routes]]
-name = "short-window"
-methods = ["POST"]
-path = "/short"
-identity = "header:X-Client"
-freshness = { max_skew_secs = 10 }
-nonce = { required = true }
-
-[[routes]]
-name = "long-window"
-methods = ["POST"]
-path = "/long"
-identity = "header:X-Client"
-freshness = { max_skew_secs = 1000 }
-nonce = { required = true }
-
-[[routes]]
-name = "charge"
-methods = ["POST"]
-path = "/charges"
-identity = "header:X-Client"
-idempotency = { ttl_secs = 100, lease_secs = 60 }
-"#;
-
-/// `[store]` tables for `table` at `endpoint`.
-fn store_toml(endpoint: &str, table: &str, timeout_ms: u64, on_error: &str) -> String {
-    format!(
-        "[store]\nkind = \"dynamodb\"\non_error = \"{on_error}\"\n[store.dynamodb]\ntable = \"{table}\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\ntimeout_ms = {timeout_ms}\n"
-    )
+/// Payments with three freshness windows (120 s, 10 s, 1000 s), and an
+/// idempotent route.
+fn routes() -> String {
+    let fresh_nonce = |name: &str, path: &str, max_skew_secs: u64| {
+        Route::post(name, path)
+            .identity("header:X-Client")
+            .freshness(max_skew_secs)
+            .nonce()
+    };
+    config::routes([
+        config::create_payment(),
+        fresh_nonce("short-window", "/short", 10),
+        fresh_nonce("long-window", "/long", 1000),
+        Route::post("charge", "/charges")
+            .identity("header:X-Client")
+            .idempotency("{ ttl_secs = 100, lease_secs = 60 }"),
+    ])
 }
 
 /// A fresh table on the shared moto server.
@@ -78,8 +58,8 @@ async fn proxy_on(
     on_error: &str,
     timeout_ms: u64,
 ) -> TestProxy {
-    let store = store_toml(endpoint, table, timeout_ms, on_error);
-    TestProxy::start(&upstream.url(), &format!("{store}\n{ROUTES}")).await
+    let store = dynamo_store(endpoint, table, timeout_ms, on_error);
+    TestProxy::start(&upstream.url(), &format!("{store}\n{}", routes())).await
 }
 
 fn payment(n: usize) -> Req {
@@ -87,10 +67,6 @@ fn payment(n: usize) -> Req {
         .header("X-Client", "alice")
         .fresh(T0, &nonce(n))
         .body("pay")
-}
-
-fn status_reason(reply: &Reply) -> (u16, String) {
-    (reply.status.as_u16(), reply.reason())
 }
 
 async fn admin_get(admin: SocketAddr, path: &str) -> Reply {
@@ -120,7 +96,7 @@ async fn storm(request: &Req, proxies: &[SocketAddr], copies: usize) -> (usize, 
     let (mut ok, mut replayed) = (0, 0);
     for task in tasks {
         let reply = task.await.unwrap();
-        match status_reason(&reply) {
+        match reply.status_reason() {
             (200, _) => ok += 1,
             (409, reason) if reason == "replayed_nonce" => replayed += 1,
             other => panic!("unexpected answer {other:?}: {:?}", reply.body),
@@ -133,14 +109,8 @@ async fn storm(request: &Req, proxies: &[SocketAddr], copies: usize) -> (usize, 
 async fn storm_of_200_identical_requests_reaches_the_upstream_once() {
     let upstream = Upstream::start().await;
     let table = shared_table().await;
-    let proxy = proxy_on(
-        &upstream,
-        &MotoServer::shared().endpoint(),
-        &table,
-        "reject",
-        5000,
-    )
-    .await;
+    let endpoint = MotoServer::shared().endpoint();
+    let proxy = proxy_on(&upstream, &endpoint, &table, "reject", 5000).await;
     let (ok, replayed) = storm(&payment(1), &[proxy.addr], 200).await;
     assert_eq!((ok, replayed), (1, 199));
     assert_eq!(upstream.count(), 1);
@@ -177,9 +147,10 @@ async fn two_proxy_processes_sharing_a_table_forward_a_duplicate_once() {
     let upstream = Upstream::start().await;
     let table = shared_table().await;
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n{}\n{ROUTES}",
+        "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\n{}\n{}",
         upstream.url(),
-        store_toml(&MotoServer::shared().endpoint(), &table, 5000, "reject")
+        dynamo_store(&MotoServer::shared().endpoint(), &table, 5000, "reject"),
+        routes()
     );
     let a = ProxyProcess::start(&toml);
     let b = ProxyProcess::start(&toml);
@@ -224,14 +195,8 @@ async fn items_like(table: &str, needle: &str) -> Vec<(String, u64)> {
 async fn expired_but_not_deleted_records_do_not_block_a_new_claim() {
     let upstream = Upstream::start().await;
     let table = shared_table().await;
-    let proxy = proxy_on(
-        &upstream,
-        &MotoServer::shared().endpoint(),
-        &table,
-        "reject",
-        5000,
-    )
-    .await;
+    let endpoint = MotoServer::shared().endpoint();
+    let proxy = proxy_on(&upstream, &endpoint, &table, "reject", 5000).await;
     let n = nonce(3);
     let short = || {
         Req::post("/short")
@@ -243,7 +208,7 @@ async fn expired_but_not_deleted_records_do_not_block_a_new_claim() {
     // Nonce: remembered until T0 + 10 (skew) + 60 on the short route.
     assert_eq!(short().send(proxy.addr).await.status, 200);
     assert_eq!(
-        status_reason(&long().send(proxy.addr).await),
+        long().send(proxy.addr).await.status_reason(),
         (409, "replayed_nonce".into())
     );
     proxy.clock.advance(Duration::from_secs(71));
@@ -299,7 +264,7 @@ async fn store_outage_is_503_then_recovers_without_restarting_the_proxy() {
     moto.stop();
     for n in 2..4 {
         let reply = payment(n).send(proxy.addr).await;
-        assert_eq!(status_reason(&reply), (503, "store_unavailable".into()));
+        assert_eq!(reply.status_reason(), (503, "store_unavailable".into()));
         assert_eq!(reply.header("retry-after").as_deref(), Some("1"));
     }
     assert_eq!(
@@ -326,14 +291,14 @@ async fn store_outage_is_503_then_recovers_without_restarting_the_proxy() {
         if reply.status == 200 {
             break;
         }
-        assert_eq!(status_reason(&reply), (503, "store_unavailable".into()));
+        assert_eq!(reply.status_reason(), (503, "store_unavailable".into()));
         assert!(Instant::now() < deadline, "the proxy never recovered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(admin_get(admin, "/readyz").await.status, 200);
     // And the recovered store still refuses a replay.
     assert_eq!(
-        status_reason(&payment(n).send(proxy.addr).await),
+        payment(n).send(proxy.addr).await.status_reason(),
         (409, "replayed_nonce".into())
     );
     assert_eq!(upstream.count(), 2);
@@ -376,25 +341,24 @@ async fn init_table_twice_via_the_binary() {
     let table = format!("rg-init-{}-{nanos}", std::process::id());
     let config = config_file(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9\"\n{}",
-        store_toml(&moto.endpoint(), &table, 5000, "reject")
+        dynamo_store(&moto.endpoint(), &table, 5000, "reject")
     ));
     let path = config.path().to_str().unwrap().to_owned();
-    let path_for_cli = path.clone();
-    let first =
-        tokio::task::spawn_blocking(move || run_cli(&["init-table", "--config", &path_for_cli]))
-            .await
-            .unwrap();
-    assert!(first.status.success(), "{first:?}");
-    let out = String::from_utf8_lossy(&first.stdout);
+    // `replay-guard init-table --config <path>`: must succeed; its stdout.
+    let init_table = |path: String| async move {
+        let output =
+            tokio::task::spawn_blocking(move || run_cli(&["init-table", "--config", &path]))
+                .await
+                .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let out = init_table(path.clone()).await;
     assert!(
         out.contains("created") && out.contains("enabled now"),
         "{out}"
     );
-    let second = tokio::task::spawn_blocking(move || run_cli(&["init-table", "--config", &path]))
-        .await
-        .unwrap();
-    assert!(second.status.success(), "{second:?}");
-    let out = String::from_utf8_lossy(&second.stdout);
+    let out = init_table(path).await;
     assert!(
         out.contains("already existed") && out.contains("already enabled"),
         "{out}"

@@ -98,10 +98,6 @@ fn comparable_headers(reply: &Reply) -> BTreeMap<String, Vec<Vec<u8>>> {
     out
 }
 
-fn status_reason(reply: &Reply) -> (u16, String) {
-    (reply.status.as_u16(), reply.reason())
-}
-
 /// Wait (bounded) until the upstream has received `n` requests.
 async fn until_upstream_saw(upstream: &Upstream, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -166,7 +162,7 @@ async fn same_key_different_request_is_422(backend: Backend) {
     for request in cases {
         let reply = request.send(proxy.addr).await;
         assert_eq!(
-            status_reason(&reply),
+            reply.status_reason(),
             (422, "idempotency_key_reused".into())
         );
         assert_eq!(
@@ -188,7 +184,7 @@ async fn duplicate_while_in_flight_is_409_with_retry_after(backend: Backend) {
     until_upstream_saw(&upstream, 1).await;
     // The manual clock stands still: the whole lease remains.
     let dup = slow.send(proxy.addr).await;
-    assert_eq!(status_reason(&dup), (409, "idempotency_in_flight".into()));
+    assert_eq!(dup.status_reason(), (409, "idempotency_in_flight".into()));
     assert_eq!(dup.header("retry-after").as_deref(), Some("60"));
     // A later duplicate sees the lease shrink, rounded up to whole seconds.
     proxy.clock.advance(Duration::from_millis(20_500));
@@ -197,7 +193,7 @@ async fn duplicate_while_in_flight_is_409_with_retry_after(backend: Backend) {
     // Different body while in flight: 422 wins over 409.
     let other = pay("alice", "k-slow", "b").send(proxy.addr).await;
     assert_eq!(
-        status_reason(&other),
+        other.status_reason(),
         (422, "idempotency_key_reused".into())
     );
 
@@ -258,19 +254,19 @@ async fn missing_and_malformed_keys_are_400(backend: Backend) {
         .send(proxy.addr)
         .await;
     assert_eq!(
-        status_reason(&missing),
+        missing.status_reason(),
         (400, "missing_idempotency_key".into())
     );
     let empty = pay("alice", "", "x").send(proxy.addr).await;
     assert_eq!(
-        status_reason(&empty),
+        empty.status_reason(),
         (400, "missing_idempotency_key".into())
     );
     let too_long = "k".repeat(256);
     for bad in ["has space", too_long.as_str()] {
         let reply = pay("alice", bad, "x").send(proxy.addr).await;
         assert_eq!(
-            status_reason(&reply),
+            reply.status_reason(),
             (400, "malformed_idempotency_key".into()),
             "{bad}"
         );
@@ -280,7 +276,7 @@ async fn missing_and_malformed_keys_are_400(backend: Backend) {
         .send(proxy.addr)
         .await;
     assert_eq!(
-        status_reason(&twice),
+        twice.status_reason(),
         (400, "malformed_idempotency_key".into())
     );
     assert_eq!(upstream.count(), 0);
@@ -311,7 +307,7 @@ async fn keys_are_scoped_per_identity(backend: Backend) {
     // Bob reusing his key with another body is his conflict, not alice's.
     let conflict = pay("bob", "shared-key", "other").send(proxy.addr).await;
     assert_eq!(
-        status_reason(&conflict),
+        conflict.status_reason(),
         (422, "idempotency_key_reused".into())
     );
     assert_eq!(upstream.count(), 2);
@@ -325,7 +321,7 @@ async fn connect_error_releases_the_claim(backend: Backend) {
     let proxy = proxy_for(backend, &format!("http://{closed}"), "").await;
     let request = pay("alice", "k-connect", "a");
     let down = request.send(proxy.addr).await;
-    assert_eq!(status_reason(&down), (502, "upstream_unavailable".into()));
+    assert_eq!(down.status_reason(), (502, "upstream_unavailable".into()));
     // The upstream comes back on the same address: the retry executes.
     let upstream = Upstream::start_at(closed).await;
     let retry = request.send(proxy.addr).await;
@@ -345,7 +341,7 @@ async fn timeout_keeps_the_lease_until_it_expires(backend: Backend) {
     let proxy = proxy_for(backend, &upstream.url(), "upstream_timeout_ms = 300").await;
     let slow = pay("alice", "k-timeout", "a").header("x-test-delay-ms", 1500);
     let reply = slow.send(proxy.addr).await;
-    assert_eq!(status_reason(&reply), (504, "upstream_timeout".into()));
+    assert_eq!(reply.status_reason(), (504, "upstream_timeout".into()));
     assert_eq!(
         upstream.count(),
         1,
@@ -355,14 +351,14 @@ async fn timeout_keeps_the_lease_until_it_expires(backend: Backend) {
     let retry = pay("alice", "k-timeout", "a");
     let refused = retry.send(proxy.addr).await;
     assert_eq!(
-        status_reason(&refused),
+        refused.status_reason(),
         (409, "idempotency_in_flight".into())
     );
     assert_eq!(refused.header("retry-after").as_deref(), Some("60"));
     proxy.clock.advance(Duration::from_secs(60));
     let refused = retry.send(proxy.addr).await;
     assert_eq!(
-        status_reason(&refused),
+        refused.status_reason(),
         (409, "idempotency_in_flight".into())
     );
     assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
@@ -440,7 +436,7 @@ async fn oversize_response_is_delivered_once_then_not_retained(backend: Backend)
     assert!(first.body.iter().all(|&b| b == b'x'));
     let replay = big.send(proxy.addr).await;
     assert_eq!(
-        status_reason(&replay),
+        replay.status_reason(),
         (409, "idempotency_response_not_retained".into())
     );
     assert_eq!(replay.json()["original_status"], 201);
@@ -471,7 +467,7 @@ async fn nonce_is_per_transmission_key_per_operation(backend: Backend) {
     assert_eq!(first.status, 200);
     // A byte-for-byte resend is a replayed transmission.
     let resend = attempt(1).send(proxy.addr).await;
-    assert_eq!(status_reason(&resend), (409, "replayed_nonce".into()));
+    assert_eq!(resend.status_reason(), (409, "replayed_nonce".into()));
     // A retry with a fresh timestamp and nonce and the same key: the
     // stored answer.
     proxy.clock.advance(Duration::from_secs(5));
@@ -560,12 +556,12 @@ async fn stalled_response_body_is_bounded_by_the_upstream_timeout(backend: Backe
     let started = Instant::now();
     let reply = pay("alice", "k-stall", "a").send(proxy.addr).await;
     let elapsed = started.elapsed();
-    assert_eq!(status_reason(&reply), (504, "upstream_timeout".into()));
+    assert_eq!(reply.status_reason(), (504, "upstream_timeout".into()));
     assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     // It reached the upstream: the lease is kept.
     let retry = pay("alice", "k-stall", "a").send(proxy.addr).await;
-    assert_eq!(status_reason(&retry), (409, "idempotency_in_flight".into()));
+    assert_eq!(retry.status_reason(), (409, "idempotency_in_flight".into()));
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
@@ -703,7 +699,7 @@ async fn lease_of_a_killed_proxy_expires_then_a_retry_executes() {
     let refused = retry.send(second.addr).await;
     if claimed_at.elapsed() < Duration::from_millis(LEASE_SECS * 1000 - 300) {
         assert_eq!(
-            status_reason(&refused),
+            refused.status_reason(),
             (409, "idempotency_in_flight".into())
         );
         let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();

@@ -6,34 +6,22 @@ mod support;
 
 use std::time::Duration;
 
-use support::client::{nonce, Req};
+use support::client::{expect_each_post, nonce, Req};
+use support::config::{self, Route};
 use support::proxy::{TestProxy, T0};
 use support::upstream::Upstream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PROTECTED: &str = r#"
-[[routes]]
-name = "create-payment"
-methods = ["POST"]
-path = "/payments"
-identity = "header:X-Client"
-freshness = { max_skew_secs = 120 }
-nonce = { required = true }
-
-[[routes]]
-name = "orders"
-path = "/orders/{id}"
-freshness = { max_skew_secs = 60, format = "rfc3339" }
-
-[[routes]]
-name = "public"
-path = "/public/{*rest}"
-"#;
+/// Payments with a nonce, orders with an RFC 3339 timestamp only, and a
+/// pass-through.
+fn protected() -> String {
+    let orders = Route::any("orders", "/orders/{id}")
+        .set("freshness", r#"{ max_skew_secs = 60, format = "rfc3339" }"#);
+    config::routes([config::create_payment(), orders, config::public()])
+}
 
 async fn setup(extra: &str) -> (Upstream, TestProxy) {
-    let upstream = Upstream::start().await;
-    let proxy = TestProxy::start(&upstream.url(), &format!("{extra}\n{PROTECTED}")).await;
-    (upstream, proxy)
+    TestProxy::with_upstream(extra, &protected()).await
 }
 
 #[tokio::test]
@@ -166,10 +154,7 @@ async fn nonce_format_is_checked() {
         .header("X-Request-Timestamp", T0)
         .send(proxy.addr)
         .await;
-    assert_eq!(
-        (missing.status.as_u16(), missing.reason().as_str()),
-        (400, "missing_nonce")
-    );
+    assert_eq!(missing.status_reason(), (400, "missing_nonce".into()));
     for bad in [
         "short",
         "has space in the middle!",
@@ -177,8 +162,8 @@ async fn nonce_format_is_checked() {
     ] {
         let reply = Req::post("/payments").fresh(T0, bad).send(proxy.addr).await;
         assert_eq!(
-            (reply.status.as_u16(), reply.reason().as_str()),
-            (400, "malformed_nonce"),
+            reply.status_reason(),
+            (400, "malformed_nonce".into()),
             "{bad}"
         );
     }
@@ -225,7 +210,7 @@ async fn storm(server: &str) {
 #[tokio::test]
 async fn no_spelling_of_a_protected_path_bypasses_its_checks() {
     let (upstream, proxy) = setup("").await;
-    for spelling in [
+    let spellings = [
         "/payments",
         "/payments/",
         "//payments",
@@ -235,19 +220,10 @@ async fn no_spelling_of_a_protected_path_bypasses_its_checks() {
         "/%2e/payments",
         "/payments;x=1",
         "/payments?x=1",
-    ] {
-        let reply = Req::post(spelling).send(proxy.addr).await;
-        assert_eq!(reply.status, 400, "{spelling}");
-        assert_eq!(reply.reason(), "missing_timestamp", "{spelling}");
-    }
-    for refused in ["/pay%2Fments", "/payments%2F", "/x%5C..%5Cpayments"] {
-        let reply = Req::post(refused).send(proxy.addr).await;
-        assert_eq!(
-            (reply.status.as_u16(), reply.reason().as_str()),
-            (400, "malformed_request"),
-            "{refused}"
-        );
-    }
+    ];
+    expect_each_post(proxy.addr, &spellings, 400, "missing_timestamp").await;
+    let refused = ["/pay%2Fments", "/payments%2F", "/x%5C..%5Cpayments"];
+    expect_each_post(proxy.addr, &refused, 400, "malformed_request").await;
     assert_eq!(upstream.count(), 0);
     // The normalised path is what the upstream receives.
     let reply = Req::post("//a/../%70ayments/")
@@ -299,10 +275,7 @@ async fn large_bodies_on_protected_routes_are_413() {
         .body(vec![b'a'; 2048])
         .send(proxy.addr)
         .await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.reason().as_str()),
-        (413, "body_too_large")
-    );
+    assert_eq!(reply.status_reason(), (413, "body_too_large".into()));
     assert_eq!(upstream.count(), 0);
     // Pass-through routes stream any size.
     let reply = Req::post("/public/upload")
@@ -319,27 +292,21 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let proxy = TestProxy::start(&format!("http://{closed}"), PROTECTED).await;
+    let proxy = TestProxy::start(&format!("http://{closed}"), &protected()).await;
     let reply = Req::get("/public/x").send(proxy.addr).await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.reason().as_str()),
-        (502, "upstream_unavailable")
-    );
+    assert_eq!(reply.status_reason(), (502, "upstream_unavailable".into()));
 
     let upstream = Upstream::start().await;
     let proxy = TestProxy::start(
         &upstream.url(),
-        &format!("upstream_timeout_ms = 200\n{PROTECTED}"),
+        &format!("upstream_timeout_ms = 200\n{}", protected()),
     )
     .await;
     let reply = Req::get("/public/slow")
         .header("x-test-delay-ms", 2000)
         .send(proxy.addr)
         .await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.reason().as_str()),
-        (504, "upstream_timeout")
-    );
+    assert_eq!(reply.status_reason(), (504, "upstream_timeout".into()));
     assert_eq!(upstream.count(), 1);
 }
 
@@ -347,16 +314,10 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
 async fn unmatched_reject_is_default_deny() {
     let (upstream, proxy) = setup("unmatched = \"reject\"").await;
     let reply = Req::get("/admin").send(proxy.addr).await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.reason().as_str()),
-        (404, "route_not_allowed")
-    );
+    assert_eq!(reply.status_reason(), (404, "route_not_allowed".into()));
     // Path matches a route but not its methods: unmatched too.
     let reply = Req::get("/payments").send(proxy.addr).await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.reason().as_str()),
-        (404, "route_not_allowed")
-    );
+    assert_eq!(reply.status_reason(), (404, "route_not_allowed".into()));
     assert_eq!(upstream.count(), 0);
     let reply = Req::get("/public/ok").send(proxy.addr).await;
     assert_eq!(reply.status, 200);

@@ -8,63 +8,54 @@ mod support;
 use std::time::Duration;
 
 use support::client::{nonce, Req};
+use support::config::{self, Route};
 use support::proxy::{TestProxy, T0};
 use support::upstream::Upstream;
 
 const SECRET: &str = "ratetest-billing-secret-6a02c3";
 const OTHER_SECRET: &str = "ratetest-other-secret-1fd9e8";
 
-const CONFIG: &str = r#"
-[[keys]]
-id = "billing-svc"
-secret_env = "RG_RATETEST_BILLING"
-
-[[keys]]
-id = "other-svc"
-secret_env = "RG_RATETEST_OTHER"
-
-[[routes]]
-name = "search"
-path = "/search"
-identity = "header:X-Client"
-rate_limit = { per_second = 1, burst = 3 }
-
-[[routes]]
-name = "export"
-path = "/export"
-identity = "header:X-Client"
-rate_limit = { per_second = 1, burst = 3 }
-
-[[routes]]
-name = "slow"
-path = "/slow"
-identity = "header:X-Client"
-rate_limit = { per_minute = 2, burst = 1 }
-
-[[routes]]
-name = "by-ip"
-path = "/by-ip"
-rate_limit = { per_second = 1, burst = 2 }
-
-[[routes]]
-name = "signed"
-path = "/signed"
-freshness = { max_skew_secs = 300 }
-nonce = { required = true }
-signature = { required = true }
-rate_limit = { per_minute = 60, burst = 2 }
-"#;
+/// Two keys with their secrets in the environment, and five rate-limited
+/// routes: per client (two alike, one slow), per client IP, per signing key.
+fn keys_and_routes() -> String {
+    let by_client = |name: &str, path: &str, rate_limit: &str| {
+        Route::any(name, path)
+            .identity("header:X-Client")
+            .rate_limit(rate_limit)
+    };
+    let routes = config::routes([
+        by_client("search", "/search", "{ per_second = 1, burst = 3 }"),
+        by_client("export", "/export", "{ per_second = 1, burst = 3 }"),
+        by_client("slow", "/slow", "{ per_minute = 2, burst = 1 }"),
+        Route::any("by-ip", "/by-ip").rate_limit("{ per_second = 1, burst = 2 }"),
+        Route::any("signed", "/signed")
+            .freshness(300)
+            .nonce()
+            .signature()
+            .rate_limit("{ per_minute = 60, burst = 2 }"),
+    ]);
+    let billing = config::key_env("billing-svc", "RG_RATETEST_BILLING");
+    let other = config::key_env("other-svc", "RG_RATETEST_OTHER");
+    format!("{billing}\n{other}\n{routes}")
+}
 
 async fn setup(server_extra: &str) -> (Upstream, TestProxy) {
     std::env::set_var("RG_RATETEST_BILLING", SECRET);
     std::env::set_var("RG_RATETEST_OTHER", OTHER_SECRET);
-    let upstream = Upstream::start().await;
-    let proxy = TestProxy::start(&upstream.url(), &format!("{server_extra}\n{CONFIG}")).await;
-    (upstream, proxy)
+    TestProxy::with_upstream(server_extra, &keys_and_routes()).await
 }
 
 fn client(path: &str, who: &str) -> Req {
     Req::get(path).header("X-Client", who)
+}
+
+/// Send `client(path, who)` once per entry of `statuses`, in order; each
+/// answer must have that status.
+async fn expect_statuses(proxy: &TestProxy, path: &str, who: &str, statuses: &[u16]) {
+    for (i, &status) in statuses.iter().enumerate() {
+        let reply = client(path, who).send(proxy.addr).await;
+        assert_eq!(reply.status, status, "{path} as {who}, request {i}");
+    }
 }
 
 #[tokio::test]
@@ -108,7 +99,7 @@ async fn burst_then_429_with_retry_after_and_ratelimit_headers() {
 async fn retry_after_counts_down_and_rounds_up() {
     let (upstream, proxy) = setup("").await;
     // 2 per minute, burst 1: one request, then one every 30 s.
-    assert_eq!(client("/slow", "alice").send(proxy.addr).await.status, 200);
+    expect_statuses(&proxy, "/slow", "alice", &[200]).await;
     let reply = client("/slow", "alice").send(proxy.addr).await;
     assert_eq!(reply.reason(), "rate_limited");
     assert_eq!(reply.header("retry-after").as_deref(), Some("30"));
@@ -138,74 +129,25 @@ async fn retry_after_counts_down_and_rounds_up() {
 #[tokio::test]
 async fn buckets_refill_as_the_clock_moves() {
     let (upstream, proxy) = setup("").await;
-    for _ in 0..3 {
-        assert_eq!(
-            client("/search", "alice").send(proxy.addr).await.status,
-            200
-        );
-    }
-    assert_eq!(
-        client("/search", "alice").send(proxy.addr).await.status,
-        429
-    );
+    expect_statuses(&proxy, "/search", "alice", &[200, 200, 200, 429]).await;
     proxy.clock.advance(Duration::from_millis(999));
-    assert_eq!(
-        client("/search", "alice").send(proxy.addr).await.status,
-        429
-    );
+    expect_statuses(&proxy, "/search", "alice", &[429]).await;
     proxy.clock.advance(Duration::from_millis(1));
-    assert_eq!(
-        client("/search", "alice").send(proxy.addr).await.status,
-        200
-    );
-    assert_eq!(
-        client("/search", "alice").send(proxy.addr).await.status,
-        429
-    );
+    expect_statuses(&proxy, "/search", "alice", &[200, 429]).await;
     // A long pause refills the whole burst, never more.
     proxy.clock.advance(Duration::from_secs(60));
-    for _ in 0..3 {
-        assert_eq!(
-            client("/search", "alice").send(proxy.addr).await.status,
-            200
-        );
-    }
-    assert_eq!(
-        client("/search", "alice").send(proxy.addr).await.status,
-        429
-    );
+    expect_statuses(&proxy, "/search", "alice", &[200, 200, 200, 429]).await;
     assert_eq!(upstream.count(), 7);
 }
 
 #[tokio::test]
 async fn identities_and_routes_are_independent() {
     let (upstream, proxy) = setup("").await;
-    for _ in 0..3 {
-        assert_eq!(
-            client("/search", "alice").send(proxy.addr).await.status,
-            200
-        );
-    }
-    assert_eq!(
-        client("/search", "alice").send(proxy.addr).await.status,
-        429
-    );
+    expect_statuses(&proxy, "/search", "alice", &[200, 200, 200, 429]).await;
     // Another identity on the same route.
-    for _ in 0..3 {
-        assert_eq!(client("/search", "bob").send(proxy.addr).await.status, 200);
-    }
-    assert_eq!(client("/search", "bob").send(proxy.addr).await.status, 429);
+    expect_statuses(&proxy, "/search", "bob", &[200, 200, 200, 429]).await;
     // The same identity on another route.
-    for _ in 0..3 {
-        assert_eq!(
-            client("/export", "alice").send(proxy.addr).await.status,
-            200
-        );
-    }
-    assert_eq!(
-        client("/export", "alice").send(proxy.addr).await.status,
-        429
-    );
+    expect_statuses(&proxy, "/export", "alice", &[200, 200, 200, 429]).await;
     assert_eq!(upstream.count(), 9);
 }
 

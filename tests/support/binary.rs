@@ -87,8 +87,18 @@ impl ProxyProcess {
     /// Start `replay-guard run --config <toml> --log-format json` and wait
     /// for its "replay-guard listening" line. Use `listen = "127.0.0.1:0"`.
     pub fn start(toml: &str) -> ProxyProcess {
+        Self::start_with_env(toml, &[])
+    }
+
+    /// Like [`ProxyProcess::start`], with extra environment variables
+    /// (e.g. a `secret_env` secret, or `RUST_LOG`).
+    pub fn start_with_env(toml: &str, env: &[(&str, &str)]) -> ProxyProcess {
         let config = config_file(toml);
-        let mut child = command()
+        let mut command = command();
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .arg("run")
             .arg("--config")
             .arg(config.path())

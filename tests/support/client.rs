@@ -27,6 +27,11 @@ impl Reply {
         self.json()["reason"].as_str().unwrap_or("").to_owned()
     }
 
+    /// The status code and the `reason`, to compare in one assertion.
+    pub fn status_reason(&self) -> (u16, String) {
+        (self.status.as_u16(), self.reason())
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)
@@ -127,4 +132,17 @@ impl Req {
 /// A nonce unique within a test run.
 pub fn nonce(i: usize) -> String {
     format!("test-nonce-{i:016}")
+}
+
+/// POST each of `paths` with no replay headers; every answer must be
+/// `status` with `reason`.
+pub async fn expect_each_post(addr: SocketAddr, paths: &[&str], status: u16, reason: &str) {
+    for path in paths {
+        let reply = Req::post(path).send(addr).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.reason().as_str()),
+            (status, reason),
+            "{path}"
+        );
+    }
 }

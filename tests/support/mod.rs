@@ -1,11 +1,12 @@
 //! Test support: a real upstream that records what it receives, the real
-//! proxy started from a TOML string on ephemeral loopback ports, an HTTP
-//! client, and a real DynamoDB-compatible server (moto). Every address is
-//! 127.0.0.1.
+//! proxy started from a TOML string on ephemeral loopback ports, TOML
+//! fragments for routes and stores, an HTTP client, and a real
+//! DynamoDB-compatible server (moto). Every address is 127.0.0.1.
 #![allow(dead_code)]
 
 pub mod binary;
 pub mod client;
+pub mod config;
 pub mod moto;
 pub mod proxy;
 pub mod upstream;

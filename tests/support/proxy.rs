@@ -8,6 +8,8 @@ use replay_guard::clock::ManualClock;
 use replay_guard::config::Config;
 use replay_guard::server::{self, Running};
 
+use super::upstream::Upstream;
+
 /// The instant every test starts at (2025-11-28T10:40:00Z).
 pub const T0: u64 = 1_764_326_400;
 
@@ -26,6 +28,14 @@ impl TestProxy {
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{body}"
         ))
         .await
+    }
+
+    /// A fresh recording upstream and a proxy in front of it: `server_extra`
+    /// goes into `[server]`, then `body` (routes, keys, store).
+    pub async fn with_upstream(server_extra: &str, body: &str) -> (Upstream, TestProxy) {
+        let upstream = Upstream::start().await;
+        let proxy = Self::start(&upstream.url(), &format!("{server_extra}\n{body}")).await;
+        (upstream, proxy)
     }
 
     /// Start from a complete TOML text.
