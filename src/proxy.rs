@@ -829,7 +829,7 @@ impl Proxy {
     /// Forward a request whose idempotency key we claimed, record the
     /// answer (or release the claim), and answer the caller.
     async fn forward_and_record(
-        &self,
+        self: &Arc<Self>,
         parts: Parts,
         body: Bytes,
         out: Outbound<'_>,
@@ -902,7 +902,8 @@ impl Proxy {
                 tracing::warn!(route = %route.name, "idempotency record was taken over before completion; answering the caller anyway");
             }
             Err(e) => {
-                tracing::warn!(route = %route.name, error = %e, "could not store the idempotent response; answering the caller anyway");
+                tracing::warn!(route = %route.name, error = %e, "could not store the idempotent response; answering the caller anyway, storing it in the background");
+                self.complete_later(pk, owner, stored, expires_at, rule.lease);
             }
         }
         let body = match rest {
@@ -913,6 +914,51 @@ impl Proxy {
             response: Response::from_parts(head, body),
             outcome: Outcome::Forwarded,
         })
+    }
+
+    /// An answered request whose answer the store would not take (it was
+    /// unreachable): keep offering the answer, with growing pauses, for one
+    /// lease. While the lease lasts a retry gets 409 `idempotency_in_flight`;
+    /// once the answer is stored, the stored answer — without this, the
+    /// lease would expire and the retry would execute the request again.
+    /// Fenced by the owner token like every completion: if the record was
+    /// taken over meanwhile, nothing is overwritten. Shutdown waits for it
+    /// within `shutdown_grace_secs`.
+    fn complete_later(
+        self: &Arc<Self>,
+        pk: String,
+        owner: String,
+        stored: StoredResponse,
+        expires_at: u64,
+        lease: std::time::Duration,
+    ) {
+        let proxy = Arc::clone(self);
+        self.detached.spawn(async move {
+            let give_up = tokio::time::Instant::now() + lease;
+            let mut pause = std::time::Duration::from_millis(100);
+            loop {
+                tokio::time::sleep(pause).await;
+                let result = proxy
+                    .store
+                    .complete_idempotency(&pk, &owner, &stored, expires_at)
+                    .await;
+                match result {
+                    Ok(Fenced::Done) => {
+                        tracing::info!("stored an idempotent response on a later attempt");
+                        return;
+                    }
+                    Ok(Fenced::LostOwnership) => {
+                        proxy.metrics.lost_ownership("complete_idempotency");
+                        return;
+                    }
+                    Err(e) if tokio::time::Instant::now() + pause >= give_up => {
+                        tracing::error!(error = %e, "gave up storing an idempotent response: once its lease ends, a retry executes again");
+                        return;
+                    }
+                    Err(_) => pause = (pause * 2).min(std::time::Duration::from_secs(5)),
+                }
+            }
+        });
     }
 
     /// The memory store forgot every nonce at restart: for one skew window

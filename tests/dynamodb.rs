@@ -8,6 +8,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -369,22 +370,35 @@ async fn init_table_twice_via_the_binary() {
 // Write cost, counted on the wire.
 // ---------------------------------------------------------------------------
 
-/// A loopback HTTP forwarder in front of moto that records the DynamoDB
-/// operation (`X-Amz-Target`) of every request it passes on.
-async fn counting_forwarder(moto: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+/// A loopback HTTP forwarder in front of moto.
+struct Forwarder {
+    addr: SocketAddr,
+    /// The DynamoDB operation (`X-Amz-Target`) of every request that
+    /// arrived, with ` (refused)` appended to those answered 503.
+    ops: Arc<Mutex<Vec<String>>>,
+    /// While set, requests are answered 503 and never reach moto: a store
+    /// outage that keeps the table's contents.
+    refuse: Arc<AtomicBool>,
+}
+
+async fn counting_forwarder(moto: SocketAddr) -> Forwarder {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let ops: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refuse: Arc<AtomicBool> = Arc::default();
     let log = ops.clone();
+    let refusing = refuse.clone();
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let log = log.clone();
             let client = client.clone();
+            let refusing = refusing.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
                     let log = log.clone();
                     let client = client.clone();
+                    let refusing = refusing.load(Ordering::SeqCst);
                     async move {
                         let (mut parts, body) = request.into_parts();
                         let target = parts
@@ -394,6 +408,13 @@ async fn counting_forwarder(moto: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<Stri
                             .and_then(|v| v.rsplit('.').next())
                             .unwrap_or("?")
                             .to_owned();
+                        if refusing {
+                            log.lock().unwrap().push(format!("{target} (refused)"));
+                            let refused = Response::builder()
+                                .status(503)
+                                .body(Full::new(Bytes::new()));
+                            return Ok::<_, Infallible>(refused.unwrap());
+                        }
                         log.lock().unwrap().push(target);
                         let body = body
                             .collect()
@@ -433,7 +454,7 @@ async fn counting_forwarder(moto: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<Stri
             });
         }
     });
-    (addr, ops)
+    Forwarder { addr, ops, refuse }
 }
 
 fn take(ops: &Mutex<Vec<String>>) -> Vec<String> {
@@ -445,7 +466,11 @@ async fn idempotency_costs_two_writes_then_one_failed_write_per_replay() {
     let moto = MotoServer::shared();
     let table = moto.fresh_table_settings().await.table;
     let moto_addr: SocketAddr = format!("127.0.0.1:{}", moto.port()).parse().unwrap();
-    let (forwarder, ops) = counting_forwarder(moto_addr).await;
+    let Forwarder {
+        addr: forwarder,
+        ops,
+        ..
+    } = counting_forwarder(moto_addr).await;
     let upstream = Upstream::start().await;
     let proxy = proxy_on(
         &upstream,
@@ -503,4 +528,76 @@ async fn idempotency_costs_two_writes_then_one_failed_write_per_replay() {
     assert_eq!(count("complete_idempotency"), 1.0, "{text}");
     assert_eq!(count("release_idempotency"), 0.0, "{text}");
     assert_eq!(count("claim_nonce"), 2.0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_the_store_refused_is_stored_once_the_store_is_back() {
+    let moto = MotoServer::shared();
+    let table = moto.fresh_table_settings().await.table;
+    let moto_addr: SocketAddr = format!("127.0.0.1:{}", moto.port()).parse().unwrap();
+    let forwarder = counting_forwarder(moto_addr).await;
+    let upstream = Upstream::start().await;
+    let endpoint = format!("http://{}", forwarder.addr);
+    let proxy = proxy_on(&upstream, &endpoint, &table, "reject", 300).await;
+    let charge = Req::post("/charges")
+        .header("X-Client", "alice")
+        .header("Idempotency-Key", "outage-at-completion")
+        .header("x-test-delay-ms", "500")
+        .body("charge 10");
+
+    // The claim lands; while the upstream works, the store goes away.
+    let first = tokio::spawn({
+        let charge = charge.clone();
+        let addr = proxy.addr;
+        async move { charge.send(addr).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream.count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    forwarder.refuse.store(true, Ordering::SeqCst);
+    let first = first.await.unwrap();
+    assert_eq!(
+        first.status, 200,
+        "the caller still gets the upstream's answer"
+    );
+    assert!(
+        take(&forwarder.ops).contains(&"UpdateItem (refused)".to_owned()),
+        "the completion met the outage"
+    );
+
+    // While the store is away a retry cannot be checked: 503, not sent on.
+    // Once it is back, the background completion lands (until then the
+    // lease holds the key) and a retry gets the stored answer.
+    let refused = charge.clone().send(proxy.addr).await;
+    assert_eq!(refused.status_reason(), (503, "store_unavailable".into()));
+    forwarder.refuse.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let replayed = loop {
+        let retry = charge.clone().send(proxy.addr).await;
+        if retry.status == 200 {
+            break retry;
+        }
+        assert_eq!(retry.status_reason(), (409, "idempotency_in_flight".into()));
+        assert!(
+            Instant::now() < deadline,
+            "the answer was never stored: {:?}",
+            take(&forwarder.ops)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        replayed.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(replayed.body, first.body);
+    assert_eq!(upstream.count(), 1, "executed once");
+    assert!(
+        take(&forwarder.ops).contains(&"UpdateItem".to_owned()),
+        "stored by a later completion"
+    );
 }
