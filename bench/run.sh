@@ -16,6 +16,7 @@ CONC=${CONC:-32}             # connections
 NONCES=${NONCES:-1000000}    # live nonces for the footprint
 STORM=${STORM:-1000}         # concurrent duplicates in the replay storm
 WORKERS_ALT=${WORKERS_ALT:-4} # (1) also measures replay-guard with this many workers (0: skip)
+FLOOR=${FLOOR:-1}            # (1) also measures examples/hyper_floor.rs, the bare HTTP stack (0: skip)
 OUT=${OUT:-$(mktemp -d /tmp/rg-bench.XXXXXX)}
 export RG_BENCH_SECRET=${RG_BENCH_SECRET:-bench-secret-$RANDOM$RANDOM}
 mkdir -p "$OUT/tmp"
@@ -47,7 +48,7 @@ fi
 export PATH="$PATH:/usr/sbin"
 
 log "building (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin replay-guard --example footprint --example replay_storm)
+(cd "$ROOT" && cargo build --release --quiet --bin replay-guard --example footprint --example replay_storm --example hyper_floor)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/release/replay-guard
 EX=$TARGET/release/examples
@@ -93,6 +94,16 @@ if [ "$WORKERS_ALT" != 0 ]; then
     wait_port 18085
     PASS_TARGETS+=("rg-workers-$WORKERS_ALT:18085")
 fi
+if [ "$FLOOR" != 0 ]; then
+    # hyper's server and replay-guard's upstream pool on the same worker
+    # threads, without any of replay-guard's request path: what the HTTP
+    # stack alone costs (exits by itself after an hour at the latest).
+    "$EX/hyper_floor" 127.0.0.1:18086 http://127.0.0.1:18080 "$(nproc)" 3600 2>"$OUT/hyper-floor.log" &
+    FLOOR_PID=$!
+    PIDS+=($FLOOR_PID)
+    wait_port 18086
+    PASS_TARGETS+=("hyper-floor:18086")
+fi
 for port in 18080 18081 18082 18083 19901; do wait_port $port; done
 
 # CPU time (user + system, in clock ticks) of processes and all their
@@ -115,6 +126,7 @@ cpu_us_per_request() { # ticks-before ticks-after requests
 NGINX_WORKERS=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
 declare -A CPU_PIDS=([nginx]="$NGINX_WORKERS" [haproxy]="$HAPROXY_PID" [replay-guard]="$RG_PID")
 [ "$WORKERS_ALT" != 0 ] && CPU_PIDS[rg-workers-$WORKERS_ALT]=$RG_ALT_PID
+[ "$FLOOR" != 0 ] && CPU_PIDS[hyper-floor]=$FLOOR_PID
 
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
