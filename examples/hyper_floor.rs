@@ -19,12 +19,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use replay_guard::body::{self, Body, BoxError};
+use replay_guard::body::{self, Body};
 use replay_guard::config;
 use replay_guard::upstream::{pin_worker_thread, Upstream};
 use tokio::net::TcpSocket;
@@ -110,9 +109,9 @@ fn worker(index: usize, listen: SocketAddr, upstream: Upstream, seconds: u64) ->
 
 /// Send the request on as it came; any failure is a bare 502.
 async fn forward(upstream: &Upstream, request: Request<Incoming>) -> Response<Body> {
-    let request = request.map(|body| body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
+    let request = request.map(body::boxed);
     match upstream.send(request).await {
-        Ok(response) => response.map(|body| body.map_err(|e| -> BoxError { Box::new(e) }).boxed()),
+        Ok(response) => response.map(body::boxed),
         Err(_) => {
             let mut response = Response::new(body::empty());
             *response.status_mut() = StatusCode::BAD_GATEWAY;

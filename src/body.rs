@@ -19,6 +19,16 @@ pub fn empty() -> Body {
         .boxed()
 }
 
+/// Any streaming body (a client's request, an upstream's answer) as a
+/// [`Body`].
+pub fn boxed<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    body.map_err(|e| -> BoxError { Box::new(e) }).boxed()
+}
+
 /// A body from bytes in memory.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())

@@ -67,7 +67,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Remove hop-by-hop headers, those named in `Connection`, and `extra`.
 /// One pass over the names present, and nothing is allocated unless a
 /// header must go or `Connection` names one that is not hop-by-hop anyway
-/// (`Connection: keep-alive` does not).
+/// (`Connection: keep-alive` does not): collecting nothing allocates
+/// nothing.
 fn strip(headers: &mut HeaderMap, extra: &[HeaderName]) {
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(CONNECTION) {
@@ -87,9 +88,6 @@ fn strip(headers: &mut HeaderMap, extra: &[HeaderName]) {
     let doomed = |name: &HeaderName| {
         HOP_BY_HOP.contains(name) || extra.contains(name) || named.contains(name)
     };
-    if !headers.keys().any(doomed) {
-        return;
-    }
     let gone: Vec<HeaderName> = headers
         .keys()
         .filter(|name| doomed(name))
@@ -117,20 +115,21 @@ pub fn upstream_headers(
     if let Some(key) = verified_key.and_then(|k| HeaderValue::from_str(k).ok()) {
         headers.insert(KEY_ID_HEADER, key);
     }
-    let forwarded_for = if headers.contains_key(X_FORWARDED_FOR) {
-        let mut appended = String::with_capacity(64);
-        for value in headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-        {
-            appended.push_str(value);
-            appended.push_str(", ");
-        }
+    // Earlier hops first; usually there are none and nothing is formatted.
+    let mut appended = String::new();
+    for value in headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        appended.push_str(value);
+        appended.push_str(", ");
+    }
+    let forwarded_for = if appended.is_empty() {
+        Some(peer.ip.clone())
+    } else {
         appended.push_str(peer.ip.to_str().unwrap_or("unknown"));
         HeaderValue::from_str(&appended).ok()
-    } else {
-        Some(peer.ip.clone())
     };
     if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);

@@ -503,7 +503,7 @@ impl Proxy {
                 let reason = refused.rejection.reason();
                 let body = match refused.body {
                     BodyState::Read(bytes) => body::full(bytes),
-                    BodyState::Unread(incoming) => boxed_incoming(incoming),
+                    BodyState::Unread(incoming) => body::boxed(incoming),
                     BodyState::Lost => return Err(refused.rejection),
                 };
                 let out = Outbound {
@@ -1250,14 +1250,10 @@ fn chain(head: Bytes, rest: UpstreamBody) -> Body {
     BodyExt::boxed(StreamBody::new(first.chain(tail)))
 }
 
-fn boxed_incoming(body: Incoming) -> Body {
-    body.map_err(|e| -> BoxError { Box::new(e) }).boxed()
-}
-
 fn stream_response(response: Response<UpstreamBody>) -> Response<Body> {
     let (mut head, body) = response.into_parts();
     forward::strip_hop_by_hop(&mut head.headers);
-    Response::from_parts(head, body.map_err(|e| -> BoxError { Box::new(e) }).boxed())
+    Response::from_parts(head, body::boxed(body))
 }
 
 fn replay_response(stored: StoredResponse) -> Response<Body> {
