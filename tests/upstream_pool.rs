@@ -58,6 +58,21 @@ impl RawUpstream {
     fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// Connections accepted so far.
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Requests read so far.
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// The request bodies received, in order.
+    fn bodies(&self) -> Vec<Vec<u8>> {
+        self.bodies.lock().unwrap().clone()
+    }
 }
 
 /// Serve requests on one connection (bounded by the client closing it).
@@ -121,8 +136,8 @@ async fn sequential_requests_reuse_one_connection() {
         assert_eq!(reply.status, 200, "request {i}");
         assert_eq!(&reply.body[..], b"ok");
     }
-    assert_eq!(upstream.requests.load(Ordering::SeqCst), 20);
-    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(upstream.requests(), 20);
+    assert_eq!(upstream.connections(), 1);
     proxy.shutdown().await;
 }
 
@@ -135,8 +150,8 @@ async fn each_worker_keeps_its_own_connections() {
         let reply = Req::get(&format!("/r/{i}")).send(proxy.addr).await;
         assert_eq!(reply.status, 200, "request {i}");
     }
-    assert_eq!(upstream.requests.load(Ordering::SeqCst), 30);
-    let connections = upstream.connections.load(Ordering::SeqCst);
+    assert_eq!(upstream.requests(), 30);
+    let connections = upstream.connections();
     assert!(
         (1..=3).contains(&connections),
         "{connections} upstream connections for 30 sequential requests on 3 workers"
@@ -178,8 +193,8 @@ async fn client_connections_are_spread_over_the_workers() {
         get_on(&mut a).await;
         get_on(&mut b).await;
     }
-    assert_eq!(upstream.requests.load(Ordering::SeqCst), 10);
-    assert_eq!(upstream.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(upstream.requests(), 10);
+    assert_eq!(upstream.connections(), 2);
     proxy.shutdown().await;
 }
 
@@ -192,8 +207,8 @@ async fn empty_bodies_also_give_the_connection_back() {
         assert_eq!(reply.status, 200, "request {i}");
         assert!(reply.body.is_empty());
     }
-    assert_eq!(upstream.requests.load(Ordering::SeqCst), 10);
-    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(upstream.requests(), 10);
+    assert_eq!(upstream.connections(), 1);
     proxy.shutdown().await;
 }
 
@@ -209,12 +224,12 @@ async fn an_upstream_closing_every_connection_gets_each_request_once() {
         assert_eq!(reply.status, 200, "request {i}: {:?}", reply.body);
     }
     // Every request reached the upstream exactly once, in order.
-    let bodies = upstream.bodies.lock().unwrap().clone();
+    let bodies = upstream.bodies();
     let expected: Vec<Vec<u8>> = (0..30)
         .map(|i| format!("payment {i}").into_bytes())
         .collect();
     assert_eq!(bodies, expected);
-    assert_eq!(upstream.connections.load(Ordering::SeqCst), 30);
+    assert_eq!(upstream.connections(), 30);
     proxy.shutdown().await;
 }
 
@@ -229,9 +244,9 @@ async fn a_request_that_reached_the_upstream_is_never_sent_again() {
     let second = Req::post("/pay").body("second").send(proxy.addr).await;
     assert_eq!(second.status, 502);
     assert_eq!(second.reason(), "upstream_unavailable");
-    let bodies = upstream.bodies.lock().unwrap().clone();
+    let bodies = upstream.bodies();
     assert_eq!(bodies, vec![b"first".to_vec(), b"second".to_vec()]);
-    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(upstream.connections(), 1);
     proxy.shutdown().await;
 }
 
@@ -245,8 +260,8 @@ async fn concurrent_requests_open_at_most_one_connection_each() {
             futures_util::future::join_all(requests.iter().map(|r| r.send(proxy.addr))).await;
         assert!(replies.iter().all(|r| r.status == 200));
     }
-    assert_eq!(upstream.requests.load(Ordering::SeqCst), 48);
-    let connections = upstream.connections.load(Ordering::SeqCst);
+    assert_eq!(upstream.requests(), 48);
+    let connections = upstream.connections();
     assert!(
         (1..=16).contains(&connections),
         "{connections} connections for 16 concurrent requests, 3 rounds"
