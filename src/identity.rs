@@ -14,6 +14,28 @@ use http::HeaderMap;
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
+use crate::checks::header_text;
+use crate::config::Identity;
+
+/// The identity a route names that is known before anything is verified:
+/// the client address, or a header's value (empty when absent). `None` for
+/// `key_id`, which is known only once the signature is verified.
+pub fn unverified(
+    identity: &Identity,
+    headers: &HeaderMap,
+    peer: IpAddr,
+    trusted: &[IpNet],
+) -> Option<String> {
+    match identity {
+        Identity::ClientIp => Some(client_ip(peer, headers, trusted).to_string()),
+        Identity::Header(name) => Some(match header_text(headers, name) {
+            Some(Ok(value)) => value.to_owned(),
+            _ => String::new(),
+        }),
+        Identity::KeyId => None,
+    }
+}
+
 /// The client address for a request from `peer`.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));

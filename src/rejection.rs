@@ -14,6 +14,33 @@ use serde_json::json;
 
 use crate::body::{full, Body};
 
+/// What is wrong with a request the proxy refuses as `malformed_request`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// Both `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.1).
+    BothFramings,
+    /// More than one `Host` header (RFC 9112 §3.2).
+    SeveralHosts,
+    /// An encoded slash, backslash, control character or broken escape.
+    AmbiguousPath,
+    /// The body did not arrive within the upstream timeout.
+    BodyTimeout,
+    /// The body's framing broke, or the client hung up while sending it.
+    BodyUnreadable,
+}
+
+impl Malformed {
+    fn detail(self) -> &'static str {
+        match self {
+            Malformed::BothFramings => "The request has both Content-Length and Transfer-Encoding.",
+            Malformed::SeveralHosts => "The request has more than one Host header.",
+            Malformed::AmbiguousPath => "The request path is ambiguous (encoded slash, backslash, control character or broken escape).",
+            Malformed::BodyTimeout => "The request body was not received in time.",
+            Malformed::BodyUnreadable => "The request body could not be read.",
+        }
+    }
+}
+
 /// Why a request was not forwarded (or its answer not passed on).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
@@ -67,7 +94,7 @@ pub enum Rejection {
     /// No route names the path and `unmatched = "reject"`.
     RouteNotAllowed,
     /// Framing or a target the proxy refuses.
-    MalformedRequest(&'static str),
+    MalformedRequest(Malformed),
     /// The request target is longer than `max_uri_bytes`.
     UriTooLong,
     /// The upstream could not be reached.
@@ -227,7 +254,7 @@ impl Rejection {
             Rejection::RateLimited { retry_after, .. } => format!("Rate limit exceeded; retry in {retry_after} s."),
             Rejection::BodyTooLarge => "The request body exceeds the proxy's limit for this route.".into(),
             Rejection::RouteNotAllowed => "No route allows this method and path.".into(),
-            Rejection::MalformedRequest(why) => (*why).into(),
+            Rejection::MalformedRequest(why) => why.detail().into(),
             Rejection::UriTooLong => "The request target exceeds the proxy's limit.".into(),
             Rejection::UpstreamUnavailable => "The upstream service could not be reached.".into(),
             Rejection::UpstreamTimeout => "The upstream service did not answer in time.".into(),

@@ -1,7 +1,10 @@
 //! Freshness: the request timestamp must be present, parse in the route's
-//! format and lie within `max_skew` of the proxy clock, in both directions.
+//! format and lie within `max_skew` of the proxy clock, in both directions;
+//! on a route with nonces, a [`RestartFence`] also refuses timestamps from
+//! before a memory store forgot its nonces.
 //!
-//! This check is stateless and must never touch the store.
+//! [`check`] is the entry point. This check is stateless and must never
+//! touch the store.
 
 use std::time::Duration;
 
@@ -23,6 +26,30 @@ pub struct Fresh {
     pub millis: i128,
     /// The timestamp rounded up to whole seconds (for nonce expiry).
     pub seconds_ceil: u64,
+    /// The rule's skew, whole seconds (for nonce expiry).
+    pub max_skew_secs: u64,
+}
+
+/// The memory store forgot every nonce at restart: for one skew window
+/// after `started`, a timestamp from before the start could be a replay the
+/// store cannot recognise. Compared in whole seconds (the start rounded
+/// down), so clients signing in the start's own second are not refused.
+#[derive(Debug, Clone, Copy)]
+pub struct RestartFence {
+    /// When the process started (the proxy clock).
+    pub started: Duration,
+}
+
+impl RestartFence {
+    fn check(&self, millis: i128, skew: Duration, now: Duration) -> Result<(), Rejection> {
+        if now >= self.started + skew {
+            return Ok(());
+        }
+        if millis < i128::from(self.started.as_secs()) * 1000 {
+            return Err(Rejection::StaleTimestamp);
+        }
+        Ok(())
+    }
 }
 
 /// Parse a timestamp in a format, to milliseconds since the epoch.
@@ -52,12 +79,14 @@ fn digits(value: &str, max_len: usize) -> Option<i128> {
     value.parse::<i128>().ok()
 }
 
-/// Check the timestamp header against the rule.
+/// The freshness check: the timestamp header `name` against the rule and,
+/// when given, the restart fence.
 pub fn check(
     headers: &HeaderMap,
     name: &HeaderName,
     rule: &Freshness,
     clock: &dyn Clock,
+    fence: Option<&RestartFence>,
 ) -> Result<Fresh, Rejection> {
     let value = match header_text(headers, name) {
         None => return Err(Rejection::MissingTimestamp),
@@ -65,11 +94,16 @@ pub fn check(
         Some(Ok(value)) => value,
     };
     let millis = parse(value, rule.format).ok_or(Rejection::MalformedTimestamp)?;
-    within_window(millis, rule.max_skew, clock.now())?;
+    let now = clock.now();
+    within_window(millis, rule.max_skew, now)?;
+    if let Some(fence) = fence {
+        fence.check(millis, rule.max_skew, now)?;
+    }
     let seconds_ceil = u64::try_from((millis + 999).div_euclid(1000)).unwrap_or(0);
     Ok(Fresh {
         millis,
         seconds_ceil,
+        max_skew_secs: rule.max_skew.as_secs(),
     })
 }
 
@@ -140,7 +174,7 @@ mod tests {
         let at = |value: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(name.clone(), HeaderValue::from_str(value).unwrap());
-            check(&headers, &name, &rule, clock.as_ref())
+            check(&headers, &name, &rule, clock.as_ref(), None)
         };
         assert!(at("1764326400").is_ok());
         assert!(at("1764326280").is_ok());
@@ -150,8 +184,36 @@ mod tests {
         assert_eq!(at("soon"), Err(Rejection::MalformedTimestamp));
         assert_eq!(at(" "), Err(Rejection::MissingTimestamp));
         assert_eq!(
-            check(&HeaderMap::new(), &name, &rule, clock.as_ref()),
+            check(&HeaderMap::new(), &name, &rule, clock.as_ref(), None),
             Err(Rejection::MissingTimestamp)
+        );
+    }
+
+    #[test]
+    fn restart_fence_refuses_timestamps_from_before_the_start_for_one_window() {
+        let clock = ManualClock::at_secs(1_764_326_400);
+        let fence = RestartFence {
+            started: clock.now(),
+        };
+        let rule = Freshness {
+            max_skew: Duration::from_secs(120),
+            format: TimestampFormat::Unix,
+        };
+        let name = HeaderName::from_static("x-request-timestamp");
+        let at = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name.clone(), HeaderValue::from_str(value).unwrap());
+            check(&headers, &name, &rule, clock.as_ref(), Some(&fence))
+        };
+        assert_eq!(at("1764326399"), Err(Rejection::StaleTimestamp));
+        assert!(at("1764326400").is_ok());
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(at("1764326399"), Err(Rejection::StaleTimestamp));
+        let mut headers = HeaderMap::new();
+        headers.insert(name.clone(), HeaderValue::from_static("1764326399"));
+        assert!(
+            check(&headers, &name, &rule, clock.as_ref(), None).is_ok(),
+            "within the window: only the fence refuses it"
         );
     }
 }

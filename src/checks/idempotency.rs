@@ -1,15 +1,156 @@
 //! Idempotency keys (after draft-ietf-httpapi-idempotency-key-header): the
-//! key's format, the request fingerprint, and what a claim outcome means
-//! for the caller.
+//! key's format, the request fingerprint, the claim and what its outcome
+//! means, and the fenced writes that complete or release a claim.
 //!
-//! The request path claims, forwards, then completes or releases; this
-//! module holds the pure parts of that: it must never talk to the store or
-//! the upstream itself.
+//! [`check`] is the entry point: it reads the key header, validates it,
+//! builds the record key and fingerprint, claims it and applies `on_error`.
+//! A [`Claim`] it returns is completed or released by its holder (the
+//! request path, after forwarding); every such write is conditional on the
+//! claim's owner token. This module must never talk to the upstream.
 
+use bytes::Bytes;
+use http::header::{HeaderName, SET_COOKIE};
+use http::{HeaderMap, Method};
 use sha2::{Digest, Sha256};
 
+use super::{header_text, owner_token, StoreAccess};
+use crate::config::Idempotency;
+use crate::metrics::Metrics;
 use crate::rejection::Rejection;
-use crate::store::{IdemOutcome, StoredResponse};
+use crate::store::{Fenced, IdemClaim, IdemOutcome, Store, StoreError, StoredResponse};
+
+/// What the idempotency check asks of the rest of the request path.
+#[derive(Debug)]
+pub enum Step {
+    /// No idempotency key on this request (or the route has no rule, or the
+    /// store failed and `on_error = "allow"`): forward as usual.
+    None,
+    /// We hold the lease: forward, then complete or release.
+    Claimed(Claim),
+    /// A completed record answers this request.
+    Replay(StoredResponse),
+}
+
+/// A claimed idempotency key: the record's key, our owner token and the
+/// rule it was claimed under.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pk: String,
+    owner: String,
+    /// The route's idempotency rule.
+    pub rule: Idempotency,
+}
+
+/// What the request looks like to the idempotency check.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The request's headers (the key is read from them).
+    pub headers: &'a HeaderMap,
+    /// The method (fingerprinted).
+    pub method: &'a Method,
+    /// The normalised path (fingerprinted).
+    pub path: &'a str,
+    /// The raw query (fingerprinted).
+    pub query: Option<&'a str>,
+    /// The body (fingerprinted).
+    pub body: &'a [u8],
+}
+
+/// The idempotency check: the key header `name` under `rule`, scoped by
+/// `scope` (an encoded identity).
+pub async fn check(
+    access: &StoreAccess<'_>,
+    rule: &Idempotency,
+    name: &HeaderName,
+    scope: &str,
+    request: Request<'_>,
+) -> Result<Step, Rejection> {
+    let key = match header_text(request.headers, name) {
+        None if rule.required => return Err(Rejection::MissingIdempotencyKey),
+        None => return Ok(Step::None),
+        Some(Err(())) => return Err(Rejection::MalformedIdempotencyKey),
+        Some(Ok(key)) => key,
+    };
+    validate(key)?;
+    let pk = record_key(scope, key);
+    let owner = owner_token();
+    let fingerprint = fingerprint(
+        request.method.as_str(),
+        request.path,
+        request.query,
+        request.body,
+    );
+    let now = access.clock.now_secs();
+    let lease_until = now + rule.lease.as_secs();
+    let outcome = access
+        .store
+        .claim_idempotency(IdemClaim {
+            pk: &pk,
+            owner: &owner,
+            fingerprint: &fingerprint,
+            lease_until,
+            expires_at: lease_until,
+            now,
+        })
+        .await;
+    match outcome {
+        Ok(outcome) => Ok(match decide(outcome, &fingerprint, now)? {
+            Decision::Forward => Step::Claimed(Claim {
+                pk,
+                owner,
+                rule: rule.clone(),
+            }),
+            Decision::Replay(stored) => Step::Replay(stored),
+        }),
+        Err(e) => {
+            access.failed(e, "claim_idempotency")?;
+            Ok(Step::None)
+        }
+    }
+}
+
+impl Claim {
+    /// Record the answer: the record becomes completed until `expires_at`,
+    /// unless another claimant took it over.
+    pub async fn complete(
+        &self,
+        store: &dyn Store,
+        stored: &StoredResponse,
+        expires_at: u64,
+    ) -> Result<Fenced, StoreError> {
+        store
+            .complete_idempotency(&self.pk, &self.owner, stored, expires_at)
+            .await
+    }
+
+    /// Give the key back (the request never ran, or its answer is one the
+    /// rule releases): a retry may run. A failure only logs: the record
+    /// expires with its lease.
+    pub async fn release(&self, store: &dyn Store, metrics: &Metrics) {
+        match store.release_idempotency(&self.pk, &self.owner).await {
+            Ok(Fenced::Done) => {}
+            Ok(Fenced::LostOwnership) => metrics.lost_ownership("release_idempotency"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release an idempotency claim; it expires with its lease")
+            }
+        }
+    }
+}
+
+/// What is kept of an upstream answer: its status, its end-to-end headers
+/// but `Set-Cookie` (a replay never hands one client's session to a
+/// retry), and the body when it was retained.
+pub fn record(status: u16, headers: &HeaderMap, body: Option<Bytes>) -> StoredResponse {
+    StoredResponse {
+        status,
+        headers: headers
+            .iter()
+            .filter(|(name, _)| *name != SET_COOKIE)
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect(),
+        body,
+    }
+}
 
 /// Whether a key is 1–255 visible ASCII characters.
 pub fn validate(key: &str) -> Result<(), Rejection> {

@@ -1,14 +1,56 @@
 //! Nonce: well-formed, then claimed atomically in the store for the
-//! request's identity, remembered until its timestamp could no longer pass
+//! request's scope, remembered until its timestamp could no longer pass
 //! freshness (`timestamp + max_skew + 60 s`).
 //!
-//! This check must never run before freshness (and the signature, where
-//! required), so forged or stale requests never write to the store.
+//! [`check`] is the entry point: it reads the nonce header, validates it,
+//! builds the record key, claims it and applies `on_error`. It must never
+//! run before freshness (and the signature, where required), so forged or
+//! stale requests never write to the store.
 
+use http::header::HeaderName;
+use http::HeaderMap;
+
+use super::freshness::Fresh;
+use super::{header_text, owner_token, StoreAccess};
 use crate::rejection::Rejection;
+use crate::store::{NonceClaim, NonceOutcome};
 
 /// Margin for clock differences between replicas.
 pub const CLOCK_MARGIN_SECS: u64 = 60;
+
+/// The nonce check: the header `name` read, validated and claimed for
+/// `scope` (an encoded identity) until `fresh`'s timestamp leaves the
+/// `max_skew_secs` window. `required = false` lets a request without a
+/// nonce pass unclaimed.
+pub async fn check(
+    access: &StoreAccess<'_>,
+    headers: &HeaderMap,
+    name: &HeaderName,
+    required: bool,
+    scope: &str,
+    fresh: &Fresh,
+) -> Result<(), Rejection> {
+    let value = match header_text(headers, name) {
+        None if required => return Err(Rejection::MissingNonce),
+        None => return Ok(()),
+        Some(Err(())) => return Err(Rejection::MalformedNonce),
+        Some(Ok(value)) => value,
+    };
+    validate(value)?;
+    let pk = record_key(scope, value);
+    let owner = owner_token();
+    let claim = NonceClaim {
+        pk: &pk,
+        owner: &owner,
+        expires_at: expires_at(fresh.seconds_ceil, fresh.max_skew_secs),
+        now: access.clock.now_secs(),
+    };
+    match access.store.claim_nonce(claim).await {
+        Ok(NonceOutcome::Claimed) => Ok(()),
+        Ok(NonceOutcome::Replayed) => Err(Rejection::ReplayedNonce),
+        Err(e) => access.failed(e, "claim_nonce"),
+    }
+}
 
 /// Whether a nonce is 16–128 characters of `[A-Za-z0-9._~+/=-]`.
 pub fn validate(nonce: &str) -> Result<(), Rejection> {
@@ -38,6 +80,68 @@ pub fn expires_at(timestamp_secs_ceil: u64, max_skew_secs: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::OnStoreError;
+    use crate::metrics::Metrics;
+    use crate::store::memory::MemoryStore;
+    use http::HeaderValue;
+
+    #[tokio::test]
+    async fn check_claims_once_per_scope_without_a_proxy() {
+        let clock = ManualClock::at_secs(1_764_326_400);
+        let store = MemoryStore::new(100);
+        let metrics = Metrics::new();
+        let access = StoreAccess {
+            store: &store,
+            clock: clock.as_ref(),
+            on_error: OnStoreError::Reject,
+            metrics: &metrics,
+            route: "r",
+        };
+        let name = HeaderName::from_static("x-request-nonce");
+        let mut headers = HeaderMap::new();
+        let fresh = Fresh {
+            millis: 1_764_326_400_000,
+            seconds_ceil: 1_764_326_400,
+            max_skew_secs: 120,
+        };
+        assert_eq!(
+            check(&access, &headers, &name, true, "a", &fresh).await,
+            Err(Rejection::MissingNonce)
+        );
+        assert_eq!(
+            check(&access, &headers, &name, false, "a", &fresh).await,
+            Ok(())
+        );
+        headers.insert(name.clone(), HeaderValue::from_static("short"));
+        assert_eq!(
+            check(&access, &headers, &name, true, "a", &fresh).await,
+            Err(Rejection::MalformedNonce)
+        );
+        headers.insert(
+            name.clone(),
+            HeaderValue::from_static("4f9c2a7e1b3d4c5a8e6f7a9b0c1d2e3f"),
+        );
+        assert_eq!(
+            check(&access, &headers, &name, true, "a", &fresh).await,
+            Ok(())
+        );
+        assert_eq!(
+            check(&access, &headers, &name, true, "a", &fresh).await,
+            Err(Rejection::ReplayedNonce)
+        );
+        assert_eq!(
+            check(&access, &headers, &name, true, "b", &fresh).await,
+            Ok(())
+        );
+        // Remembered until timestamp + skew + margin, then forgotten.
+        clock.advance(std::time::Duration::from_secs(120 + CLOCK_MARGIN_SECS + 1));
+        assert!(clock.now_secs() > expires_at(fresh.seconds_ceil, 120));
+        assert_eq!(
+            check(&access, &headers, &name, true, "a", &fresh).await,
+            Ok(())
+        );
+    }
 
     #[test]
     fn nonce_alphabet_and_length() {

@@ -8,17 +8,22 @@
 //! The signature header carries one or more comma-separated `v1=<hex>`
 //! values (rotation); one valid value against the key's current or previous
 //! secret is enough. Verification is constant-time (`Mac::verify_slice`).
+//! [`check`] is the entry point: it reads the key-id, signature, timestamp
+//! and nonce headers of a route, builds the signed parts and verifies them.
 //! A second scheme would be another function returning the verified key id;
-//! the request path only sees [`verify`]'s result. This module must never
+//! the request path only sees [`check`]'s result. This module must never
 //! log, return or compare a secret other than through the HMAC, and never
 //! say which part of the canonical string differed.
 
 use std::collections::BTreeMap;
 
 use hmac::{Hmac, Mac};
+use http::header::HOST;
+use http::request::Parts;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Key, Secret};
+use super::header_text;
+use crate::config::{Key, Route, Secret};
 use crate::rejection::Rejection;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -90,6 +95,66 @@ fn candidates(header: &str) -> Vec<[u8; 32]> {
         })
         .take(MAX_CANDIDATES)
         .collect()
+}
+
+/// The signature check of a route: `Ok(None)` when the route has no
+/// signature rule (or an optional one the request does not use), the
+/// verified key id otherwise. `path` is the normalised path the proxy
+/// matched and forwards.
+pub fn check<'k>(
+    keys: &'k BTreeMap<String, Key>,
+    route: &Route,
+    parts: &Parts,
+    path: &str,
+    body: &[u8],
+) -> Result<Option<&'k str>, Rejection> {
+    let Some(required) = route.signature else {
+        return Ok(None);
+    };
+    let names = &route.headers;
+    let key_id = header_text(&parts.headers, &names.key_id);
+    let sig = header_text(&parts.headers, &names.signature);
+    let (key_id, sig) = match (key_id, sig) {
+        (None, None) if !required => return Ok(None),
+        (Some(Ok(key_id)), Some(Ok(sig))) => (key_id, sig),
+        (None, _) | (_, None) => return Err(Rejection::MissingSignature),
+        _ => return Err(Rejection::BadSignature),
+    };
+    let timestamp = match header_text(&parts.headers, &names.timestamp) {
+        Some(Ok(value)) => value,
+        _ => return Err(Rejection::MissingTimestamp),
+    };
+    let nonce = match header_text(&parts.headers, &names.nonce) {
+        Some(Ok(value)) => value,
+        _ => "",
+    };
+    let host = request_host(parts).to_ascii_lowercase();
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let body_sha256 = sha256_hex(body);
+    let signed = Signed {
+        method: parts.method.as_str(),
+        host: &host,
+        path_and_query: &path_and_query,
+        timestamp,
+        nonce,
+        body_sha256: &body_sha256,
+    };
+    verify(keys, key_id, sig, &signed).map(Some)
+}
+
+/// The host the client addressed: the absolute-form authority, else `Host`.
+fn request_host(parts: &Parts) -> &str {
+    if let Some(authority) = parts.uri.authority() {
+        return authority.as_str();
+    }
+    parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
 }
 
 /// Verify the signature for `key_id`; returns the verified key's id.

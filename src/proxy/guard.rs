@@ -1,0 +1,192 @@
+//! The checks phase of a matched, protected route, in the spec's order:
+//!
+//! ```text
+//! head checks (rate limit by an unverified identity, declared size, freshness)
+//!   → body (capped) → signature → rate limit by key id → nonce → idempotency
+//! ```
+//!
+//! Each step is one call into its check module; the first failure stops
+//! and is handed back as [`Refused`] with whatever is left of the body, so
+//! that the one report-mode decision (in the request path) can still
+//! forward it. Stateless checks run before anything that writes to the
+//! store, so forged, stale or throttled requests never cost a store write.
+//! This phase must never forward a request or build a response.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use hyper::body::Incoming;
+
+use super::ctx::RequestCtx;
+use super::framing::{content_length, read_body};
+use super::{Proxy, RouteState};
+use crate::checks::freshness::{self, Fresh, RestartFence};
+use crate::checks::idempotency::{self, Step};
+use crate::checks::{nonce, signature, StoreAccess};
+use crate::config::Identity;
+use crate::identity;
+use crate::rejection::Rejection;
+
+/// What the checks established for a request that passed them.
+pub struct Checked {
+    /// The buffered body.
+    pub body: Bytes,
+    /// What idempotency asks of the forward step.
+    pub idempotency: Step,
+}
+
+/// A failed check, with whatever is left of the body.
+pub struct Refused {
+    /// Why.
+    pub rejection: Rejection,
+    /// The body, as far as it was read.
+    pub body: BodyState,
+}
+
+/// How far the request body was read when a check failed.
+pub enum BodyState {
+    /// Not read yet: can still be streamed.
+    Unread(Incoming),
+    /// Buffered in full.
+    Read(Bytes),
+    /// Partly consumed (too large or broken): cannot be forwarded.
+    Lost,
+}
+
+/// What the head checks learnt before the body was read.
+struct Head {
+    /// The identity known without verification (`client_ip`, `header:`).
+    identity: Option<String>,
+    /// The timestamp that passed freshness, when the route checks it.
+    fresh: Option<Fresh>,
+}
+
+impl Proxy {
+    /// Every check of a protected route, in order; the first failure stops.
+    pub(super) async fn run_checks(
+        &self,
+        route: &Arc<RouteState>,
+        parts: &Parts,
+        body: Incoming,
+        ctx: &mut RequestCtx,
+    ) -> Result<Checked, Refused> {
+        let head = match self.head_checks(route, parts, ctx) {
+            Ok(head) => head,
+            Err(rejection) => {
+                return Err(Refused {
+                    rejection,
+                    body: BodyState::Unread(body),
+                })
+            }
+        };
+        let max_body = self.config.server.max_body_bytes;
+        let body = match read_body(body, max_body, self.upstream.timeout()).await {
+            Ok(body) => body,
+            Err(rejection) => {
+                return Err(Refused {
+                    rejection,
+                    body: BodyState::Lost,
+                })
+            }
+        };
+        match self.body_checks(route, parts, &body, head, ctx).await {
+            Ok(idempotency) => Ok(Checked { body, idempotency }),
+            Err(rejection) => Err(Refused {
+                rejection,
+                body: BodyState::Read(body),
+            }),
+        }
+    }
+
+    /// Rate limit by an identity known before any parsing, the declared
+    /// body size, freshness.
+    fn head_checks(
+        &self,
+        route: &RouteState,
+        parts: &Parts,
+        ctx: &mut RequestCtx,
+    ) -> Result<Head, Rejection> {
+        let rule = &route.rule;
+        let identity = identity::unverified(
+            &rule.identity,
+            &parts.headers,
+            ctx.peer.addr.ip(),
+            &self.config.server.trusted_proxies,
+        );
+        if let (Some(limiter), Some(id)) = (&route.limiter, identity.as_deref()) {
+            ctx.identity_tag = Some(identity::log_tag(id));
+            ctx.rate_limit = Some(limiter.check(id)?);
+        }
+        // The proxy never holds more than max_body_bytes: refuse a declared
+        // larger body before reading anything.
+        if content_length(parts).is_some_and(|len| len > self.config.server.max_body_bytes as u64) {
+            return Err(Rejection::BodyTooLarge);
+        }
+        let fence = RestartFence {
+            started: self.started,
+        };
+        let fenced = rule.nonce.is_some() && self.config.store.restart_fence;
+        let fresh = match &rule.freshness {
+            Some(freshness) => Some(freshness::check(
+                &parts.headers,
+                &rule.headers.timestamp,
+                freshness,
+                self.clock.as_ref(),
+                fenced.then_some(&fence),
+            )?),
+            None => None,
+        };
+        Ok(Head { identity, fresh })
+    }
+
+    /// Signature, rate limit by key id, nonce, idempotency.
+    async fn body_checks(
+        &self,
+        route: &RouteState,
+        parts: &Parts,
+        body: &Bytes,
+        head: Head,
+        ctx: &mut RequestCtx,
+    ) -> Result<Step, Rejection> {
+        let rule = &route.rule;
+        let verified = signature::check(&self.config.keys, rule, parts, ctx.target.path(), body)?;
+        ctx.verified_key = verified.map(str::to_owned);
+        let mut identity = head.identity;
+        if rule.identity == Identity::KeyId {
+            let key = verified.ok_or(Rejection::MissingSignature)?;
+            ctx.identity_tag = Some(identity::log_tag(key));
+            if let Some(limiter) = &route.limiter {
+                ctx.rate_limit = Some(limiter.check(key)?);
+            }
+            identity = Some(key.to_owned());
+        }
+        let scope = identity::encode(identity.as_deref().unwrap_or(""));
+        if ctx.identity_tag.is_none() {
+            ctx.identity_tag = Some(identity::log_tag(&scope));
+        }
+        let access = StoreAccess {
+            store: self.store.as_ref(),
+            clock: self.clock.as_ref(),
+            on_error: self.config.store.on_error,
+            metrics: &self.metrics,
+            route: &rule.name,
+        };
+        if let (Some(required), Some(fresh)) = (rule.nonce, &head.fresh) {
+            let name = &rule.headers.nonce;
+            nonce::check(&access, &parts.headers, name, required, &scope, fresh).await?;
+        }
+        let Some(idem) = &rule.idempotency else {
+            return Ok(Step::None);
+        };
+        let request = idempotency::Request {
+            headers: &parts.headers,
+            method: &parts.method,
+            path: ctx.target.path(),
+            query: parts.uri.query(),
+            body,
+        };
+        let name = &rule.headers.idempotency_key;
+        idempotency::check(&access, idem, name, &scope, request).await
+    }
+}

@@ -1,0 +1,209 @@
+//! Forward / replay / record for idempotency: a claimed request is
+//! forwarded on its own task and its answer recorded (or its claim
+//! released), and a completed record is replayed as the stored answer.
+//!
+//! A claimed attempt must end in a recorded answer or a released claim even
+//! when the client hangs up, or the client's retry would wait out the lease
+//! and then execute the request a second time; so it runs on a task the
+//! shutdown waits for. This module must never forward a request whose key
+//! it does not hold, and never answer from a record that is not completed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{self, StreamExt};
+use http::header::{HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, BodyStream, StreamBody};
+use hyper::body::Frame;
+
+use super::ctx::RequestCtx;
+use super::forward::{stream_response, upstream_rejection};
+use super::{Answer, Proxy};
+use crate::body::{self, Body, BoxError};
+use crate::checks::idempotency::{self, Claim};
+use crate::forward;
+use crate::metrics::Outcome;
+use crate::rejection::Rejection;
+use crate::store::{Fenced, StoredResponse};
+use crate::upstream::{UpstreamBody, UpstreamError};
+
+/// Response header marking a stored idempotent answer.
+pub const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+impl Proxy {
+    /// Forward a claimed request on its own task and wait for its answer;
+    /// the task goes on (and records) if this future is dropped.
+    pub(super) async fn forward_claimed(
+        self: &Arc<Self>,
+        parts: Parts,
+        body: Bytes,
+        claim: Claim,
+        ctx: &RequestCtx,
+    ) -> Result<Answer, Rejection> {
+        let proxy = Arc::clone(self);
+        let ctx = ctx.clone();
+        let task = async move { proxy.forward_and_record(parts, body, claim, &ctx).await };
+        match self.detached.spawn(task).await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(error = %e, "idempotent forward task failed");
+                Err(Rejection::Internal)
+            }
+        }
+    }
+
+    /// Forward a request whose idempotency key we claimed, record the
+    /// answer (or release the claim), and answer the caller.
+    async fn forward_and_record(
+        self: &Arc<Self>,
+        parts: Parts,
+        body: Bytes,
+        claim: Claim,
+        ctx: &RequestCtx,
+    ) -> Result<Answer, Rejection> {
+        // One deadline covers the response head and the buffered body: the
+        // first attempt must end within `upstream_timeout` so that it
+        // cannot outlive its lease.
+        let deadline = tokio::time::Instant::now() + self.upstream.timeout();
+        let response = match self.send(parts, body::full(body), ctx).await {
+            Ok(response) => response,
+            Err(error) => {
+                if matches!(error, UpstreamError::Connect) {
+                    // Never reached the upstream: a retry may run.
+                    claim.release(self.store.as_ref(), &self.metrics).await;
+                }
+                // Timeout or a failure after sending: it may have executed;
+                // the lease stays until it expires.
+                return Err(upstream_rejection(error));
+            }
+        };
+        let status = response.status().as_u16();
+        if claim.rule.release_statuses.contains(&status) {
+            claim.release(self.store.as_ref(), &self.metrics).await;
+            return Ok(Answer::forwarded(stream_response(response)));
+        }
+        let (mut head, upstream_body) = response.into_parts();
+        forward::strip_hop_by_hop(&mut head.headers);
+        let limit = claim.rule.max_response_bytes;
+        let buffered = tokio::time::timeout_at(deadline, buffer_up_to(upstream_body, limit)).await;
+        // Either way it reached the upstream: the lease is kept.
+        let (kept, rest) = match buffered {
+            Ok(Ok(buffered)) => buffered,
+            Ok(Err(_)) => return Err(Rejection::UpstreamUnavailable),
+            Err(_) => return Err(Rejection::UpstreamTimeout),
+        };
+        let retained = rest.is_none().then(|| kept.clone());
+        let stored = idempotency::record(status, &head.headers, retained);
+        self.record(claim, stored, ctx).await;
+        let body = match rest {
+            None => body::full(kept),
+            Some(rest) => chain(kept, rest),
+        };
+        Ok(Answer::forwarded(Response::from_parts(head, body)))
+    }
+
+    /// Complete the record; when the store cannot take it now, keep
+    /// offering it in the background.
+    async fn record(self: &Arc<Self>, claim: Claim, stored: StoredResponse, ctx: &RequestCtx) {
+        let route = ctx.route_name();
+        let expires_at = self.clock.now_secs() + claim.rule.ttl.as_secs();
+        match claim
+            .complete(self.store.as_ref(), &stored, expires_at)
+            .await
+        {
+            Ok(Fenced::Done) => {}
+            Ok(Fenced::LostOwnership) => {
+                self.metrics.lost_ownership("complete_idempotency");
+                tracing::warn!(route, "idempotency record was taken over before completion; answering the caller anyway");
+            }
+            Err(e) => {
+                tracing::warn!(route, error = %e, "could not store the idempotent response; answering the caller anyway, storing it in the background");
+                self.complete_later(claim, stored, expires_at);
+            }
+        }
+    }
+
+    /// An answered request whose answer the store would not take (it was
+    /// unreachable): keep offering the answer, with growing pauses, for one
+    /// lease. While the lease lasts a retry gets 409 `idempotency_in_flight`;
+    /// once the answer is stored, the stored answer — without this, the
+    /// lease would expire and the retry would execute the request again.
+    /// Fenced by the owner token like every completion: if the record was
+    /// taken over meanwhile, nothing is overwritten. Shutdown waits for it
+    /// within `shutdown_grace_secs`.
+    fn complete_later(self: &Arc<Self>, claim: Claim, stored: StoredResponse, expires_at: u64) {
+        let proxy = Arc::clone(self);
+        self.detached.spawn(async move {
+            let give_up = tokio::time::Instant::now() + claim.rule.lease;
+            let mut pause = Duration::from_millis(100);
+            loop {
+                tokio::time::sleep(pause).await;
+                let result = claim
+                    .complete(proxy.store.as_ref(), &stored, expires_at)
+                    .await;
+                match result {
+                    Ok(Fenced::Done) => {
+                        tracing::info!("stored an idempotent response on a later attempt");
+                        return;
+                    }
+                    Ok(Fenced::LostOwnership) => {
+                        proxy.metrics.lost_ownership("complete_idempotency");
+                        return;
+                    }
+                    Err(e) if tokio::time::Instant::now() + pause >= give_up => {
+                        tracing::error!(error = %e, "gave up storing an idempotent response: once its lease ends, a retry executes again");
+                        return;
+                    }
+                    Err(_) => pause = (pause * 2).min(Duration::from_secs(5)),
+                }
+            }
+        });
+    }
+}
+
+/// The stored answer of a completed record, marked `Idempotent-Replayed`.
+pub(super) fn replay(stored: StoredResponse) -> Answer {
+    let mut response = Response::new(body::full(stored.body.unwrap_or_default()));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    Answer {
+        response,
+        outcome: Outcome::Replayed,
+    }
+}
+
+/// Read at most `limit` bytes; if more arrive, hand back the rest unread.
+async fn buffer_up_to(
+    mut body: UpstreamBody,
+    limit: usize,
+) -> Result<(Bytes, Option<UpstreamBody>), hyper::Error> {
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buffer.extend_from_slice(&data);
+            if buffer.len() > limit {
+                return Ok((buffer.freeze(), Some(body)));
+            }
+        }
+    }
+    Ok((buffer.freeze(), None))
+}
+
+/// Bytes already read, followed by the rest of a streaming body.
+fn chain(head: Bytes, rest: UpstreamBody) -> Body {
+    let first = stream::once(async move { Ok::<_, BoxError>(Frame::data(head)) });
+    let tail = BodyStream::new(rest).map(|frame| frame.map_err(|e| -> BoxError { Box::new(e) }));
+    BodyExt::boxed(StreamBody::new(first.chain(tail)))
+}
