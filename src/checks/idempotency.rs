@@ -265,3 +265,84 @@ mod tests {
         ));
     }
 }
+
+/// The entry point against the memory store and a manual clock.
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::OnStoreError;
+    use crate::store::memory::MemoryStore;
+    use http::HeaderValue;
+    use std::time::Duration;
+
+    fn rule() -> Idempotency {
+        Idempotency {
+            required: true,
+            ttl: Duration::from_secs(3600),
+            lease: Duration::from_secs(60),
+            max_response_bytes: 1024,
+            release_statuses: vec![503],
+        }
+    }
+
+    #[tokio::test]
+    async fn claim_then_in_flight_then_replay_or_reuse() {
+        let clock = ManualClock::at_secs(1_764_326_400);
+        let store = MemoryStore::new(100);
+        let metrics = Metrics::new();
+        let access = StoreAccess {
+            store: &store,
+            clock: clock.as_ref(),
+            on_error: OnStoreError::Reject,
+            metrics: &metrics,
+            route: "r",
+        };
+        let name = HeaderName::from_static("idempotency-key");
+        let mut headers = HeaderMap::new();
+        fn request<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Request<'a> {
+            Request {
+                headers,
+                method: &Method::POST,
+                path: "/payments",
+                query: None,
+                body,
+            }
+        }
+        let rule = rule();
+        let missing = check(&access, &rule, &name, "a", request(&headers, b"{}")).await;
+        assert_eq!(missing.unwrap_err(), Rejection::MissingIdempotencyKey);
+        headers.insert(name.clone(), HeaderValue::from_static("k-1"));
+        let Ok(Step::Claimed(claim)) =
+            check(&access, &rule, &name, "a", request(&headers, b"{}")).await
+        else {
+            panic!("the first request claims the key");
+        };
+        let again = check(&access, &rule, &name, "a", request(&headers, b"{}")).await;
+        assert_eq!(
+            again.unwrap_err(),
+            Rejection::IdempotencyInFlight { retry_after: 60 }
+        );
+        assert!(
+            matches!(
+                check(&access, &rule, &name, "b", request(&headers, b"{}")).await,
+                Ok(Step::Claimed(_))
+            ),
+            "keys are scoped per identity"
+        );
+        let stored = record(201, &HeaderMap::new(), Some(Bytes::from_static(b"done")));
+        let expires_at = clock.now_secs() + 3600;
+        assert_eq!(
+            claim.complete(&store, &stored, expires_at).await.unwrap(),
+            Fenced::Done
+        );
+        let Ok(Step::Replay(replayed)) =
+            check(&access, &rule, &name, "a", request(&headers, b"{}")).await
+        else {
+            panic!("a completed key replays");
+        };
+        assert_eq!(replayed, stored);
+        let reused = check(&access, &rule, &name, "a", request(&headers, b"{ }")).await;
+        assert_eq!(reused.unwrap_err(), Rejection::IdempotencyKeyReused);
+    }
+}

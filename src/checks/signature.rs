@@ -268,3 +268,84 @@ mod tests {
         );
     }
 }
+
+/// The entry point, driven the way the request path drives it: a route
+/// from TOML, a request head, the normalised path and the body.
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use crate::config::Config;
+    use http::Request;
+
+    const TOML: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+upstream = "http://127.0.0.1:9"
+[[keys]]
+id = "billing-svc"
+secret = "s3cr3t-billing"
+[[routes]]
+name = "pay"
+path = "/payments"
+freshness = { max_skew_secs = 120 }
+nonce = { required = true }
+signature = { required = true }
+[[routes]]
+name = "optional"
+path = "/optional"
+freshness = { max_skew_secs = 120 }
+signature = { required = false }
+"#;
+    const GOOD: &str = "v1=a500ea0bce531bc6c180bd3f5bf683024cf55c8b32ecc7c6b158c0ef67da7dbc";
+    const BODY: &[u8] = br#"{"amount":1250,"currency":"EUR"}"#;
+
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        let mut request = Request::post("/payments?dry_run=false")
+            .header("host", "Payments.Internal:8080")
+            .header("x-request-timestamp", "1764326400")
+            .header("x-request-nonce", "4f9c2a7e1b3d4c5a8e6f7a9b0c1d2e3f");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_spec_example_verifies_and_every_failure_is_typed() {
+        let config = Config::parse(TOML, "t.toml").unwrap();
+        let (pay, optional) = (&config.routes[0], &config.routes[1]);
+        let check = |route, parts: &Parts, path: &str, body: &[u8]| {
+            super::check(&config.keys, route, parts, path, body)
+        };
+        let signed = parts(&[("x-key-id", "billing-svc"), ("x-signature", GOOD)]);
+        assert_eq!(
+            check(pay, &signed, "/payments", BODY),
+            Ok(Some("billing-svc")),
+            "host is compared lowercased"
+        );
+        assert_eq!(
+            check(pay, &signed, "/payments", b"{}"),
+            Err(Rejection::BadSignature),
+            "the body is covered"
+        );
+        assert_eq!(
+            check(pay, &signed, "/payments/", BODY),
+            Err(Rejection::BadSignature),
+            "the normalised path is covered"
+        );
+        assert_eq!(
+            check(pay, &parts(&[("x-signature", GOOD)]), "/payments", BODY),
+            Err(Rejection::MissingSignature)
+        );
+        assert_eq!(
+            check(pay, &parts(&[]), "/payments", BODY),
+            Err(Rejection::MissingSignature)
+        );
+        let unknown = parts(&[("x-key-id", "nobody"), ("x-signature", GOOD)]);
+        assert_eq!(
+            check(pay, &unknown, "/payments", BODY),
+            Err(Rejection::UnknownKey)
+        );
+        assert_eq!(check(optional, &parts(&[]), "/optional", BODY), Ok(None));
+    }
+}
