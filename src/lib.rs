@@ -30,10 +30,34 @@
 //!
 //! ## The request path
 //!
+//! The one chart of it (README and docs link here). Each phase is one call
+//! in [`proxy`]'s sequencing function, over one per-request context; the
+//! first refusal answers and nothing is forwarded.
+//!
 //! ```text
-//! framing → normalise → route → rate limit → freshness → body (capped)
-//!   → signature → nonce (store) → idempotency (store) → forward → record
+//! framing        both framings, several Host headers, overlong target,
+//!                ambiguous path → 400/414; normalise the path
+//! route          first route whose methods and normalised path match;
+//!                unmatched → forward, or 404 (unmatched = "reject");
+//!                a route with no rules streams straight to forward
+//! head checks    rate limit (identity known before parsing: client_ip,
+//!                header:) → declared size (413) → freshness
+//! body           read whole, capped at max_body_bytes, timed
+//! signature      v1 HMAC over method, host, path, query, timestamp,
+//!                nonce, body hash → rate limit for identity = "key_id"
+//! nonce          claimed in the store for the scope (first store write)
+//! idempotency    claim / replay stored answer / in flight / reused
+//! report mode    a refused check on a report-mode route is forwarded
+//!                anyway, named in X-Replay-Guard-Report
+//! forward        normalised path, hop-by-hop hygiene, X-Forwarded-*;
+//!                a claimed request runs on its own task → record the
+//!                answer (or release the claim)
+//! respond        problem+json for a refusal; request id, RateLimit
+//!                headers; counted and logged once
 //! ```
+//!
+//! Stateless checks run before anything that writes to the store, so
+//! forged, stale or throttled requests never cost a store write.
 
 pub mod body;
 pub mod checks;
