@@ -5,7 +5,7 @@
 //! Each check is whole in its module: it reads its own headers, builds its
 //! own store keys, calls the store (through [`StoreAccess`]), applies
 //! `on_error` and turns every outcome into a typed
-//! [`Rejection`](crate::rejection::Rejection). Each has one entry point
+//! [`Rejection`]. Each has one entry point
 //! whose inputs (store, clock, rule, headers) are passed in, so it can be
 //! unit-tested against the memory store and a manual clock without a
 //! proxy. None of them builds an HTTP response, forwards anything or knows

@@ -3,15 +3,15 @@
 //! The chart of the phases is in the crate docs ([`crate`], "The request
 //! path").
 //!
-//! - [`framing`]: refuse what must never be forwarded; normalise the path.
+//! - `framing`: refuse what must never be forwarded; normalise the path.
 //! - route: the first route whose methods and path match (below).
-//! - [`guard`]: a protected route's checks, in order, each one call into
+//! - `guard`: a protected route's checks, in order, each one call into
 //!   its module under [`crate::checks`].
 //! - report mode: the one decision whether a would-be refusal is forwarded
 //!   anyway (below).
-//! - [`forward`] / [`record`]: forward, replay a stored answer, or forward
+//! - `forward` / `record`: forward, replay a stored answer, or forward
 //!   a claimed request and record its answer.
-//! - [`respond`]: the one place an outcome becomes the answer, is counted
+//! - `respond`: the one place an outcome becomes the answer, is counted
 //!   and logged.
 //!
 //! This module must never forward a request whose checks failed (outside
