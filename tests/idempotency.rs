@@ -1,6 +1,7 @@
 //! Idempotency keys end to end (SPEC §3, issue 4): a real upstream, the
-//! real proxy on loopback, and every case run against both stores — the
-//! memory store and DynamoDB (moto, one request at a time). Each case
+//! real proxy on loopback, and every case run against both stores by
+//! `store_matrix!` — the memory store (module `memory`) and DynamoDB
+//! (moto, one request at a time; module `dynamodb`). Each case
 //! asserts the status, the `reason` and what the upstream received.
 
 mod support;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use support::binary::ProxyProcess;
 use support::client::{nonce, Reply, Req};
+use support::matrix::Backend;
 use support::moto::MotoServer;
 use support::proxy::{TestProxy, T0};
 use support::upstream::Upstream;
@@ -36,33 +38,10 @@ nonce = { required = true }
 idempotency = { required = false, ttl_secs = 3600, lease_secs = 60 }
 "#;
 
-/// Which store a case runs on.
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Memory,
-    Dynamo,
-}
-
-/// The `[store]` tables for a backend; DynamoDB gets a fresh table on the
-/// shared moto server.
-async fn store_toml(backend: Backend) -> String {
-    match backend {
-        Backend::Memory => "[store]\nkind = \"memory\"\n".to_owned(),
-        Backend::Dynamo => {
-            let settings = MotoServer::shared().fresh_table_settings().await;
-            format!(
-                "[store]\nkind = \"dynamodb\"\n[store.dynamodb]\ntable = \"{}\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\ntimeout_ms = 5000\n",
-                settings.table,
-                MotoServer::shared().endpoint()
-            )
-        }
-    }
-}
-
 /// A proxy on `backend` in front of `upstream_url`; `server_extra` goes
 /// into `[server]`.
 async fn proxy_for(backend: Backend, upstream_url: &str, server_extra: &str) -> TestProxy {
-    let store = store_toml(backend).await;
+    let store = backend.store_toml().await;
     TestProxy::start(upstream_url, &format!("{server_extra}\n{store}\n{ROUTES}")).await
 }
 
@@ -565,42 +544,27 @@ async fn stalled_response_body_is_bounded_by_the_upstream_timeout(backend: Backe
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
-macro_rules! on_both_stores {
-    ($($case:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::Memory).await
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::Dynamo).await
-                }
-            )*
-        }
-    };
+store_matrix! {
+    targets {
+        memory => Backend::Memory,
+        dynamodb => Backend::Dynamo,
+    }
+    cases {
+        replay_returns_the_stored_answer,
+        same_key_different_request_is_422,
+        duplicate_while_in_flight_is_409_with_retry_after,
+        fifty_concurrent_identical_requests_execute_once,
+        missing_and_malformed_keys_are_400,
+        keys_are_scoped_per_identity,
+        connect_error_releases_the_claim,
+        timeout_keeps_the_lease_until_it_expires,
+        release_statuses_are_released_and_other_5xx_stored,
+        oversize_response_is_delivered_once_then_not_retained,
+        nonce_is_per_transmission_key_per_operation,
+        client_giving_up_does_not_abandon_the_first_attempt,
+        stalled_response_body_is_bounded_by_the_upstream_timeout,
+    }
 }
-
-on_both_stores!(
-    replay_returns_the_stored_answer,
-    same_key_different_request_is_422,
-    duplicate_while_in_flight_is_409_with_retry_after,
-    fifty_concurrent_identical_requests_execute_once,
-    missing_and_malformed_keys_are_400,
-    keys_are_scoped_per_identity,
-    connect_error_releases_the_claim,
-    timeout_keeps_the_lease_until_it_expires,
-    release_statuses_are_released_and_other_5xx_stored,
-    oversize_response_is_delivered_once_then_not_retained,
-    nonce_is_per_transmission_key_per_operation,
-    client_giving_up_does_not_abandon_the_first_attempt,
-    stalled_response_body_is_bounded_by_the_upstream_timeout,
-);
 
 // ---------------------------------------------------------------------------
 // A killed proxy process: its lease expires, then a retry executes.
