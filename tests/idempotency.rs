@@ -36,6 +36,13 @@ identity = "header:X-Client"
 freshness = { max_skew_secs = 120 }
 nonce = { required = true }
 idempotency = { required = false, ttl_secs = 3600, lease_secs = 60 }
+
+[[routes]]
+name = "charge"
+methods = ["POST"]
+path = "/charges"
+identity = "header:X-Client"
+idempotency = { required = true, ttl_secs = 86400, lease_secs = 60 }
 "#;
 
 /// A proxy on `backend` in front of `upstream_url`; `server_extra` goes
@@ -496,6 +503,43 @@ async fn client_giving_up_does_not_abandon_the_first_attempt(backend: Backend) {
     assert_eq!(upstream.count(), 1);
 }
 
+async fn a_stored_idempotent_response_is_never_served_to_another_identity(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    let charge = |client: &str| {
+        Req::post("/charges")
+            .header("X-Client", client)
+            .header("Idempotency-Key", "order-42")
+            .body(r#"{"amount":1}"#)
+    };
+    let alice = charge("alice").send(proxy.addr).await;
+    let bob = charge("bob").send(proxy.addr).await;
+    assert_eq!((alice.status.as_u16(), bob.status.as_u16()), (200, 200));
+    assert_eq!(alice.json()["hit"], 1);
+    assert_eq!(bob.json()["hit"], 2, "bob executed, not alice's replay");
+    assert!(bob.header("idempotent-replayed").is_none());
+    assert_eq!(upstream.count(), 2);
+    // Retries get each their own stored answer.
+    let alice_again = charge("alice").send(proxy.addr).await;
+    let bob_again = charge("bob").send(proxy.addr).await;
+    assert_eq!(alice_again.json()["hit"], 1);
+    assert_eq!(bob_again.json()["hit"], 2);
+    assert_eq!(
+        alice_again.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        bob_again.header("idempotent-replayed").as_deref(),
+        Some("true")
+    );
+    // An identity that tries to reach into another's scope by spelling
+    // (separators used in store keys) gets its own scope too.
+    let sneaky = charge("alice#order-42").send(proxy.addr).await;
+    assert_eq!(sneaky.json()["hit"], 3);
+    assert_eq!(upstream.count(), 3);
+    // No stored answer carries a cookie to whoever replays.
+    assert!(alice_again.header("set-cookie").is_none());
+}
+
 /// An upstream that sends its response head after `head_delay`, then a
 /// part of a longer body, then stalls.
 async fn stalling_upstream(head_delay: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
@@ -563,6 +607,7 @@ store_matrix! {
         nonce_is_per_transmission_key_per_operation,
         client_giving_up_does_not_abandon_the_first_attempt,
         stalled_response_body_is_bounded_by_the_upstream_timeout,
+        a_stored_idempotent_response_is_never_served_to_another_identity,
     }
 }
 

@@ -71,6 +71,17 @@ impl Req {
         self
     }
 
+    /// Replace (or add) a header, keeping the others.
+    pub fn replace_header(self, name: &str, value: impl ToString) -> Req {
+        self.without_header(name).header(name, value)
+    }
+
+    /// Remove every value of a header.
+    pub fn without_header(mut self, name: &str) -> Req {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self
+    }
+
     pub fn body(mut self, body: impl Into<Bytes>) -> Req {
         self.body = body.into();
         self

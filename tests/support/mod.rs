@@ -11,4 +11,5 @@ pub mod config;
 pub mod matrix;
 pub mod moto;
 pub mod proxy;
+pub mod raw;
 pub mod upstream;
