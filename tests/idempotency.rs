@@ -103,17 +103,14 @@ async fn replay_returns_the_stored_answer(backend: Backend) {
     let first = request.send(proxy.addr).await;
     assert_eq!(first.status, 201, "{:?}", first.body);
     assert_eq!(first.json()["hit"], 1);
-    assert_eq!(first.header("idempotent-replayed"), None);
+    first.assert_not_replayed();
     assert_eq!(first.header("set-cookie").as_deref(), Some("session=abc"));
 
     for _ in 0..2 {
         let replay = request.send(proxy.addr).await;
         assert_eq!(replay.status, 201);
         assert_eq!(replay.body, first.body, "byte for byte");
-        assert_eq!(
-            replay.header("idempotent-replayed").as_deref(),
-            Some("true")
-        );
+        replay.assert_replayed();
         assert_eq!(comparable_headers(&replay), comparable_headers(&first));
         assert_eq!(replay.header("x-upstream").as_deref(), Some("legacy"));
         // Set-Cookie is deliberately not stored: a session cookie must not
@@ -188,10 +185,7 @@ async fn duplicate_while_in_flight_is_409_with_retry_after(backend: Backend) {
     let replay = slow.send(proxy.addr).await;
     assert_eq!(replay.status, 200);
     assert_eq!(replay.body, first.body);
-    assert_eq!(
-        replay.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    replay.assert_replayed();
     assert_eq!(upstream.count(), 1);
 }
 
@@ -312,13 +306,10 @@ async fn connect_error_releases_the_claim(backend: Backend) {
     let upstream = Upstream::start_at(closed).await;
     let retry = request.send(proxy.addr).await;
     assert_eq!(retry.status, 200, "{:?}", retry.body);
-    assert_eq!(retry.header("idempotent-replayed"), None);
+    retry.assert_not_replayed();
     assert_eq!(upstream.count(), 1);
     let replay = request.send(proxy.addr).await;
-    assert_eq!(
-        replay.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    replay.assert_replayed();
     assert_eq!(upstream.count(), 1);
 }
 
@@ -353,16 +344,9 @@ async fn timeout_keeps_the_lease_until_it_expires(backend: Backend) {
     proxy.clock.advance(Duration::from_secs(1));
     let retried = retry.send(proxy.addr).await;
     assert_eq!(retried.status, 200, "{:?}", retried.body);
-    assert_eq!(retried.header("idempotent-replayed"), None);
+    retried.assert_not_replayed();
     assert_eq!(upstream.count(), 2);
-    assert_eq!(
-        retry
-            .send(proxy.addr)
-            .await
-            .header("idempotent-replayed")
-            .as_deref(),
-        Some("true")
-    );
+    retry.send(proxy.addr).await.assert_replayed();
     assert_eq!(upstream.count(), 2);
 }
 
@@ -372,19 +356,15 @@ async fn release_statuses_are_released_and_other_5xx_stored(backend: Backend) {
     let unavailable = pay("alice", "k-503", "a").header("x-test-status", 503);
     let reply = unavailable.send(proxy.addr).await;
     assert_eq!(reply.status, 503);
-    assert_eq!(reply.header("idempotent-replayed"), None);
+    reply.assert_not_replayed();
     let retry = pay("alice", "k-503", "a").send(proxy.addr).await;
     assert_eq!(retry.status, 200);
-    assert_eq!(retry.header("idempotent-replayed"), None);
+    retry.assert_not_replayed();
     assert_eq!(upstream.count(), 2);
-    assert_eq!(
-        pay("alice", "k-503", "a")
-            .send(proxy.addr)
-            .await
-            .header("idempotent-replayed")
-            .as_deref(),
-        Some("true")
-    );
+    pay("alice", "k-503", "a")
+        .send(proxy.addr)
+        .await
+        .assert_replayed();
     assert_eq!(upstream.count(), 2);
 
     // 500 is not listed: stored, as Stripe does.
@@ -394,16 +374,13 @@ async fn release_statuses_are_released_and_other_5xx_stored(backend: Backend) {
     let again = pay("alice", "k-500", "a").send(proxy.addr).await;
     assert_eq!(again.status, 500);
     assert_eq!(again.body, first.body);
-    assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
+    again.assert_replayed();
     // So is a 4xx.
     let bad = pay("alice", "k-400", "a").header("x-test-status", 400);
     assert_eq!(bad.send(proxy.addr).await.status, 400);
     let bad_again = bad.send(proxy.addr).await;
     assert_eq!(bad_again.status, 400);
-    assert_eq!(
-        bad_again.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    bad_again.assert_replayed();
     assert_eq!(upstream.count(), 4);
 }
 
@@ -433,10 +410,7 @@ async fn oversize_response_is_delivered_once_then_not_retained(backend: Backend)
     assert_eq!(edge.send(proxy.addr).await.body.len(), 1024);
     let replay = edge.send(proxy.addr).await;
     assert_eq!((replay.status.as_u16(), replay.body.len()), (200, 1024));
-    assert_eq!(
-        replay.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    replay.assert_replayed();
     assert_eq!(upstream.count(), 2);
 }
 
@@ -466,7 +440,7 @@ async fn nonce_is_per_transmission_key_per_operation(backend: Backend) {
         .await;
     assert_eq!(retry.status, 200);
     assert_eq!(retry.body, first.body);
-    assert_eq!(retry.header("idempotent-replayed").as_deref(), Some("true"));
+    retry.assert_replayed();
     // The key is optional on this route: without it, a fresh nonce runs.
     let keyless = Req::post("/transfers")
         .header("X-Client", "alice")
@@ -499,7 +473,7 @@ async fn client_giving_up_does_not_abandon_the_first_attempt(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    assert_eq!(reply.header("idempotent-replayed").as_deref(), Some("true"));
+    reply.assert_replayed();
     assert_eq!(upstream.count(), 1);
 }
 
@@ -523,14 +497,8 @@ async fn a_stored_idempotent_response_is_never_served_to_another_identity(backen
     let bob_again = charge("bob").send(proxy.addr).await;
     assert_eq!(alice_again.json()["hit"], 1);
     assert_eq!(bob_again.json()["hit"], 2);
-    assert_eq!(
-        alice_again.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
-    assert_eq!(
-        bob_again.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    alice_again.assert_replayed();
+    bob_again.assert_replayed();
     // An identity that tries to reach into another's scope by spelling
     // (separators used in store keys) gets its own scope too.
     let sneaky = charge("alice#order-42").send(proxy.addr).await;
@@ -668,7 +636,7 @@ async fn sigterm_waits_for_a_claimed_request_whose_client_hung_up() {
     let second = ProxyProcess::start(&toml);
     let retry = pay("alice", "k-sigterm", "a").send(second.addr).await;
     assert_eq!(retry.status, 200, "{:?}", retry.body);
-    assert_eq!(retry.header("idempotent-replayed").as_deref(), Some("true"));
+    retry.assert_replayed();
     assert_eq!(upstream.count(), 1);
 }
 
@@ -730,14 +698,11 @@ async fn lease_of_a_killed_proxy_expires_then_a_retry_executes() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(executed.status, 200, "{:?}", executed.body);
-    assert_eq!(executed.header("idempotent-replayed"), None);
+    executed.assert_not_replayed();
     assert!(claimed_at.elapsed() >= Duration::from_secs(LEASE_SECS) - Duration::from_millis(1000));
     assert_eq!(upstream.count(), 2, "exactly one re-execution");
     let replay = retry.send(second.addr).await;
-    assert_eq!(
-        replay.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    replay.assert_replayed();
     assert_eq!(replay.body, executed.body);
     assert_eq!(upstream.count(), 2);
 }

@@ -17,7 +17,7 @@ mod support;
 use support::client::{expect_each_post, nonce, Req};
 use support::config;
 use support::proxy::{TestProxy, T0};
-use support::raw::{raw, signed_raw, WAIT};
+use support::raw::{expect_raw, signed_raw};
 use support::upstream::Upstream;
 
 /// The hostile-input config ([`config::guarded`]) in front of a fresh
@@ -36,6 +36,21 @@ async fn setup_payments(extra: &str) -> (Upstream, TestProxy) {
 
 mod paths {
     use super::*;
+
+    /// A fresh POST to `spelling` (nonce 1) passes; the same nonce on
+    /// `/payments` is then a replay: one route, one nonce scope.
+    async fn expect_one_nonce_scope(proxy: &TestProxy, spelling: &str) {
+        let reply = Req::post(spelling)
+            .fresh(T0, &nonce(1))
+            .send(proxy.addr)
+            .await;
+        assert_eq!(reply.status, 200, "{spelling}: {:?}", reply.body);
+        let replay = Req::post("/payments")
+            .fresh(T0, &nonce(1))
+            .send(proxy.addr)
+            .await;
+        assert_eq!(replay.reason(), "replayed_nonce", "after {spelling}");
+    }
 
     #[tokio::test]
     async fn no_spelling_of_a_protected_path_bypasses_its_checks() {
@@ -91,16 +106,7 @@ mod paths {
             "missing_timestamp",
         )
         .await;
-        let reply = Req::post("/PAYMENTS")
-            .fresh(T0, &nonce(1))
-            .send(proxy.addr)
-            .await;
-        assert_eq!(reply.status, 200);
-        let replay = Req::post("/payments")
-            .fresh(T0, &nonce(1))
-            .send(proxy.addr)
-            .await;
-        assert_eq!(replay.reason(), "replayed_nonce");
+        expect_one_nonce_scope(&proxy, "/PAYMENTS").await;
         assert_eq!(upstream.paths(), vec!["/PAYMENTS"]);
     }
 
@@ -136,16 +142,14 @@ mod paths {
             "POST /pay\tments HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             "POST /pay\x7fments HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         ] {
-            let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-            assert_eq!(answer.statuses(), vec![400], "{request:?}: {answer:?}");
+            expect_raw(proxy.addr, request, &[400], &format!("{request:?}")).await;
         }
         // `*` and authority-form targets are not paths.
         for request in [
             "OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             "CONNECT payments.internal:443 HTTP/1.1\r\nHost: payments.internal:443\r\nConnection: close\r\n\r\n",
         ] {
-            let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-            assert_eq!(answer.statuses(), vec![400], "{request:?}: {answer:?}");
+            expect_raw(proxy.addr, request, &[400], &format!("{request:?}")).await;
         }
         assert_eq!(upstream.count(), 0, "{:?}", upstream.paths());
     }
@@ -170,17 +174,8 @@ mod paths {
         )
         .await;
         assert_eq!(upstream.count(), 0);
-        let reply = Req::post("/payments;x=1")
-            .fresh(T0, &nonce(1))
-            .send(proxy.addr)
-            .await;
-        assert_eq!(reply.status, 200);
         // The nonce is spent whatever spelling carries it.
-        let replay = Req::post("/payments")
-            .fresh(T0, &nonce(1))
-            .send(proxy.addr)
-            .await;
-        assert_eq!(replay.reason(), "replayed_nonce");
+        expect_one_nonce_scope(&proxy, "/payments;x=1").await;
         assert_eq!(upstream.paths(), vec!["/payments;x=1"]);
     }
 
@@ -281,8 +276,7 @@ mod forwarding {
             config::BILLING,
             &nonce(2),
         );
-        let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-        assert_eq!(answer.statuses(), vec![200], "{answer:?}");
+        expect_raw(proxy.addr, &request, &[200], "").await;
         let seen = upstream.seen();
         assert_eq!(seen[0].headers["host"], "evil.example");
         assert_eq!(seen[0].headers["x-forwarded-host"], "evil.example");

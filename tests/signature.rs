@@ -9,7 +9,7 @@ use std::sync::Once;
 use support::client::{nonce, Req};
 use support::config;
 use support::proxy::{TestProxy, T0};
-use support::raw::{raw, signed_raw, WAIT};
+use support::raw::{expect_raw, raw, signed_raw, WAIT};
 use support::upstream::Upstream;
 
 /// Secrets live in environment variables with names unique to this file.
@@ -481,13 +481,13 @@ async fn an_absolute_form_target_gets_the_routes_checks_and_the_signature_binds_
     let (upstream, proxy) = setup_guarded().await;
     // Unsigned, fresh-less: refused by the route's checks, whatever the
     // authority says.
-    let answer = raw(
+    let answer = expect_raw(
         proxy.addr,
         b"POST http://evil.example/payments HTTP/1.1\r\nHost: payments.internal\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        WAIT,
+        &[400],
+        "",
     )
     .await;
-    assert_eq!(answer.statuses(), vec![400], "{answer:?}");
     assert_eq!(answer.reason(), "missing_timestamp");
     let answer = raw(
         proxy.addr,
@@ -507,8 +507,7 @@ async fn an_absolute_form_target_gets_the_routes_checks_and_the_signature_binds_
         config::BILLING,
         &nonce(1),
     );
-    let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-    assert_eq!(answer.statuses(), vec![401], "{answer:?}");
+    let answer = expect_raw(proxy.addr, &request, &[401], "").await;
     assert_eq!(answer.reason(), "bad_signature");
     assert_eq!(upstream.count(), 0);
 
@@ -521,8 +520,7 @@ async fn an_absolute_form_target_gets_the_routes_checks_and_the_signature_binds_
         config::BILLING,
         &nonce(2),
     );
-    let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-    assert_eq!(answer.statuses(), vec![200], "{answer:?}");
+    expect_raw(proxy.addr, &request, &[200], "").await;
     let seen = upstream.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path_and_query, "/signed");
@@ -546,8 +544,7 @@ async fn a_host_header_other_than_the_signed_host_fails_the_signature() {
             config::BILLING,
             &nonce(1),
         );
-        let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-        assert_eq!(answer.statuses(), vec![401], "{sent_host}: {answer:?}");
+        let answer = expect_raw(proxy.addr, &request, &[401], sent_host).await;
         assert_eq!(answer.reason(), "bad_signature");
     }
     assert_eq!(upstream.count(), 0);
@@ -559,7 +556,6 @@ async fn a_host_header_other_than_the_signed_host_fails_the_signature() {
         config::BILLING,
         &nonce(2),
     );
-    let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-    assert_eq!(answer.statuses(), vec![200], "{answer:?}");
+    expect_raw(proxy.addr, &request, &[200], "").await;
     assert_eq!(upstream.seen()[0].headers["host"], "Payments.Internal");
 }

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use support::client::{nonce, Req};
 use support::config;
 use support::proxy::{TestProxy, T0};
-use support::raw::{raw, read_until_close, signed_raw, WAIT};
+use support::raw::{
+    expect_raw, expect_refused_and_closed, raw, read_until_close, signed_raw, WAIT,
+};
 use support::upstream::Upstream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -64,8 +66,7 @@ mod framing {
             let request = format!(
                 "POST /public/a HTTP/1.1\r\nHost: x\r\n{head}\r\n3\r\nabc\r\n0\r\n\r\n{smuggled}"
             );
-            let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-            assert_eq!(answer.statuses(), vec![200], "{name}: {answer:?}");
+            let answer = expect_raw(proxy.addr, &request, &[200], name).await;
             assert!(answer.closed, "{name}: the connection must close");
             assert!(
                 answer
@@ -96,8 +97,7 @@ mod framing {
              POST /payments HTTP/1.1\r\nHost: x\r\n\r\n",
             nonce(1)
         );
-        let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-        assert_eq!(answer.statuses(), vec![200], "{answer:?}");
+        let answer = expect_raw(proxy.addr, &request, &[200], "").await;
         assert!(answer.closed);
         assert_eq!(
             upstream.paths(),
@@ -111,13 +111,13 @@ mod framing {
     async fn duplicate_equal_content_length_is_normalised_and_conflicting_or_invalid_is_refused() {
         let (upstream, proxy) = setup("").await;
         // Two equal values: one request, one Content-Length upstream.
-        let answer = raw(
+        expect_raw(
             proxy.addr,
             b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
-            WAIT,
+            &[200],
+            "",
         )
         .await;
-        assert_eq!(answer.statuses(), vec![200], "{answer:?}");
         let seen = upstream.seen();
         assert_eq!(seen.len(), 1);
         assert_eq!(&seen[0].body[..], b"abc");
@@ -140,9 +140,7 @@ mod framing {
             let request = format!(
                 "POST /public/a HTTP/1.1\r\nHost: x\r\n{head}\r\nabcGET /public/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
             );
-            let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-            assert_eq!(answer.statuses(), vec![400], "{name}: {answer:?}");
-            assert!(answer.closed, "{name}");
+            expect_refused_and_closed(proxy.addr, &request, 400, name).await;
         }
         assert_eq!(upstream.paths(), vec!["/public/a"]);
     }
@@ -166,18 +164,16 @@ mod framing {
             let request = format!(
                 "POST /public/a HTTP/1.1\r\nHost: x\r\n{head}\r\n3\r\nabc\r\n0\r\n\r\nGET /public/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
             );
-            let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-            assert_eq!(answer.statuses(), vec![400], "{name}: {answer:?}");
-            assert!(answer.closed, "{name}");
+            expect_refused_and_closed(proxy.addr, &request, 400, name).await;
         }
         // HTTP/1.0 has no chunked coding at all.
-        let answer = raw(
+        expect_raw(
             proxy.addr,
             b"POST /public/a HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-            WAIT,
+            &[400],
+            "",
         )
         .await;
-        assert_eq!(answer.statuses(), vec![400], "{answer:?}");
         assert_eq!(upstream.count(), 0, "{:?}", upstream.paths());
     }
 
@@ -202,9 +198,7 @@ mod framing {
                 "GET /public/a HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n\tb\r\n\r\n",
             ),
         ] {
-            let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-            assert_eq!(answer.statuses(), vec![400], "{name}: {answer:?}");
-            assert!(answer.closed, "{name}");
+            expect_refused_and_closed(proxy.addr, &request, 400, name).await;
         }
         assert_eq!(upstream.count(), 0, "{:?}", upstream.paths());
     }
@@ -216,13 +210,13 @@ mod framing {
         // upstream with CRLF, so the upstream sees exactly the requests the
         // proxy framed — never a different split.
         let (upstream, proxy) = setup("").await;
-        let answer = raw(
+        let answer = expect_raw(
             proxy.addr,
             b"POST /public/a HTTP/1.1\nHost: x\nContent-Length: 3\nX-Bare: lf\n\nabcGET /public/b HTTP/1.1\nHost: x\nConnection: close\n\n",
-            WAIT,
+            &[200, 200],
+            "",
         )
         .await;
-        assert_eq!(answer.statuses(), vec![200, 200], "{answer:?}");
         assert!(answer.closed);
         let seen = upstream.seen();
         assert_eq!(upstream.paths(), vec!["/public/a", "/public/b"]);
@@ -230,21 +224,21 @@ mod framing {
         assert_eq!(seen[0].headers["x-bare"], "lf");
 
         // A bare CR is not a line ending: refused.
-        let answer = raw(
+        expect_raw(
             proxy.addr,
             b"GET /public/c HTTP/1.1\rHost: x\r\nX-Cr: a\rGET /public/smuggled HTTP/1.1\r\n\r\n",
-            WAIT,
+            &[400],
+            "",
         )
         .await;
-        assert_eq!(answer.statuses(), vec![400], "{answer:?}");
         // A protected route read with bare LF still gets its checks.
-        let answer = raw(
+        let answer = expect_raw(
             proxy.addr,
             b"POST /payments HTTP/1.1\nHost: x\nContent-Length: 0\nConnection: close\n\n",
-            WAIT,
+            &[400],
+            "",
         )
         .await;
-        assert_eq!(answer.statuses(), vec![400], "{answer:?}");
         assert_eq!(answer.reason(), "missing_timestamp");
         assert_eq!(upstream.paths(), vec!["/public/a", "/public/b"]);
     }
@@ -274,13 +268,13 @@ mod framing {
         // proxy strips `Trailer`/`TE`, so hyper drops trailers upstream), and
         // they never start a second request.
         let before = upstream.count();
-        let answer = raw(
+        expect_raw(
             proxy.addr,
             b"POST /public/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Smuggle\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Smuggle: GET /public/smuggled HTTP/1.1\r\nX-Request-Nonce: trailer-nonce-0000000001\r\n\r\n",
-            WAIT,
+            &[200],
+            "",
         )
         .await;
-        assert_eq!(answer.statuses(), vec![200], "{answer:?}");
         let seen = upstream.seen();
         assert_eq!(seen.len(), before + 1);
         let got = &seen[before];
@@ -294,8 +288,7 @@ mod framing {
             "POST /payments HTTP/1.1\r\nHost: x\r\nX-Request-Timestamp: {T0}\r\nTransfer-Encoding: chunked\r\nTrailer: X-Request-Nonce\r\nConnection: close\r\n\r\n3\r\npay\r\n0\r\nX-Request-Nonce: {}\r\n\r\n",
             nonce(7)
         );
-        let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-        assert_eq!(answer.statuses(), vec![400], "{answer:?}");
+        let answer = expect_raw(proxy.addr, &request, &[400], "").await;
         assert_eq!(answer.reason(), "missing_nonce");
         assert!(upstream.paths().iter().all(|p| !p.contains("smuggled")));
         assert!(upstream.paths().iter().all(|p| p != "/payments"));
@@ -307,13 +300,13 @@ mod framing {
         // out to be broken: the upstream sees an aborted request (never a
         // second one), and the client is told it was its own fault.
         let (upstream, proxy) = setup("").await;
-        let answer = raw(
+        let answer = expect_raw(
             proxy.addr,
             b"POST /public/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nGET /public/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
-            WAIT,
+            &[400],
+            "",
         )
         .await;
-        assert_eq!(answer.statuses(), vec![400], "{answer:?}");
         assert_eq!(answer.reason(), "malformed_request");
         assert!(upstream.paths().iter().all(|p| p == "/public/a"));
     }
@@ -356,16 +349,15 @@ mod framing {
             config::BILLING,
             &nonce(1),
         );
-        let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-        assert_eq!(answer.statuses(), vec![400], "{answer:?}");
+        let answer = expect_raw(proxy.addr, &request, &[400], "").await;
         assert_eq!(answer.reason(), "malformed_request");
-        let answer = raw(
+        expect_raw(
             proxy.addr,
             b"GET /public/a HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
-            WAIT,
+            &[400],
+            "",
         )
         .await;
-        assert_eq!(answer.statuses(), vec![400], "{answer:?}");
         assert_eq!(upstream.count(), 0, "{:?}", upstream.seen());
     }
 
@@ -416,16 +408,14 @@ mod limits {
             many.push_str(&format!("X-H{i}: v\r\n"));
         }
         many.push_str("\r\n");
-        let answer = raw(proxy.addr, many.as_bytes(), WAIT).await;
-        assert_eq!(answer.statuses(), vec![431], "{answer:?}");
+        let answer = expect_raw(proxy.addr, &many, &[431], "").await;
         assert!(answer.closed);
 
         let huge = format!(
             "GET /public/a HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
             "a".repeat(80 * 1024)
         );
-        let answer = raw(proxy.addr, huge.as_bytes(), WAIT).await;
-        assert_eq!(answer.statuses(), vec![431], "{answer:?}");
+        let answer = expect_raw(proxy.addr, &huge, &[431], "").await;
         assert!(answer.closed);
         assert_eq!(upstream.count(), 0);
         // 90 ordinary headers are fine.
@@ -434,8 +424,7 @@ mod limits {
             fine.push_str(&format!("X-H{i}: v\r\n"));
         }
         fine.push_str("\r\n");
-        let answer = raw(proxy.addr, fine.as_bytes(), WAIT).await;
-        assert_eq!(answer.statuses(), vec![200], "{answer:?}");
+        expect_raw(proxy.addr, &fine, &[200], "").await;
         assert_eq!(upstream.paths(), vec!["/public/ok"]);
     }
 
@@ -463,8 +452,7 @@ mod limits {
             "GET /public/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             "a".repeat(16 * 1024)
         );
-        let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-        assert_eq!(answer.statuses(), vec![414], "{answer:?}");
+        expect_raw(proxy.addr, &request, &[414], "").await;
         assert_eq!(upstream.count(), 0);
     }
 
@@ -481,8 +469,7 @@ mod limits {
         let mut body = b"GET /public/smuggled HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
         body.resize(2000, b'x');
         request.extend_from_slice(&body);
-        let answer = raw(proxy.addr, &request, WAIT).await;
-        assert_eq!(answer.statuses(), vec![413], "{answer:?}");
+        let answer = expect_raw(proxy.addr, &request, &[413], "").await;
         assert_eq!(answer.reason(), "body_too_large");
 
         // Chunked, so the size is only known while reading.
@@ -491,8 +478,7 @@ mod limits {
             "POST /payments HTTP/1.1\r\nHost: x\r\nX-Request-Timestamp: {T0}\r\nX-Request-Nonce: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n",
             nonce(2)
         );
-        let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
-        assert_eq!(answer.statuses(), vec![413], "{answer:?}");
+        let answer = expect_raw(proxy.addr, &request, &[413], "").await;
         assert_eq!(answer.reason(), "body_too_large");
 
         // Exactly at the limit passes.

@@ -32,6 +32,31 @@ impl Reply {
         (self.status.as_u16(), self.reason())
     }
 
+    /// Assert this is a stored answer replayed (`Idempotent-Replayed: true`).
+    #[track_caller]
+    pub fn assert_replayed(&self) {
+        assert_eq!(
+            self.header("idempotent-replayed").as_deref(),
+            Some("true"),
+            "not a replay: {} {:?}",
+            self.status,
+            self.body
+        );
+    }
+
+    /// Assert this answer was executed, not replayed (no
+    /// `Idempotent-Replayed`).
+    #[track_caller]
+    pub fn assert_not_replayed(&self) {
+        assert_eq!(
+            self.header("idempotent-replayed"),
+            None,
+            "a replay: {} {:?}",
+            self.status,
+            self.body
+        );
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)
