@@ -136,10 +136,7 @@ async fn two_proxies_sharing_a_table_forward_a_duplicate_once() {
     assert_eq!(first.status, 200);
     let replay = charge.send(b.addr).await;
     assert_eq!(replay.body, first.body);
-    assert_eq!(
-        replay.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    replay.assert_replayed();
     assert_eq!(upstream.count(), 2);
 }
 
@@ -228,14 +225,7 @@ async fn expired_but_not_deleted_records_do_not_block_a_new_claim() {
             .body("10")
     };
     assert_eq!(charge().send(proxy.addr).await.status, 200);
-    assert_eq!(
-        charge()
-            .send(proxy.addr)
-            .await
-            .header("idempotent-replayed")
-            .as_deref(),
-        Some("true")
-    );
+    charge().send(proxy.addr).await.assert_replayed();
     proxy.clock.advance(Duration::from_secs(101));
     assert_eq!(
         items_like(&table, "old-key").await.len(),
@@ -492,10 +482,7 @@ async fn idempotency_costs_two_writes_then_one_failed_write_per_replay() {
     assert_eq!(take(&ops), ["PutItem", "UpdateItem"], "claim, complete");
     for _ in 0..3 {
         let replay = charge("10").send(proxy.addr).await;
-        assert_eq!(
-            replay.header("idempotent-replayed").as_deref(),
-            Some("true")
-        );
+        replay.assert_replayed();
     }
     assert_eq!(
         take(&ops),
@@ -590,10 +577,7 @@ async fn an_answer_the_store_refused_is_stored_once_the_store_is_back() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(
-        replayed.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    replayed.assert_replayed();
     assert_eq!(replayed.body, first.body);
     assert_eq!(upstream.count(), 1, "executed once");
     assert!(

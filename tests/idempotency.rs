@@ -1,6 +1,7 @@
 //! Idempotency keys end to end (SPEC §3, issue 4): a real upstream, the
-//! real proxy on loopback, and every case run against both stores — the
-//! memory store and DynamoDB (moto, one request at a time). Each case
+//! real proxy on loopback, and every case run against both stores by
+//! `store_matrix!` — the memory store (module `memory`) and DynamoDB
+//! (moto, one request at a time; module `dynamodb`). Each case
 //! asserts the status, the `reason` and what the upstream received.
 
 mod support;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use support::binary::ProxyProcess;
 use support::client::{nonce, Reply, Req};
+use support::matrix::Backend;
 use support::moto::MotoServer;
 use support::proxy::{TestProxy, T0};
 use support::upstream::Upstream;
@@ -34,35 +36,19 @@ identity = "header:X-Client"
 freshness = { max_skew_secs = 120 }
 nonce = { required = true }
 idempotency = { required = false, ttl_secs = 3600, lease_secs = 60 }
+
+[[routes]]
+name = "charge"
+methods = ["POST"]
+path = "/charges"
+identity = "header:X-Client"
+idempotency = { required = true, ttl_secs = 86400, lease_secs = 60 }
 "#;
-
-/// Which store a case runs on.
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Memory,
-    Dynamo,
-}
-
-/// The `[store]` tables for a backend; DynamoDB gets a fresh table on the
-/// shared moto server.
-async fn store_toml(backend: Backend) -> String {
-    match backend {
-        Backend::Memory => "[store]\nkind = \"memory\"\n".to_owned(),
-        Backend::Dynamo => {
-            let settings = MotoServer::shared().fresh_table_settings().await;
-            format!(
-                "[store]\nkind = \"dynamodb\"\n[store.dynamodb]\ntable = \"{}\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\ntimeout_ms = 5000\n",
-                settings.table,
-                MotoServer::shared().endpoint()
-            )
-        }
-    }
-}
 
 /// A proxy on `backend` in front of `upstream_url`; `server_extra` goes
 /// into `[server]`.
 async fn proxy_for(backend: Backend, upstream_url: &str, server_extra: &str) -> TestProxy {
-    let store = store_toml(backend).await;
+    let store = backend.store_toml().await;
     TestProxy::start(upstream_url, &format!("{server_extra}\n{store}\n{ROUTES}")).await
 }
 
@@ -117,17 +103,14 @@ async fn replay_returns_the_stored_answer(backend: Backend) {
     let first = request.send(proxy.addr).await;
     assert_eq!(first.status, 201, "{:?}", first.body);
     assert_eq!(first.json()["hit"], 1);
-    assert_eq!(first.header("idempotent-replayed"), None);
+    first.assert_not_replayed();
     assert_eq!(first.header("set-cookie").as_deref(), Some("session=abc"));
 
     for _ in 0..2 {
         let replay = request.send(proxy.addr).await;
         assert_eq!(replay.status, 201);
         assert_eq!(replay.body, first.body, "byte for byte");
-        assert_eq!(
-            replay.header("idempotent-replayed").as_deref(),
-            Some("true")
-        );
+        replay.assert_replayed();
         assert_eq!(comparable_headers(&replay), comparable_headers(&first));
         assert_eq!(replay.header("x-upstream").as_deref(), Some("legacy"));
         // Set-Cookie is deliberately not stored: a session cookie must not
@@ -202,10 +185,7 @@ async fn duplicate_while_in_flight_is_409_with_retry_after(backend: Backend) {
     let replay = slow.send(proxy.addr).await;
     assert_eq!(replay.status, 200);
     assert_eq!(replay.body, first.body);
-    assert_eq!(
-        replay.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    replay.assert_replayed();
     assert_eq!(upstream.count(), 1);
 }
 
@@ -326,13 +306,10 @@ async fn connect_error_releases_the_claim(backend: Backend) {
     let upstream = Upstream::start_at(closed).await;
     let retry = request.send(proxy.addr).await;
     assert_eq!(retry.status, 200, "{:?}", retry.body);
-    assert_eq!(retry.header("idempotent-replayed"), None);
+    retry.assert_not_replayed();
     assert_eq!(upstream.count(), 1);
     let replay = request.send(proxy.addr).await;
-    assert_eq!(
-        replay.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    replay.assert_replayed();
     assert_eq!(upstream.count(), 1);
 }
 
@@ -367,16 +344,9 @@ async fn timeout_keeps_the_lease_until_it_expires(backend: Backend) {
     proxy.clock.advance(Duration::from_secs(1));
     let retried = retry.send(proxy.addr).await;
     assert_eq!(retried.status, 200, "{:?}", retried.body);
-    assert_eq!(retried.header("idempotent-replayed"), None);
+    retried.assert_not_replayed();
     assert_eq!(upstream.count(), 2);
-    assert_eq!(
-        retry
-            .send(proxy.addr)
-            .await
-            .header("idempotent-replayed")
-            .as_deref(),
-        Some("true")
-    );
+    retry.send(proxy.addr).await.assert_replayed();
     assert_eq!(upstream.count(), 2);
 }
 
@@ -386,19 +356,15 @@ async fn release_statuses_are_released_and_other_5xx_stored(backend: Backend) {
     let unavailable = pay("alice", "k-503", "a").header("x-test-status", 503);
     let reply = unavailable.send(proxy.addr).await;
     assert_eq!(reply.status, 503);
-    assert_eq!(reply.header("idempotent-replayed"), None);
+    reply.assert_not_replayed();
     let retry = pay("alice", "k-503", "a").send(proxy.addr).await;
     assert_eq!(retry.status, 200);
-    assert_eq!(retry.header("idempotent-replayed"), None);
+    retry.assert_not_replayed();
     assert_eq!(upstream.count(), 2);
-    assert_eq!(
-        pay("alice", "k-503", "a")
-            .send(proxy.addr)
-            .await
-            .header("idempotent-replayed")
-            .as_deref(),
-        Some("true")
-    );
+    pay("alice", "k-503", "a")
+        .send(proxy.addr)
+        .await
+        .assert_replayed();
     assert_eq!(upstream.count(), 2);
 
     // 500 is not listed: stored, as Stripe does.
@@ -408,16 +374,13 @@ async fn release_statuses_are_released_and_other_5xx_stored(backend: Backend) {
     let again = pay("alice", "k-500", "a").send(proxy.addr).await;
     assert_eq!(again.status, 500);
     assert_eq!(again.body, first.body);
-    assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
+    again.assert_replayed();
     // So is a 4xx.
     let bad = pay("alice", "k-400", "a").header("x-test-status", 400);
     assert_eq!(bad.send(proxy.addr).await.status, 400);
     let bad_again = bad.send(proxy.addr).await;
     assert_eq!(bad_again.status, 400);
-    assert_eq!(
-        bad_again.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    bad_again.assert_replayed();
     assert_eq!(upstream.count(), 4);
 }
 
@@ -447,10 +410,7 @@ async fn oversize_response_is_delivered_once_then_not_retained(backend: Backend)
     assert_eq!(edge.send(proxy.addr).await.body.len(), 1024);
     let replay = edge.send(proxy.addr).await;
     assert_eq!((replay.status.as_u16(), replay.body.len()), (200, 1024));
-    assert_eq!(
-        replay.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    replay.assert_replayed();
     assert_eq!(upstream.count(), 2);
 }
 
@@ -480,7 +440,7 @@ async fn nonce_is_per_transmission_key_per_operation(backend: Backend) {
         .await;
     assert_eq!(retry.status, 200);
     assert_eq!(retry.body, first.body);
-    assert_eq!(retry.header("idempotent-replayed").as_deref(), Some("true"));
+    retry.assert_replayed();
     // The key is optional on this route: without it, a fresh nonce runs.
     let keyless = Req::post("/transfers")
         .header("X-Client", "alice")
@@ -513,8 +473,39 @@ async fn client_giving_up_does_not_abandon_the_first_attempt(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    assert_eq!(reply.header("idempotent-replayed").as_deref(), Some("true"));
+    reply.assert_replayed();
     assert_eq!(upstream.count(), 1);
+}
+
+async fn a_stored_idempotent_response_is_never_served_to_another_identity(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    let charge = |client: &str| {
+        Req::post("/charges")
+            .header("X-Client", client)
+            .header("Idempotency-Key", "order-42")
+            .body(r#"{"amount":1}"#)
+    };
+    let alice = charge("alice").send(proxy.addr).await;
+    let bob = charge("bob").send(proxy.addr).await;
+    assert_eq!((alice.status.as_u16(), bob.status.as_u16()), (200, 200));
+    assert_eq!(alice.json()["hit"], 1);
+    assert_eq!(bob.json()["hit"], 2, "bob executed, not alice's replay");
+    assert!(bob.header("idempotent-replayed").is_none());
+    assert_eq!(upstream.count(), 2);
+    // Retries get each their own stored answer.
+    let alice_again = charge("alice").send(proxy.addr).await;
+    let bob_again = charge("bob").send(proxy.addr).await;
+    assert_eq!(alice_again.json()["hit"], 1);
+    assert_eq!(bob_again.json()["hit"], 2);
+    alice_again.assert_replayed();
+    bob_again.assert_replayed();
+    // An identity that tries to reach into another's scope by spelling
+    // (separators used in store keys) gets its own scope too.
+    let sneaky = charge("alice#order-42").send(proxy.addr).await;
+    assert_eq!(sneaky.json()["hit"], 3);
+    assert_eq!(upstream.count(), 3);
+    // No stored answer carries a cookie to whoever replays.
+    assert!(alice_again.header("set-cookie").is_none());
 }
 
 /// An upstream that sends its response head after `head_delay`, then a
@@ -565,42 +556,28 @@ async fn stalled_response_body_is_bounded_by_the_upstream_timeout(backend: Backe
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
-macro_rules! on_both_stores {
-    ($($case:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::Memory).await
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::Dynamo).await
-                }
-            )*
-        }
-    };
+store_matrix! {
+    targets {
+        memory => Backend::Memory,
+        dynamodb => Backend::Dynamo,
+    }
+    cases {
+        replay_returns_the_stored_answer,
+        same_key_different_request_is_422,
+        duplicate_while_in_flight_is_409_with_retry_after,
+        fifty_concurrent_identical_requests_execute_once,
+        missing_and_malformed_keys_are_400,
+        keys_are_scoped_per_identity,
+        connect_error_releases_the_claim,
+        timeout_keeps_the_lease_until_it_expires,
+        release_statuses_are_released_and_other_5xx_stored,
+        oversize_response_is_delivered_once_then_not_retained,
+        nonce_is_per_transmission_key_per_operation,
+        client_giving_up_does_not_abandon_the_first_attempt,
+        stalled_response_body_is_bounded_by_the_upstream_timeout,
+        a_stored_idempotent_response_is_never_served_to_another_identity,
+    }
 }
-
-on_both_stores!(
-    replay_returns_the_stored_answer,
-    same_key_different_request_is_422,
-    duplicate_while_in_flight_is_409_with_retry_after,
-    fifty_concurrent_identical_requests_execute_once,
-    missing_and_malformed_keys_are_400,
-    keys_are_scoped_per_identity,
-    connect_error_releases_the_claim,
-    timeout_keeps_the_lease_until_it_expires,
-    release_statuses_are_released_and_other_5xx_stored,
-    oversize_response_is_delivered_once_then_not_retained,
-    nonce_is_per_transmission_key_per_operation,
-    client_giving_up_does_not_abandon_the_first_attempt,
-    stalled_response_body_is_bounded_by_the_upstream_timeout,
-);
 
 // ---------------------------------------------------------------------------
 // A killed proxy process: its lease expires, then a retry executes.
@@ -659,7 +636,7 @@ async fn sigterm_waits_for_a_claimed_request_whose_client_hung_up() {
     let second = ProxyProcess::start(&toml);
     let retry = pay("alice", "k-sigterm", "a").send(second.addr).await;
     assert_eq!(retry.status, 200, "{:?}", retry.body);
-    assert_eq!(retry.header("idempotent-replayed").as_deref(), Some("true"));
+    retry.assert_replayed();
     assert_eq!(upstream.count(), 1);
 }
 
@@ -721,14 +698,11 @@ async fn lease_of_a_killed_proxy_expires_then_a_retry_executes() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(executed.status, 200, "{:?}", executed.body);
-    assert_eq!(executed.header("idempotent-replayed"), None);
+    executed.assert_not_replayed();
     assert!(claimed_at.elapsed() >= Duration::from_secs(LEASE_SECS) - Duration::from_millis(1000));
     assert_eq!(upstream.count(), 2, "exactly one re-execution");
     let replay = retry.send(second.addr).await;
-    assert_eq!(
-        replay.header("idempotent-replayed").as_deref(),
-        Some("true")
-    );
+    replay.assert_replayed();
     assert_eq!(replay.body, executed.body);
     assert_eq!(upstream.count(), 2);
 }

@@ -1,12 +1,15 @@
-//! One behavioural suite for every `Store` implementation.
+//! The store contract: one behavioural suite for every `Store`
+//! implementation.
 //!
-//! Each behaviour is an `async fn(Arc<dyn Store>)`; the `contract!` macro
-//! runs it against a fresh `MemoryStore` (module `memory`) and against a
-//! `DynamoStore` on a fresh table of a local moto server (module `dynamo`),
-//! and again on a moto that returns no old item from a failed conditional
-//! write (module `dynamo_without_old_items`: the fallback-read path).
-//! Times are real epoch seconds (moto may honour TTL), but every `now` is
-//! passed explicitly, so nothing sleeps. DynamoDB-only failure behaviour
+//! Each behaviour is an `async fn(Arc<dyn Store>)`; `store_matrix!` (in
+//! `tests/support/matrix.rs`) runs it against a fresh `MemoryStore`
+//! (module `memory`), the same behind the `MeteredStore` wrapper the
+//! server puts around every store (module `metered`), a `DynamoStore` on
+//! a fresh table of a local moto server (module `dynamo`), and again on a
+//! moto that returns no old item from a failed conditional write (module
+//! `dynamo_without_old_items`: the fallback-read path). Times are real
+//! epoch seconds (moto may honour TTL), but every `now` is passed
+//! explicitly, so nothing sleeps. DynamoDB-only failure behaviour
 //! (outage, hang, `init_table`) is at the end.
 
 mod support;
@@ -16,10 +19,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use replay_guard::store::dynamodb::{init_table, DynamoStore};
-use replay_guard::store::memory::MemoryStore;
 use replay_guard::store::{
     Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
 };
+use support::matrix::{dynamo_store, dynamo_store_without_old_items, memory_store, metered_store};
 use support::moto::MotoServer;
 
 type Shared = Arc<dyn Store>;
@@ -30,22 +33,6 @@ fn t0() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
-}
-
-fn memory_store() -> Shared {
-    Arc::new(MemoryStore::new(10_000))
-}
-
-async fn dynamo_store() -> Shared {
-    let settings = MotoServer::shared().fresh_table_settings().await;
-    Arc::new(DynamoStore::connect(&settings).await.expect("connect"))
-}
-
-/// On a server that returns no old item: exercises the fallback `GetItem`.
-async fn dynamo_store_without_old_items() -> Shared {
-    let moto = MotoServer::shared_without_old_items();
-    let settings = moto.fresh_table_settings().await;
-    Arc::new(DynamoStore::connect(&settings).await.expect("connect"))
 }
 
 fn nonce<'a>(pk: &'a str, owner: &'a str, expires_at: u64, now: u64) -> NonceClaim<'a> {
@@ -317,51 +304,29 @@ async fn ping_answers(store: Shared) {
     store.ping().await.unwrap();
 }
 
-/// Runs each behaviour against each store, as `memory::NAME` and `dynamo::NAME`.
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::memory_store()).await;
-                }
-            )*
-        }
-        mod dynamo {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::dynamo_store().await).await;
-                }
-            )*
-        }
-        mod dynamo_without_old_items {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::dynamo_store_without_old_items().await).await;
-                }
-            )*
-        }
-    };
+store_matrix! {
+    targets {
+        memory => memory_store(),
+        metered => metered_store(),
+        dynamo => dynamo_store().await,
+        dynamo_without_old_items => dynamo_store_without_old_items().await,
+    }
+    cases {
+        nonce_claim_then_replay,
+        nonce_keys_are_independent,
+        nonce_expired_record_is_absent,
+        nonce_own_retry_is_claimed,
+        nonce_concurrent_claims_one_winner,
+        idem_other_owner_sees_in_flight,
+        idem_own_retry_is_claimed,
+        idem_completed_response_round_trips,
+        idem_lease_expiry_allows_takeover,
+        idem_release_by_owner_frees_key,
+        idem_release_by_non_owner_is_refused,
+        idem_concurrent_claims_one_winner,
+        ping_answers,
+    }
 }
-
-contract!(
-    nonce_claim_then_replay,
-    nonce_keys_are_independent,
-    nonce_expired_record_is_absent,
-    nonce_own_retry_is_claimed,
-    nonce_concurrent_claims_one_winner,
-    idem_other_owner_sees_in_flight,
-    idem_own_retry_is_claimed,
-    idem_completed_response_round_trips,
-    idem_lease_expiry_allows_takeover,
-    idem_release_by_owner_frees_key,
-    idem_release_by_non_owner_is_refused,
-    idem_concurrent_claims_one_winner,
-    ping_answers,
-);
 
 // ------------------------------------------------- DynamoDB-only behaviour
 

@@ -32,6 +32,31 @@ impl Reply {
         (self.status.as_u16(), self.reason())
     }
 
+    /// Assert this is a stored answer replayed (`Idempotent-Replayed: true`).
+    #[track_caller]
+    pub fn assert_replayed(&self) {
+        assert_eq!(
+            self.header("idempotent-replayed").as_deref(),
+            Some("true"),
+            "not a replay: {} {:?}",
+            self.status,
+            self.body
+        );
+    }
+
+    /// Assert this answer was executed, not replayed (no
+    /// `Idempotent-Replayed`).
+    #[track_caller]
+    pub fn assert_not_replayed(&self) {
+        assert_eq!(
+            self.header("idempotent-replayed"),
+            None,
+            "a replay: {} {:?}",
+            self.status,
+            self.body
+        );
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)
@@ -68,6 +93,17 @@ impl Req {
 
     pub fn header(mut self, name: &str, value: impl ToString) -> Req {
         self.headers.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    /// Replace (or add) a header, keeping the others.
+    pub fn replace_header(self, name: &str, value: impl ToString) -> Req {
+        self.without_header(name).header(name, value)
+    }
+
+    /// Remove every value of a header.
+    pub fn without_header(mut self, name: &str) -> Req {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self
     }
 

@@ -95,6 +95,38 @@ pub fn create_payment() -> Route {
         .nonce()
 }
 
+/// `GET`/`POST`/… `/orders/{id}` with an RFC 3339 timestamp (60 s skew)
+/// and no nonce.
+pub fn orders() -> Route {
+    Route::any("orders", "/orders/{id}")
+        .set("freshness", r#"{ max_skew_secs = 60, format = "rfc3339" }"#)
+}
+
+/// The key id and secret of `billing-svc` in [`guarded`].
+pub const BILLING: (&str, &str) = ("billing-svc", "s3cr3t-billing");
+
+/// The hostile-input suites' config: billing-svc's key, two routes with
+/// replay checks (`/payments`, and `/signed` with `identity = "key_id"`
+/// and a signature), an idempotent one (`/charges`) and a pass-through.
+pub fn guarded() -> String {
+    let signed = Route::post("signed", "/signed")
+        .identity("key_id")
+        .freshness(120)
+        .nonce()
+        .signature();
+    let charge = Route::post("charge", "/charges")
+        .identity("header:X-Client")
+        .idempotency("{ required = true, ttl_secs = 86400, lease_secs = 60 }");
+    let routes = routes([create_payment(), signed, charge, public()]);
+    format!("{}\n{routes}", key(BILLING.0, BILLING.1))
+}
+
+/// Payments with a nonce ([`create_payment`]), orders with an RFC 3339
+/// timestamp only ([`orders`]), and a pass-through ([`public`]).
+pub fn payments_and_orders() -> String {
+    routes([create_payment(), orders(), public()])
+}
+
 /// A pass-through route without checks: any method on `/public/{*rest}`.
 pub fn public() -> Route {
     Route::any("public", "/public/{*rest}")

@@ -88,6 +88,11 @@ impl Upstream {
         self.seen.lock().unwrap().clone()
     }
 
+    /// The path and query of every request received so far, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.seen().into_iter().map(|s| s.path_and_query).collect()
+    }
+
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
