@@ -25,9 +25,10 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::routes::PathPattern;
-
+mod pattern;
 mod raw;
+
+pub use pattern::PathPattern;
 
 use raw::{RawConfig, RawHeaders, RawKey, RawRateLimit, RawRoute, RawServer, RawStore};
 
