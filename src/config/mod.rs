@@ -15,9 +15,11 @@
 //! every type is named `crate::config::…`. The route table
 //! ([`crate::routes`]) depends on this module, never the reverse.
 //!
-//! Secrets are resolved while validating (from the environment or a file)
-//! into [`Secret`], whose `Debug` never prints the value. This module must
-//! never print, log or put a secret value into an error message.
+//! Secrets are resolved while validating (from the environment or a file,
+//! read through one injectable [`Environment`]) into [`Secret`], whose
+//! `Debug` never prints the value. This module must never print, log or put
+//! a secret value into an error message, and never read a variable or a
+//! secret file except through the [`Environment`] it is given.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,12 +30,14 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod environment;
 mod pattern;
 mod raw;
 mod rules;
 mod secret;
 mod validate;
 
+pub use environment::{Environment, ProcessEnvironment};
 pub use pattern::PathPattern;
 pub use rules::{
     Freshness, HeaderNames, Idempotency, Identity, Mode, RateLimit, Route, TimestampFormat,
@@ -225,7 +229,17 @@ impl Config {
     }
 
     /// Parse and validate TOML text; `file` names it in messages.
+    /// Secrets and the AWS region come from this process's environment.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+        Self::parse_with(text, file, &ProcessEnvironment)
+    }
+
+    /// [`Config::parse`], reading variables and secret files from `env`.
+    pub fn parse_with(
+        text: &str,
+        file: &str,
+        env: &dyn Environment,
+    ) -> Result<Config, ConfigErrors> {
         let mut problems = Problems::new(file, text);
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
@@ -240,7 +254,7 @@ impl Config {
                 });
             }
         };
-        let config = validate::validate(raw, &mut problems, file);
+        let config = validate::validate(raw, &mut problems, file, env);
         let errors = problems.into_lines();
         if errors.is_empty() {
             config.ok_or_else(|| ConfigErrors {
@@ -376,6 +390,107 @@ mod tests {
         );
         let errs = errors(&text);
         assert!(errs[0].starts_with("t.toml:6:14:"), "{errs:?}");
+    }
+
+    /// Variables and files that exist only in the test, never in the
+    /// process: a parse that finds them read them through the fake.
+    #[derive(Default)]
+    struct FakeEnvironment {
+        vars: BTreeMap<&'static str, &'static str>,
+        files: BTreeMap<&'static str, &'static [u8]>,
+    }
+
+    impl Environment for FakeEnvironment {
+        fn var(&self, name: &str) -> Option<String> {
+            self.vars.get(name).map(|v| (*v).to_owned())
+        }
+
+        fn read_file(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+            path.to_str()
+                .and_then(|p| self.files.get(p))
+                .map(|bytes| bytes.to_vec())
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "not in the fake"))
+        }
+    }
+
+    fn fake() -> FakeEnvironment {
+        FakeEnvironment {
+            vars: BTreeMap::from([
+                ("RG_FAKE_ONLY_BILLING", "from-the-fake-env"),
+                ("RG_FAKE_ONLY_OLD", "old-secret"),
+                ("RG_FAKE_ONLY_EMPTY", ""),
+                ("AWS_REGION", "eu-north-1"),
+            ]),
+            files: BTreeMap::from([
+                ("/fake/billing.key", &b"file-secret\r\n"[..]),
+                ("/fake/old.key", &b"old-file-secret\n"[..]),
+                ("/fake/empty.key", &b"\n"[..]),
+            ]),
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_the_injected_environment() {
+        let text = format!(
+            "{MINIMAL}[[keys]]\nid = \"env\"\nsecret_env = \"RG_FAKE_ONLY_BILLING\"\nprevious_secret_env = \"RG_FAKE_ONLY_OLD\"\n\
+             [[keys]]\nid = \"file\"\nsecret_file = \"/fake/billing.key\"\nprevious_secret_file = \"/fake/old.key\"\n\
+             [[keys]]\nid = \"rotated\"\nsecret_file = \"/fake/billing.key\"\nprevious_secret_env = \"RG_FAKE_ONLY_UNSET\"\n"
+        );
+        let config = Config::parse_with(&text, "t.toml", &fake()).unwrap();
+        let env = &config.keys["env"];
+        assert_eq!(env.current.expose(), b"from-the-fake-env");
+        assert_eq!(env.previous.as_ref().unwrap().expose(), b"old-secret");
+        assert!(!env.inline);
+        let file = &config.keys["file"];
+        assert_eq!(
+            file.current.expose(),
+            b"file-secret",
+            "one trailing CRLF trimmed"
+        );
+        assert_eq!(file.previous.as_ref().unwrap().expose(), b"old-file-secret");
+        assert!(
+            config.keys["rotated"].previous.is_none(),
+            "an unset previous secret is normal"
+        );
+        // The process has none of these: the real environment was not read.
+        assert!(std::env::var("RG_FAKE_ONLY_BILLING").is_err());
+        assert!(Config::parse(&text, "t.toml").is_err());
+    }
+
+    #[test]
+    fn injected_environment_problems_keep_their_messages() {
+        let text = format!(
+            "{MINIMAL}[[keys]]\nid = \"a\"\nsecret_env = \"RG_FAKE_ONLY_EMPTY\"\n\
+             [[keys]]\nid = \"b\"\nsecret_file = \"/fake/missing.key\"\n\
+             [[keys]]\nid = \"c\"\nsecret_file = \"/fake/empty.key\"\n"
+        );
+        let errs = Config::parse_with(&text, "t.toml", &fake())
+            .unwrap_err()
+            .errors;
+        assert_eq!(
+            errs,
+            [
+                "t.toml:6:14: environment variable RG_FAKE_ONLY_EMPTY is not set or empty: export it, or use secret_file",
+                "t.toml:9:15: cannot read secret file /fake/missing.key: not in the fake",
+                "t.toml:12:15: secret file /fake/empty.key is empty",
+            ]
+        );
+        assert!(!errs.concat().contains("from-the-fake-env"));
+    }
+
+    #[test]
+    fn dynamodb_region_comes_from_the_injected_environment() {
+        let text =
+            format!("{MINIMAL}[store]\nkind = \"dynamodb\"\n[store.dynamodb]\ntable = \"t\"\n");
+        let config = Config::parse_with(&text, "t.toml", &fake()).unwrap();
+        assert_eq!(config.store.dynamodb.unwrap().region, "eu-north-1");
+        let errs = Config::parse_with(&text, "t.toml", &FakeEnvironment::default())
+            .unwrap_err()
+            .errors;
+        assert_eq!(
+            errs,
+            ["t.toml:6:1: [store.dynamodb] has no region: write region = \"us-east-1\" (or set AWS_REGION)"]
+        );
     }
 
     #[test]

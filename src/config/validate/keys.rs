@@ -2,8 +2,8 @@
 //! environment, a file or (demos only) the config itself.
 //!
 //! This module must never print, log or put a secret value into an error
-//! message (names of variables and files only), and never read the
-//! environment or a file except through the injected environment.
+//! message (names of variables and files only), and never read a variable
+//! or a file except through the injected [`Environment`].
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -13,11 +13,12 @@ use toml::Spanned;
 
 use super::Problems;
 use crate::config::raw::RawKey;
-use crate::config::{Key, Secret};
+use crate::config::{Environment, Key, Secret};
 
 /// Every valid key by id; invalid and duplicate ones are reported.
 pub(super) fn validate_keys(
     raw: Vec<Spanned<RawKey>>,
+    env: &dyn Environment,
     p: &mut Problems<'_>,
 ) -> BTreeMap<String, Key> {
     let mut keys = BTreeMap::new();
@@ -28,8 +29,8 @@ pub(super) fn validate_keys(
         if !has_id_and_one_source(&key, &id, span, p) {
             continue;
         }
-        let current = current_secret(&key, p);
-        let previous = previous_secret(&key, p);
+        let current = current_secret(&key, env, p);
+        let previous = previous_secret(&key, env, p);
         if keys.contains_key(&id) {
             p.at(key.id.span(), format!("key id {id:?} is defined twice"));
             continue;
@@ -72,11 +73,11 @@ fn has_id_and_one_source(key: &RawKey, id: &str, span: Range<usize>, p: &mut Pro
 }
 
 /// The current secret from its one source.
-fn current_secret(key: &RawKey, p: &mut Problems<'_>) -> Option<Secret> {
-    if let Some(env) = &key.secret_env {
-        read_secret_env(env, p)
+fn current_secret(key: &RawKey, env: &dyn Environment, p: &mut Problems<'_>) -> Option<Secret> {
+    if let Some(name) = &key.secret_env {
+        read_secret_env(name, env, p)
     } else if let Some(file) = &key.secret_file {
-        read_secret_file(file, p)
+        read_secret_file(file, env, p)
     } else {
         key.secret.as_ref().and_then(|s| {
             if s.get_ref().is_empty() {
@@ -90,7 +91,7 @@ fn current_secret(key: &RawKey, p: &mut Problems<'_>) -> Option<Secret> {
 }
 
 /// The previous secret, if one is configured and (for a variable) set.
-fn previous_secret(key: &RawKey, p: &mut Problems<'_>) -> Option<Secret> {
+fn previous_secret(key: &RawKey, env: &dyn Environment, p: &mut Problems<'_>) -> Option<Secret> {
     match (&key.previous_secret_env, &key.previous_secret_file) {
         (Some(_), Some(file)) => {
             p.at(
@@ -100,18 +101,22 @@ fn previous_secret(key: &RawKey, p: &mut Problems<'_>) -> Option<Secret> {
             None
         }
         // An unset previous secret is normal once a rotation is over.
-        (Some(env), None) => std::env::var(env.get_ref())
-            .ok()
+        (Some(name), None) => env
+            .var(name.get_ref())
             .filter(|v| !v.is_empty())
             .map(|v| Secret::new(v.into_bytes())),
-        (None, Some(file)) => read_secret_file(file, p),
+        (None, Some(file)) => read_secret_file(file, env, p),
         (None, None) => None,
     }
 }
 
-fn read_secret_env(name: &Spanned<String>, p: &mut Problems<'_>) -> Option<Secret> {
-    match std::env::var(name.get_ref()) {
-        Ok(value) if !value.is_empty() => Some(Secret::new(value.into_bytes())),
+fn read_secret_env(
+    name: &Spanned<String>,
+    env: &dyn Environment,
+    p: &mut Problems<'_>,
+) -> Option<Secret> {
+    match env.var(name.get_ref()) {
+        Some(value) if !value.is_empty() => Some(Secret::new(value.into_bytes())),
         _ => {
             p.at(
                 name.span(),
@@ -126,8 +131,12 @@ fn read_secret_env(name: &Spanned<String>, p: &mut Problems<'_>) -> Option<Secre
 }
 
 /// A secret file's bytes without one trailing newline (`\n` or `\r\n`).
-fn read_secret_file(path: &Spanned<PathBuf>, p: &mut Problems<'_>) -> Option<Secret> {
-    match std::fs::read(path.get_ref()) {
+fn read_secret_file(
+    path: &Spanned<PathBuf>,
+    env: &dyn Environment,
+    p: &mut Problems<'_>,
+) -> Option<Secret> {
+    match env.read_file(path.get_ref()) {
         Ok(mut bytes) => {
             if bytes.last() == Some(&b'\n') {
                 bytes.pop();

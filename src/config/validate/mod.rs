@@ -23,7 +23,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::RawConfig;
-use super::Config;
+use super::{Config, Environment};
 
 /// Collects problems with positions while validating.
 pub(super) struct Problems<'a> {
@@ -120,12 +120,18 @@ fn size(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
 
-/// Validate a whole raw file; `None` when a part the config cannot do
-/// without (server, store) is invalid. Problems go to `p`.
-pub(super) fn validate(raw: RawConfig, p: &mut Problems<'_>, file: &str) -> Option<Config> {
+/// Validate a whole raw file, reading variables and secret files from
+/// `env` only; `None` when a part the config cannot do without (server,
+/// store) is invalid. Problems go to `p`.
+pub(super) fn validate(
+    raw: RawConfig,
+    p: &mut Problems<'_>,
+    file: &str,
+    env: &dyn Environment,
+) -> Option<Config> {
     let server = server::validate_server(raw.server, p);
-    let store = server::validate_store(raw.store, p);
-    let keys = keys::validate_keys(raw.keys, p);
+    let store = server::validate_store(raw.store, env, p);
+    let keys = keys::validate_keys(raw.keys, env, p);
     let defaults = route::header_names(&raw.defaults.headers, None, p);
     let default_mode = raw.defaults.mode;
     let mut names = HashSet::new();

@@ -1,9 +1,9 @@
 //! Validation of `[server]` and `[store]`: addresses, the upstream URL,
 //! trusted proxies, limits, timeouts and the store settings.
 //!
-//! This module must never perform I/O (the AWS region is read from the
-//! environment only through the injected one) and never open a socket to
-//! check an address: it checks what is written.
+//! This module must never perform I/O: the AWS region is read only through
+//! the injected [`Environment`], and no address is resolved or connected
+//! to — it checks what is written.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,7 +14,9 @@ use toml::Spanned;
 
 use super::{millis, size, Problems};
 use crate::config::raw::{RawDynamo, RawServer, RawStore};
-use crate::config::{DynamoConfig, Server, StoreConfig, StoreKind, TlsFiles, Upstream};
+use crate::config::{
+    DynamoConfig, Environment, Server, StoreConfig, StoreKind, TlsFiles, Upstream,
+};
 
 /// `[server]`; `None` when `listen` or `upstream` is invalid.
 pub(super) fn validate_server(raw: RawServer, p: &mut Problems<'_>) -> Option<Server> {
@@ -157,7 +159,11 @@ fn workers(value: &Option<Spanned<u64>>, p: &mut Problems<'_>) -> usize {
 
 /// `[store]`; `None` when `kind = "dynamodb"` has no usable
 /// `[store.dynamodb]`.
-pub(super) fn validate_store(raw: RawStore, p: &mut Problems<'_>) -> Option<StoreConfig> {
+pub(super) fn validate_store(
+    raw: RawStore,
+    env: &dyn Environment,
+    p: &mut Problems<'_>,
+) -> Option<StoreConfig> {
     let max_entries = size(p.at_least_or(&raw.memory.max_entries, 1, 1_000_000, "max_entries"));
     let dynamodb = match (raw.kind, raw.dynamodb) {
         (StoreKind::Dynamodb, None) => {
@@ -166,7 +172,7 @@ pub(super) fn validate_store(raw: RawStore, p: &mut Problems<'_>) -> Option<Stor
             );
             None
         }
-        (_, Some(dynamo)) => validate_dynamo(raw.kind, dynamo, p),
+        (_, Some(dynamo)) => validate_dynamo(raw.kind, dynamo, env, p),
         (StoreKind::Memory, None) => None,
     };
     if raw.kind == StoreKind::Dynamodb && dynamodb.is_none() {
@@ -186,14 +192,15 @@ pub(super) fn validate_store(raw: RawStore, p: &mut Problems<'_>) -> Option<Stor
 fn validate_dynamo(
     kind: StoreKind,
     dynamo: Spanned<RawDynamo>,
+    env: &dyn Environment,
     p: &mut Problems<'_>,
 ) -> Option<DynamoConfig> {
     let span = dynamo.span();
     let dynamo = dynamo.into_inner();
     let region = dynamo
         .region
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
+        .or_else(|| env.var("AWS_REGION"))
+        .or_else(|| env.var("AWS_DEFAULT_REGION"));
     if let Some(endpoint) = &dynamo.endpoint_url {
         if endpoint
             .get_ref()
