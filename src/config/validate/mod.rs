@@ -1,0 +1,187 @@
+//! Validation: the raw layer ([`super::raw`]) → the typed, frozen
+//! [`Config`].
+//!
+//! Values become typed (durations as [`Duration`], addresses as
+//! `SocketAddr`, header names as `HeaderName`) and every problem is
+//! collected with its `file:line:col` ([`Problems`]) before failing once,
+//! so one run lists them all. Secrets are resolved here into
+//! [`super::Secret`].
+//!
+//! This module must never print or log, never put a secret value into an
+//! error message, and never perform I/O except through the injected
+//! environment.
+
+mod keys;
+mod route;
+mod server;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::RawConfig;
+use super::{Config, Environment};
+
+/// Collects problems with positions while validating.
+pub(super) struct Problems<'a> {
+    file: &'a str,
+    text: &'a str,
+    lines: Vec<String>,
+}
+
+impl<'a> Problems<'a> {
+    /// No problems yet in `text`, named `file` in messages.
+    pub(super) fn new(file: &'a str, text: &'a str) -> Self {
+        Self {
+            file,
+            text,
+            lines: Vec::new(),
+        }
+    }
+
+    /// A problem at a position: `file:line:col: message`.
+    pub(super) fn at(&mut self, span: Range<usize>, message: impl fmt::Display) {
+        let (line, col) = line_col(self.text, span.start);
+        self.lines
+            .push(format!("{}:{line}:{col}: {message}", self.file));
+    }
+
+    /// A problem of the whole file: `file: message`.
+    pub(super) fn whole(&mut self, message: impl fmt::Display) {
+        self.lines.push(format!("{}: {message}", self.file));
+    }
+
+    /// Every problem so far, one line each, in the order found.
+    pub(super) fn into_lines(self) -> Vec<String> {
+        self.lines
+    }
+
+    /// The one "must be at least" rule: `value` when it is at least `min`;
+    /// otherwise `None`, reported at `span` as
+    /// `"{what} must be at least {min}{per}"` (`per` is empty or names
+    /// what the minimum counts, e.g. `" per replica"`).
+    fn at_least<T: PartialOrd + fmt::Display>(
+        &mut self,
+        span: Range<usize>,
+        value: T,
+        min: T,
+        what: &str,
+        per: &str,
+    ) -> Option<T> {
+        if value >= min {
+            return Some(value);
+        }
+        self.at(span, format!("{what} must be at least {min}{per}"));
+        None
+    }
+
+    /// An optional number `key` with a minimum: its value, or `default`
+    /// when it is absent or (reported) below `min`.
+    fn at_least_or(
+        &mut self,
+        value: &Option<Spanned<u64>>,
+        min: u64,
+        default: u64,
+        key: &str,
+    ) -> u64 {
+        value
+            .as_ref()
+            .and_then(|v| self.at_least(v.span(), *v.get_ref(), min, key, ""))
+            .unwrap_or(default)
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.chars().count(), |nl| {
+        before[nl + 1..].chars().count()
+    }) + 1;
+    (line, col)
+}
+
+/// A positive number of milliseconds (`default` when absent or zero).
+fn millis(value: &Option<Spanned<u64>>, default: u64, key: &str, p: &mut Problems<'_>) -> Duration {
+    Duration::from_millis(p.at_least_or(value, 1, default, key))
+}
+
+/// A positive number of seconds (`default` when absent or zero).
+fn secs(value: &Option<Spanned<u64>>, default: u64, key: &str, p: &mut Problems<'_>) -> Duration {
+    Duration::from_secs(p.at_least_or(value, 1, default, key))
+}
+
+/// A count or size as `usize`, saturating on 32-bit targets.
+fn size(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+/// Validate a whole raw file, reading variables and secret files from
+/// `env` only; `None` when a part the config cannot do without (server,
+/// store) is invalid. Problems go to `p`.
+pub(super) fn validate(
+    raw: RawConfig,
+    p: &mut Problems<'_>,
+    file: &str,
+    env: &dyn Environment,
+) -> Option<Config> {
+    let server = server::validate_server(raw.server, p);
+    let store = server::validate_store(raw.store, env, p);
+    let keys = keys::validate_keys(raw.keys, env, p);
+    let defaults = route::header_names(&raw.defaults.headers, None, p);
+    let default_mode = raw.defaults.mode;
+    let mut names = HashSet::new();
+    let mut routes = Vec::new();
+    for raw_route in raw.routes {
+        if let Some(route) = route::validate_route(
+            raw_route,
+            &defaults,
+            default_mode,
+            server.as_ref(),
+            &mut names,
+            p,
+        ) {
+            routes.push(route);
+        }
+    }
+    if let (Some(server), Some(store)) = (server, store) {
+        return Some(Config {
+            source: file.to_owned(),
+            server,
+            store,
+            keys,
+            routes,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("ab", 0), (1, 1));
+    }
+
+    #[test]
+    fn at_least_reports_once_with_the_minimum() {
+        let mut p = Problems::new("t.toml", "x = 0\n");
+        assert_eq!(p.at_least(4..5, 0u64, 1, "x", ""), None);
+        assert_eq!(p.at_least(4..5, 16u64, 16, "x", ""), Some(16));
+        assert_eq!(p.at_least(4..5, 0u32, 1, "burst", " per replica"), None);
+        assert_eq!(
+            p.into_lines(),
+            [
+                "t.toml:1:5: x must be at least 1",
+                "t.toml:1:5: burst must be at least 1 per replica",
+            ]
+        );
+    }
+}
