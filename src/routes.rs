@@ -14,21 +14,29 @@ use http::Method;
 pub use crate::config::PathPattern;
 use crate::config::Route;
 
-/// Ordered routes.
-#[derive(Debug, Clone, Default)]
-pub struct RouteTable {
-    routes: Vec<Route>,
+/// Ordered routes, or anything that carries one (the proxy keeps each
+/// route's state beside its rule: `RouteTable<Arc<RouteState>>`).
+#[derive(Debug, Clone)]
+pub struct RouteTable<R = Route> {
+    routes: Vec<R>,
 }
 
-impl RouteTable {
+impl<R> Default for RouteTable<R> {
+    fn default() -> Self {
+        Self { routes: Vec::new() }
+    }
+}
+
+impl<R: Routed> RouteTable<R> {
     /// Build from validated routes, in file order.
-    pub fn new(routes: Vec<Route>) -> Self {
+    pub fn new(routes: Vec<R>) -> Self {
         Self { routes }
     }
 
-    /// The first route matching method and path key, with its index.
-    pub fn find(&self, method: &Method, key: &str) -> Option<(usize, &Route)> {
-        self.routes.iter().enumerate().find(|(_, route)| {
+    /// The first route matching method and path key.
+    pub fn find(&self, method: &Method, key: &str) -> Option<&R> {
+        self.routes.iter().find(|entry| {
+            let route = entry.route();
             route
                 .methods
                 .as_ref()
@@ -38,7 +46,25 @@ impl RouteTable {
     }
 
     /// All routes, in match order.
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[R] {
         &self.routes
+    }
+}
+
+/// What a table entry is matched by: its route.
+pub trait Routed {
+    /// The validated route.
+    fn route(&self) -> &Route;
+}
+
+impl Routed for Route {
+    fn route(&self) -> &Route {
+        self
+    }
+}
+
+impl<T: Routed> Routed for std::sync::Arc<T> {
+    fn route(&self) -> &Route {
+        T::route(self)
     }
 }

@@ -45,7 +45,7 @@ use crate::forward::Peer;
 use crate::metrics::{Metrics, Outcome, RouteMetrics};
 use crate::path;
 use crate::rejection::Rejection;
-use crate::routes::RouteTable;
+use crate::routes::{RouteTable, Routed};
 use crate::store::Store;
 use crate::upstream::Upstream;
 use guard::{BodyState, Refused};
@@ -59,10 +59,8 @@ const UNMATCHED: &str = "unmatched";
 pub struct Proxy {
     /// The validated configuration.
     config: Arc<Config>,
-    /// Route matching, in file order; its index names an entry of `routes`.
-    table: RouteTable,
-    /// Each route's rule, limiter and metrics, in the table's order.
-    routes: Vec<Arc<RouteState>>,
+    /// Each route's rule, limiter and metrics, in match (file) order.
+    routes: RouteTable<Arc<RouteState>>,
     /// Request series of unmatched paths.
     unmatched: RouteMetrics,
     /// When the process started (restart fence for the memory store).
@@ -92,6 +90,12 @@ pub struct RouteState {
     pub limiter: Option<Arc<Limiter>>,
     /// The route's request series.
     pub metrics: RouteMetrics,
+}
+
+impl Routed for RouteState {
+    fn route(&self) -> &Route {
+        &self.rule
+    }
 }
 
 /// A successful pass through the request path.
@@ -129,7 +133,7 @@ impl Proxy {
             started: self.started,
             detached: self.detached.clone(),
         };
-        Self::build(config, parts, &self.routes)
+        Self::build(config, parts, self.routes.routes())
     }
 
     fn build(config: Arc<Config>, shared: Shared, previous: &[Arc<RouteState>]) -> Self {
@@ -159,6 +163,7 @@ impl Proxy {
                 })
             })
             .collect();
+        let routes = RouteTable::new(routes);
         let upstream = Upstream::new(
             &config.server.upstream,
             config.server.upstream_connect_timeout,
@@ -166,7 +171,6 @@ impl Proxy {
             config.server.workers,
         );
         Self {
-            table: RouteTable::new(config.routes.clone()),
             routes,
             unmatched: metrics.route(UNMATCHED),
             config,
@@ -206,6 +210,7 @@ impl Proxy {
     pub fn sweep_limiters(&self) {
         for limiter in self
             .routes
+            .routes()
             .iter()
             .filter_map(|route| route.limiter.as_ref())
         {
@@ -276,8 +281,7 @@ impl Proxy {
         } else {
             key
         };
-        let (index, _) = self.table.find(method, &key)?;
-        self.routes.get(index).cloned()
+        self.routes.find(method, &key).cloned()
     }
 
     /// A refused request: answered with its rejection, or — in report mode,
