@@ -35,11 +35,11 @@ use crate::body::{self, Body};
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigErrors, StoreKind};
 use crate::forward::Peer;
-use crate::metrics::{MeteredStore, Metrics};
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::store::dynamodb::{DynamoSettings, DynamoStore};
 use crate::store::memory::MemoryStore;
-use crate::store::{Store, StoreError};
+use crate::store::{MeteredStore, Store, StoreError};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
