@@ -1,9 +1,12 @@
 //! Client-side helpers: produce the headers a client must send for one
-//! signed request. Used by `replay-guard sign`, the demo and loadgen, and
-//! by tests acting as clients.
+//! signed request, and the `Host` a client sends for a URL. Used by
+//! `replay-guard sign`, the demo and loadgen, and by tests and examples
+//! acting as clients.
 //!
 //! This module must never be used by the proxy's verifying side except
 //! through the shared canonical string in [`crate::checks::signature`].
+
+use http::Uri;
 
 use crate::checks::signature::{self, Signed};
 use crate::config::Secret;
@@ -73,5 +76,49 @@ pub fn sign(secret: &Secret, request: &SignRequest<'_>) -> SignedHeaders {
             (names::KEY_ID.into(), request.key_id.to_owned()),
             (names::SIGNATURE.into(), signature),
         ],
+    }
+}
+
+/// The Host header a client sends for a URL (default ports omitted).
+pub fn host_for(uri: &Uri) -> Option<String> {
+    let authority = uri.authority()?;
+    let default_port = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    Some(match authority.port_u16() {
+        Some(port) if port == default_port => authority.host().to_owned(),
+        _ => authority.as_str().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_for_omits_only_the_default_port() {
+        let host = |url: &str| host_for(&url.parse().unwrap());
+        assert_eq!(
+            host("http://api.internal/x").as_deref(),
+            Some("api.internal")
+        );
+        assert_eq!(
+            host("http://api.internal:80/x").as_deref(),
+            Some("api.internal")
+        );
+        assert_eq!(
+            host("https://api.internal:443/").as_deref(),
+            Some("api.internal")
+        );
+        assert_eq!(
+            host("http://api.internal:443/").as_deref(),
+            Some("api.internal:443")
+        );
+        assert_eq!(
+            host("http://127.0.0.1:8080/p").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(host("/relative/only"), None);
     }
 }

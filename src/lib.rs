@@ -25,8 +25,9 @@
 //!   shutdown. [`server::start`] is what the binary and the tests call;
 //!   [`tls`] loads the optional TLS listener.
 //! - [`metrics`], [`clock`], [`identity`], [`body`]: support.
-//! - [`client`]: signing helpers used by `sign`, `demo` and `loadgen`;
-//!   [`cli`]: the subcommands other than `run`.
+//! - [`client`]: signing helpers used by the binary's `sign`, `demo` and
+//!   `loadgen` subcommands (which live in the binary crate, `src/cli/`,
+//!   not in this library).
 //!
 //! ## The request path
 //!
@@ -61,7 +62,6 @@
 
 pub mod body;
 pub mod checks;
-pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;

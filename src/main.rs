@@ -1,15 +1,16 @@
 //! The `replay-guard` binary: parses the command line, sets up logging and
-//! calls into the library. Exit codes: 0 ok, 1 bad config or usage,
-//! 2 runtime failure.
+//! dispatches to a subcommand in [`cli`] (the tools live in the binary, not
+//! in the library, which exposes only the proxy). Exit codes: 0 ok, 1 bad
+//! config or usage, 2 runtime failure.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use replay_guard::clock::{SharedClock, SystemClock};
 use replay_guard::config::Config;
-use replay_guard::{cli, server};
 use tracing_subscriber::EnvFilter;
+
+mod cli;
 
 /// mimalloc instead of glibc malloc: the request path allocates small,
 /// short-lived buffers (headers, URIs, store keys) on every tokio worker
@@ -124,7 +125,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
     match command {
         Command::Run { config } => {
             let config = load(&config)?;
-            runtime()?.block_on(serve(config))
+            runtime()?.block_on(cli::run::serve(config))
         }
         Command::Check { config } => {
             let config = load(&config)?;
@@ -139,59 +140,5 @@ fn run(command: Command) -> Result<(), ExitCode> {
         Command::Healthcheck(args) => runtime()?.block_on(cli::healthcheck::run(&args)),
         Command::Demo => runtime()?.block_on(cli::demo::run()),
         Command::Loadgen(args) => runtime()?.block_on(cli::loadgen::run(args)),
-    }
-}
-
-async fn serve(config: Config) -> Result<(), ExitCode> {
-    let clock: SharedClock = std::sync::Arc::new(SystemClock);
-    let running = server::start(config, clock).await.map_err(|e| {
-        tracing::error!(error = %e, "cannot start");
-        ExitCode::from(2)
-    })?;
-    let reloader = running.reloader();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-                return;
-            };
-            while hangup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the config");
-                // Errors are logged by the reloader; the old config keeps serving.
-                let _ = reloader.reload();
-            }
-        }
-    });
-    let trigger = running.shutdown_trigger();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown signal received");
-        let _ = trigger.send(true);
-    });
-    running.wait().await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -4,20 +4,14 @@
 //! from fixed sets, store operation names. This module must never put a
 //! path, an identity, a key, a nonce or a secret into a label.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-
-use crate::store::{
-    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
-};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteOutcome {
@@ -255,7 +249,9 @@ impl Metrics {
         &self.in_flight
     }
 
-    fn store_call(&self, op: &str, started: Instant, failed: bool) {
+    /// Record one store call: its latency and, if it failed, an error.
+    /// Called by [`crate::store::MeteredStore`].
+    pub(crate) fn store_call(&self, op: &str, started: Instant, failed: bool) {
         let label = OpLabel { op: op.to_owned() };
         self.store_duration
             .get_or_create(&label)
@@ -300,76 +296,5 @@ impl RouteMetrics {
     /// Record the upstream's response time.
     pub fn upstream(&self, seconds: f64) {
         self.upstream.observe(seconds);
-    }
-}
-
-/// A store wrapper that times every call and counts failures.
-#[derive(Debug)]
-pub struct MeteredStore {
-    inner: Arc<dyn Store>,
-    metrics: Arc<Metrics>,
-}
-
-impl std::fmt::Debug for dyn Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Store")
-    }
-}
-
-impl MeteredStore {
-    /// Wrap a store.
-    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
-        Self { inner, metrics }
-    }
-}
-
-#[async_trait]
-impl Store for MeteredStore {
-    async fn claim_nonce(&self, claim: NonceClaim<'_>) -> Result<NonceOutcome, StoreError> {
-        let started = Instant::now();
-        let result = self.inner.claim_nonce(claim).await;
-        self.metrics
-            .store_call("claim_nonce", started, result.is_err());
-        result
-    }
-
-    async fn claim_idempotency(&self, claim: IdemClaim<'_>) -> Result<IdemOutcome, StoreError> {
-        let started = Instant::now();
-        let result = self.inner.claim_idempotency(claim).await;
-        self.metrics
-            .store_call("claim_idempotency", started, result.is_err());
-        result
-    }
-
-    async fn complete_idempotency(
-        &self,
-        pk: &str,
-        owner: &str,
-        response: &StoredResponse,
-        expires_at: u64,
-    ) -> Result<Fenced, StoreError> {
-        let started = Instant::now();
-        let result = self
-            .inner
-            .complete_idempotency(pk, owner, response, expires_at)
-            .await;
-        self.metrics
-            .store_call("complete_idempotency", started, result.is_err());
-        result
-    }
-
-    async fn release_idempotency(&self, pk: &str, owner: &str) -> Result<Fenced, StoreError> {
-        let started = Instant::now();
-        let result = self.inner.release_idempotency(pk, owner).await;
-        self.metrics
-            .store_call("release_idempotency", started, result.is_err());
-        result
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let started = Instant::now();
-        let result = self.inner.ping().await;
-        self.metrics.store_call("ping", started, result.is_err());
-        result
     }
 }

@@ -1,18 +1,21 @@
 //! `loadgen` against the real proxy and a recording upstream on loopback:
 //! the counts add up, every verbatim replay is refused, idempotent retries
 //! get the stored answer, and the upstream receives exactly the fresh
-//! requests.
+//! requests. loadgen is a tool of the binary, not of the library: each run
+//! is the real `replay-guard loadgen` as a child process, read through its
+//! `--json` report.
 
 mod support;
 
-use std::process::Stdio;
+use std::collections::BTreeMap;
+use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use replay_guard::cli::loadgen::{execute, LoadgenArgs, Report};
 use replay_guard::clock::{SharedClock, SystemClock};
 use replay_guard::config::Config;
 use replay_guard::server::{self, Running};
+use serde::Deserialize;
 use support::upstream::Upstream;
 
 const SECRET: &str = "loadgen-test-secret";
@@ -64,10 +67,87 @@ nonce = {{ required = true }}
     (upstream, running)
 }
 
-fn args(list: &[&str]) -> LoadgenArgs {
-    let mut all = vec!["loadgen", "--quiet"];
+/// Latency percentiles of the report, in milliseconds.
+#[derive(Debug, Deserialize)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+/// Counts for one kind of request in the report.
+#[derive(Debug, Deserialize)]
+struct KindCounts {
+    sent: u64,
+    ok: u64,
+    stored_answer: u64,
+}
+
+/// The parts of loadgen's `--json` report these tests read.
+#[derive(Debug, Deserialize)]
+struct Report {
+    mode: String,
+    sent: u64,
+    latency_ms: Latency,
+    statuses: BTreeMap<u16, u64>,
+    reasons: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+    fresh: KindCounts,
+    replays: KindCounts,
+    replays_admitted: u64,
+    idempotent_retries: KindCounts,
+    /// The report as printed, for failure messages.
+    #[serde(skip)]
+    text: String,
+}
+
+impl Report {
+    fn render(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Run `replay-guard loadgen <list>` (bounded: 60 s), with `env` set.
+async fn loadgen_output(list: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay-guard"));
+    command
+        .arg("loadgen")
+        .args(list)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("binary starts");
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("loadgen ends by itself")
+        .expect("loadgen output");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Run `replay-guard loadgen --quiet --json <list>` and read its report.
+/// It must run: the only failing exit allowed through is 2 for admitted
+/// replays, which the tests assert on themselves (with the report).
+async fn execute(list: &[&str], env: &[(&str, &str)]) -> Report {
+    let mut all = vec!["--quiet", "--json"];
     all.extend_from_slice(list);
-    LoadgenArgs::parse_from(all).expect("arguments parse")
+    let (status, stdout, stderr) = loadgen_output(&all, env).await;
+    let mut report: Report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("loadgen runs ({status}): {e}\n{stdout}\n{stderr}"));
+    report.text = stdout;
+    assert!(
+        status.success() || (status.code() == Some(2) && report.replays_admitted > 0),
+        "loadgen runs ({status}): {}\n{stderr}",
+        report.render()
+    );
+    report
 }
 
 fn assert_adds_up(report: &Report) {
@@ -84,26 +164,27 @@ fn assert_adds_up(report: &Report) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_load_with_replays_refuses_every_replay() {
     let (upstream, proxy) = setup().await;
-    std::env::set_var("RG_LOADGEN_TEST_SECRET_1", SECRET);
     let url = format!("http://{}/payments", proxy.addr);
-    let report = execute(&args(&[
-        "--url",
-        &url,
-        "--body-size",
-        "64",
-        "--concurrency",
-        "4",
-        "--requests",
-        "200",
-        "--replay-ratio",
-        "0.2",
-        "--key-id",
-        "lg",
-        "--secret-env",
-        "RG_LOADGEN_TEST_SECRET_1",
-    ]))
-    .await
-    .expect("loadgen runs");
+    let report = execute(
+        &[
+            "--url",
+            &url,
+            "--body-size",
+            "64",
+            "--concurrency",
+            "4",
+            "--requests",
+            "200",
+            "--replay-ratio",
+            "0.2",
+            "--key-id",
+            "lg",
+            "--secret-env",
+            "RG_LOADGEN_TEST_SECRET_1",
+        ],
+        &[("RG_LOADGEN_TEST_SECRET_1", SECRET)],
+    )
+    .await;
     assert_adds_up(&report);
     assert_eq!(report.sent, 200);
     assert_eq!(report.mode, "closed-loop");
@@ -137,29 +218,30 @@ async fn signed_load_with_replays_refuses_every_replay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_retries_get_the_stored_answer() {
     let (upstream, proxy) = setup().await;
-    std::env::set_var("RG_LOADGEN_TEST_SECRET_2", SECRET);
     let url = format!("http://{}/orders", proxy.addr);
-    let report = execute(&args(&[
-        "--url",
-        &url,
-        "--body-size",
-        "32",
-        "--concurrency",
-        "3",
-        "--requests",
-        "150",
-        "--replay-ratio",
-        "0.1",
-        "--idempotency",
-        "--retry-ratio",
-        "0.2",
-        "--key-id",
-        "lg",
-        "--secret-env",
-        "RG_LOADGEN_TEST_SECRET_2",
-    ]))
-    .await
-    .expect("loadgen runs");
+    let report = execute(
+        &[
+            "--url",
+            &url,
+            "--body-size",
+            "32",
+            "--concurrency",
+            "3",
+            "--requests",
+            "150",
+            "--replay-ratio",
+            "0.1",
+            "--idempotency",
+            "--retry-ratio",
+            "0.2",
+            "--key-id",
+            "lg",
+            "--secret-env",
+            "RG_LOADGEN_TEST_SECRET_2",
+        ],
+        &[("RG_LOADGEN_TEST_SECRET_2", SECRET)],
+    )
+    .await;
     assert_adds_up(&report);
     assert_eq!(report.replays_admitted, 0, "{}", report.render());
     assert!(report.idempotent_retries.sent >= 20, "{}", report.render());
@@ -182,7 +264,7 @@ async fn idempotent_retries_get_the_stored_answer() {
 async fn open_loop_is_bounded_and_unsigned_nonces_work() {
     let (upstream, proxy) = setup().await;
     let url = format!("http://{}/unsigned", proxy.addr);
-    let report = execute(&args(&[
+    let list = [
         "--url",
         &url,
         "--method",
@@ -197,15 +279,20 @@ async fn open_loop_is_bounded_and_unsigned_nonces_work() {
         "10s",
         "--replay-ratio",
         "0.5",
-    ]))
-    .await
-    .expect("loadgen runs");
+    ];
+    let report = execute(&list, &[]).await;
     assert_adds_up(&report);
     assert_eq!(report.mode, "open-loop");
     assert_eq!(report.sent, 60);
     assert_eq!(report.replays_admitted, 0, "{}", report.render());
     assert_eq!(upstream.count() as u64, report.fresh.sent);
-    assert!(report.render().contains("open-loop"));
+    // The human-readable report (the same run without --json) names the
+    // mode too.
+    let mut text_run = vec!["--quiet"];
+    text_run.extend_from_slice(&list);
+    let (status, text, stderr) = loadgen_output(&text_run, &[]).await;
+    assert!(status.success(), "{text}\n{stderr}");
+    assert!(text.contains("open-loop"), "{text}");
     proxy.shutdown().await;
 }
 

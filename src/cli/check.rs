@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::config::{Config, Route, StoreKind};
+use replay_guard::config::{Config, Route, StoreKind};
 
 fn checks(route: &Route) -> String {
     let mut parts = Vec::new();
@@ -44,7 +44,7 @@ fn checks(route: &Route) -> String {
     if parts.is_empty() {
         return "pass-through".into();
     }
-    if route.mode == crate::config::Mode::Report {
+    if route.mode == replay_guard::config::Mode::Report {
         parts.push("[REPORT ONLY]".into());
     }
     parts.join(" ")
@@ -103,8 +103,8 @@ pub fn route_table(config: &Config) -> String {
         out,
         "  -   (unmatched)          *            *                        -                {}",
         match s.unmatched {
-            crate::config::Unmatched::Forward => "forward unchecked",
-            crate::config::Unmatched::Reject => "reject 404 route_not_allowed",
+            replay_guard::config::Unmatched::Forward => "forward unchecked",
+            replay_guard::config::Unmatched::Reject => "reject 404 route_not_allowed",
         }
     );
     out

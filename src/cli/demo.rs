@@ -24,10 +24,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::demo_upstream::DemoUpstream;
-use crate::client::{self, SignRequest};
-use crate::clock::{SharedClock, SystemClock};
-use crate::config::{Config, Secret};
-use crate::server;
+use replay_guard::client::{self, SignRequest};
+use replay_guard::clock::{SharedClock, SystemClock};
+use replay_guard::config::{Config, Secret};
+use replay_guard::server;
 
 /// The demo client's key id.
 const KEY_ID: &str = "demo-client";

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use crate::config::Config;
-use crate::server::dynamo_settings;
-use crate::store::dynamodb;
+use replay_guard::config::Config;
+use replay_guard::server::dynamo_settings;
+use replay_guard::store::dynamodb;
 
 /// Create the table named in `[store.dynamodb]`.
 pub async fn run(config: &Config) -> Result<(), ExitCode> {

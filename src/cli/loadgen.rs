@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use clap::{Args, Parser};
+use clap::Args;
 use hdrhistogram::Histogram;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Uri};
@@ -44,10 +44,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
 
-use super::sign::host_for;
-use crate::client::{self, SignRequest};
-use crate::clock::{Clock, SystemClock};
-use crate::config::Secret;
+use replay_guard::client::{self, SignRequest};
+use replay_guard::clock::{Clock, SystemClock};
+use replay_guard::config::Secret;
 
 /// How many answered requests are kept for replays and retries.
 const POOL_SIZE: usize = 4096;
@@ -107,25 +106,6 @@ pub struct LoadgenArgs {
     /// No progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
-}
-
-/// Standalone parser, for tests and scripts calling the library.
-#[derive(Debug, Parser)]
-#[command(name = "loadgen")]
-struct Standalone {
-    #[command(flatten)]
-    args: LoadgenArgs,
-}
-
-impl LoadgenArgs {
-    /// Parse `loadgen` arguments (the first item is the program name).
-    pub fn parse_from<I, T>(items: I) -> Result<Self, clap::Error>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<std::ffi::OsString> + Clone,
-    {
-        Standalone::try_parse_from(items).map(|s| s.args)
-    }
 }
 
 /// `10s`, `500ms`, `2m`, `1.5s` or a bare number of seconds.
@@ -646,7 +626,7 @@ fn build_plan(args: &LoadgenArgs) -> Result<Plan, LoadgenError> {
             "--url must be http://host:port/path (loadgen speaks plain HTTP)".into(),
         ));
     }
-    let host = host_for(&uri).ok_or_else(|| usage("--url needs a host".into()))?;
+    let host = client::host_for(&uri).ok_or_else(|| usage("--url needs a host".into()))?;
     let path_and_query = uri
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
@@ -754,7 +734,7 @@ fn json_body(size: usize) -> Bytes {
     Bytes::from(body)
 }
 
-/// Run the load and return the report (the library entry point).
+/// Run the load and return the report.
 pub async fn execute(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
     let plan = Arc::new(build_plan(args)?);
     let started = Instant::now();

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use http::Uri;
 
-use crate::client::{self, SignRequest};
-use crate::clock::{Clock, SystemClock};
-use crate::config::Secret;
+use replay_guard::client::{self, SignRequest};
+use replay_guard::clock::{Clock, SystemClock};
+use replay_guard::config::Secret;
 
 /// Arguments of `sign`.
 #[derive(Debug, Args)]
@@ -68,19 +68,6 @@ fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\\''"))
 }
 
-/// The Host header a client sends for a URL (default ports omitted).
-pub fn host_for(uri: &Uri) -> Option<String> {
-    let authority = uri.authority()?;
-    let default_port = match uri.scheme_str() {
-        Some("https") => 443,
-        _ => 80,
-    };
-    Some(match authority.port_u16() {
-        Some(port) if port == default_port => authority.host().to_owned(),
-        _ => authority.as_str().to_owned(),
-    })
-}
-
 /// Run `sign`.
 pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
     let fail = |message: String| {
@@ -91,13 +78,13 @@ pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
         .url
         .parse()
         .map_err(|_| fail(format!("--url {:?} is not a URL", args.url)))?;
-    let host = host_for(&uri).ok_or_else(|| {
+    let host = client::host_for(&uri).ok_or_else(|| {
         fail("--url needs a scheme and host, e.g. http://127.0.0.1:8080/payments".into())
     })?;
     // The proxy verifies the path it forwards: the normalised one. Sign
     // that, so every spelling of the URL (and curl's own dot-segment
     // resolution) verifies.
-    let path = crate::path::normalize(uri.path()).map_err(|e| {
+    let path = replay_guard::path::normalize(uri.path()).map_err(|e| {
         fail(format!(
             "--url {:?}: the proxy refuses this path ({e})",
             args.url

@@ -3,7 +3,8 @@
 //! This module defines the one narrow trait every store implements
 //! ([`Store`]) and the records that cross it. Two implementations exist:
 //! [`memory::MemoryStore`] (single instance, embedded) and
-//! [`dynamodb::DynamoStore`] (shared by many replicas).
+//! [`dynamodb::DynamoStore`] (shared by many replicas). [`MeteredStore`]
+//! wraps either one to time its calls.
 //!
 //! Semantics every implementation must honour (checked by the shared
 //! behavioural suite in `tests/store_contract.rs`):
@@ -21,6 +22,9 @@
 
 pub mod dynamodb;
 pub mod memory;
+mod metered;
+
+pub use metered::MeteredStore;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -143,6 +147,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap reachability probe for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
 }
 
 impl StoredResponse {

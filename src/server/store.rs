@@ -1,0 +1,45 @@
+//! Store construction for the server: the memory store (with its purger)
+//! or the DynamoDB store, as the config says, always wrapped in
+//! [`MeteredStore`] so every call is timed.
+//!
+//! This module must never decide request behaviour or retry: it only
+//! builds the store the checks call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, StoreKind};
+use crate::metrics::Metrics;
+use crate::store::dynamodb::{DynamoSettings, DynamoStore};
+use crate::store::memory::MemoryStore;
+use crate::store::{MeteredStore, Store, StoreError};
+
+/// Build the configured store (memory or DynamoDB), wrapped for metrics.
+pub async fn build_store(
+    config: &Config,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let inner: Arc<dyn Store> = match (config.store.kind, &config.store.dynamodb) {
+        (StoreKind::Dynamodb, Some(dynamo)) => {
+            Arc::new(DynamoStore::connect(&dynamo_settings(dynamo)).await?)
+        }
+        _ => {
+            let memory = Arc::new(MemoryStore::new(config.store.max_entries));
+            memory.spawn_purger(clock.clone(), Duration::from_secs(5));
+            memory
+        }
+    };
+    Ok(Arc::new(MeteredStore::new(inner, metrics.clone())))
+}
+
+/// DynamoDB settings from the config.
+pub fn dynamo_settings(dynamo: &crate::config::DynamoConfig) -> DynamoSettings {
+    DynamoSettings {
+        table: dynamo.table.clone(),
+        region: dynamo.region.clone(),
+        endpoint_url: dynamo.endpoint_url.clone(),
+        timeout: dynamo.timeout,
+    }
+}
