@@ -25,7 +25,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use replay_guard::body::{self, Body};
 use replay_guard::config;
-use replay_guard::upstream::{pin_worker_thread, Upstream};
+use replay_guard::upstream::Upstream;
 use tokio::net::TcpSocket;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -70,7 +70,6 @@ fn main() -> Result<(), Error> {
 /// One worker: its own listening socket on `listen` (`SO_REUSEPORT`: the
 /// kernel spreads connections over the workers), its own event loop.
 fn worker(index: usize, listen: SocketAddr, upstream: Upstream, seconds: u64) -> Result<(), Error> {
-    pin_worker_thread(index);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -96,7 +95,7 @@ fn worker(index: usize, listen: SocketAddr, upstream: Upstream, seconds: u64) ->
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
                     let upstream = upstream.clone();
-                    async move { Ok::<_, Infallible>(forward(&upstream, request).await) }
+                    async move { Ok::<_, Infallible>(forward(&upstream, request, index).await) }
                 });
                 let _ = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -108,9 +107,9 @@ fn worker(index: usize, listen: SocketAddr, upstream: Upstream, seconds: u64) ->
 }
 
 /// Send the request on as it came; any failure is a bare 502.
-async fn forward(upstream: &Upstream, request: Request<Incoming>) -> Response<Body> {
+async fn forward(upstream: &Upstream, request: Request<Incoming>, worker: usize) -> Response<Body> {
     let request = request.map(body::boxed);
-    match upstream.send(request).await {
+    match upstream.send(request, worker).await {
         Ok(response) => response.map(body::boxed),
         Err(_) => {
             let mut response = Response::new(body::empty());

@@ -48,6 +48,9 @@ pub struct Peer {
     pub https: bool,
     /// `addr`'s IP as a header value (appended to `X-Forwarded-For`).
     ip: HeaderValue,
+    /// The worker event loop serving the connection (its upstream
+    /// connections are that worker's).
+    pub worker: usize,
 }
 
 impl Peer {
@@ -55,7 +58,20 @@ impl Peer {
     pub fn new(addr: SocketAddr, https: bool) -> Self {
         let ip = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { addr, https, ip }
+        Self {
+            addr,
+            https,
+            ip,
+            worker: 0,
+        }
+    }
+
+    /// The same peer, served by worker `index`.
+    pub fn on_worker(self, index: usize) -> Self {
+        Self {
+            worker: index,
+            ..self
+        }
     }
 }
 

@@ -4,8 +4,10 @@
 //!
 //! There is exactly one upstream, so the pool is a stack of idle
 //! connections behind one short lock — no per-host map, no waiter queue,
-//! no task per request — one stack per thread that sends requests, so a
-//! worker thread reuses the connections its own event loop drives. A connection goes back on the stack when its
+//! no task per request — one stack per worker event loop, named by the
+//! caller of [`Upstream::send`] (the worker that accepted the client's
+//! connection), so a worker reuses the connections its own event loop
+//! drives. A connection goes back on the stack it came from when its
 //! response body has been read to the end; a body dropped half way takes
 //! its connection with it (hyper closes it). A request is sent again only
 //! when hyper hands it back unwritten because a reused connection closed
@@ -86,21 +88,6 @@ struct Idle {
     since: Instant,
 }
 
-thread_local! {
-    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Mark the current thread as worker `index`: the requests it sends use
-/// idle stack `index` (other threads use stack 0).
-pub fn pin_worker_thread(index: usize) {
-    WORKER.with(|worker| worker.set(index));
-}
-
-/// This thread's stack among `shards`.
-fn shard(shards: usize) -> usize {
-    WORKER.with(|worker| worker.get()) % shards
-}
-
 impl Upstream {
     /// A pool for `upstream` with a connect timeout and a response timeout,
     /// with one idle stack for each of up to `threads` sending threads.
@@ -140,16 +127,20 @@ impl Upstream {
 
     /// Send a request whose URI is in origin form (`/path?query`); the
     /// timeout covers connecting and the response head.
+    /// `worker` names the sending event loop: each has its own stack of
+    /// idle connections (any number is taken modulo the stacks).
     pub async fn send(
         &self,
         mut request: Request<Body>,
+        worker: usize,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let shard = worker % self.pool.idle.len();
         if !request.headers().contains_key(HOST) {
             if let Some(host) = &self.pool.host {
                 request.headers_mut().insert(HOST, host.clone());
             }
         }
-        match tokio::time::timeout(self.pool.timeout, self.exchange(request)).await {
+        match tokio::time::timeout(self.pool.timeout, self.exchange(request, shard)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(result) => result,
         }
@@ -158,16 +149,17 @@ impl Upstream {
     async fn exchange(
         &self,
         mut request: Request<Body>,
+        shard: usize,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         for _ in 1..MAX_ATTEMPTS {
-            let Some(mut sender) = self.pool.checkout() else {
+            let Some(mut sender) = self.pool.checkout(shard) else {
                 break;
             };
             if sender.ready().await.is_err() {
                 continue; // closed while idle
             }
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.pool.wrap(response, sender)),
+                Ok(response) => return Ok(self.pool.wrap(response, sender, shard)),
                 Err(mut error) => match error.take_message() {
                     // Handed back unwritten: the connection closed first.
                     Some(unsent) => request = unsent,
@@ -179,16 +171,17 @@ impl Upstream {
         // every request's future larger.
         let mut sender = Box::pin(self.pool.connect()).await?;
         match sender.send_request(request).await {
-            Ok(response) => Ok(self.pool.wrap(response, sender)),
+            Ok(response) => Ok(self.pool.wrap(response, sender, shard)),
             Err(error) => Err(UpstreamError::Other(error.to_string())),
         }
     }
 }
 
 impl Pool {
-    /// The most recently used idle connection that is still open.
-    fn checkout(&self) -> Option<SendRequest<Body>> {
-        let mut idle = self.idle[shard(self.idle.len())].lock().ok()?;
+    /// The most recently used idle connection of stack `shard` that is
+    /// still open.
+    fn checkout(&self, shard: usize) -> Option<SendRequest<Body>> {
+        let mut idle = self.idle.get(shard)?.lock().ok()?;
         while let Some(entry) = idle.pop_back() {
             if !entry.sender.is_closed() && entry.since.elapsed() < IDLE_TIMEOUT {
                 return Some(entry.sender);
@@ -197,13 +190,14 @@ impl Pool {
         None
     }
 
-    /// Put a connection whose response was read to the end back.
-    fn checkin(&self, sender: SendRequest<Body>) {
+    /// Put a connection whose response was read to the end back on stack
+    /// `shard`.
+    fn checkin(&self, sender: SendRequest<Body>, shard: usize) {
         if sender.is_closed() {
             return;
         }
         let now = Instant::now();
-        let Ok(mut idle) = self.idle[shard(self.idle.len())].lock() else {
+        let Some(Ok(mut idle)) = self.idle.get(shard).map(Mutex::lock) else {
             return;
         };
         // The oldest connections sit at the front: close the stale ones.
@@ -244,12 +238,14 @@ impl Pool {
         self: &Arc<Self>,
         response: Response<Incoming>,
         sender: SendRequest<Body>,
+        shard: usize,
     ) -> Response<UpstreamBody> {
         response.map(|body| UpstreamBody {
             body,
             lease: Some(Lease {
                 sender,
                 pool: Arc::clone(self),
+                shard,
             }),
         })
     }
@@ -258,6 +254,8 @@ impl Pool {
 struct Lease {
     sender: SendRequest<Body>,
     pool: Arc<Pool>,
+    /// The idle stack it came from and goes back to.
+    shard: usize,
 }
 
 /// An upstream response body; its connection returns to the pool once the
@@ -272,7 +270,7 @@ pub struct UpstreamBody {
 impl UpstreamBody {
     fn finish(&mut self) {
         if let Some(lease) = self.lease.take() {
-            lease.pool.checkin(lease.sender);
+            lease.pool.checkin(lease.sender, lease.shard);
         }
     }
 }

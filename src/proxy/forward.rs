@@ -119,7 +119,10 @@ impl Proxy {
             ctx.report,
         );
         let started = Instant::now();
-        let result = self.upstream.send(Request::from_parts(parts, body)).await;
+        let result = self
+            .upstream
+            .send(Request::from_parts(parts, body), ctx.peer.worker)
+            .await;
         self.series(ctx).upstream(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             tracing::warn!(route = ctx.route_name(), error = %e, "upstream request failed");

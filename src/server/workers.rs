@@ -60,6 +60,7 @@ pub(super) fn spawn_workers(
         let (handoff, accepted) = mpsc::unbounded_channel();
         let open = Arc::new(AtomicUsize::new(0));
         let worker = Worker {
+            index,
             tls: tls.clone(),
             current: current.clone(),
             config: config.clone(),
@@ -71,7 +72,6 @@ pub(super) fn spawn_workers(
         std::thread::Builder::new()
             .name(format!("rg-worker-{index}"))
             .spawn(move || {
-                crate::upstream::pin_worker_thread(index);
                 runtime.block_on(async move {
                     worker.run().await;
                     all_drained.wait().await;
@@ -171,6 +171,8 @@ async fn accept_loop(
 /// One worker thread: serves the connections handed to it until the
 /// accept loop stops, then drains them within `shutdown_grace`.
 struct Worker {
+    /// Which worker: names its stack of idle upstream connections.
+    index: usize,
     tls: Option<TlsAcceptor>,
     current: Arc<ArcSwap<Proxy>>,
     config: Arc<Config>,
@@ -210,10 +212,11 @@ impl Worker {
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let tls = self.tls.clone();
+            let worker = self.index;
             tokio::spawn(async move {
                 serve_accepted(
                     stream,
-                    peer,
+                    Client { peer, worker },
                     tls,
                     builder,
                     proxy,
@@ -263,17 +266,26 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Who is on the other end of an accepted connection, and which worker
+/// serves it.
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    peer: SocketAddr,
+    worker: usize,
+}
+
 /// One accepted connection: wait (bounded) for its first byte or its TLS
 /// handshake, then serve it.
 async fn serve_accepted(
     stream: TcpStream,
-    peer: SocketAddr,
+    client: Client,
     tls: Option<TlsAcceptor>,
     builder: auto::Builder<TokioExecutor>,
     proxy: Arc<ArcSwap<Proxy>>,
     watcher: Watcher,
     handshake_timeout: Duration,
 ) {
+    let peer = client.peer;
     match tls {
         None => {
             // hyper-util sniffs the HTTP version before any timeout
@@ -282,7 +294,7 @@ async fn serve_accepted(
             let mut first = [0u8; 1];
             match tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await {
                 Ok(Ok(n)) if n > 0 => {
-                    serve_connection(builder, TokioIo::new(stream), proxy, peer, false, watcher)
+                    serve_connection(builder, TokioIo::new(stream), proxy, client, false, watcher)
                         .await
                 }
                 _ => {
@@ -299,7 +311,7 @@ async fn serve_accepted(
                     } else {
                         builder.http1_only()
                     };
-                    serve_connection(builder, TokioIo::new(stream), proxy, peer, true, watcher)
+                    serve_connection(builder, TokioIo::new(stream), proxy, client, true, watcher)
                         .await
                 }
                 Ok(Err(e)) => {
@@ -316,13 +328,13 @@ async fn serve_connection<I>(
     builder: auto::Builder<TokioExecutor>,
     io: I,
     current: Arc<ArcSwap<Proxy>>,
-    peer: SocketAddr,
+    client: Client,
     https: bool,
     watcher: Watcher,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let peer = Peer::new(peer, https);
+    let peer = Peer::new(client.peer, https).on_worker(client.worker);
     let service = service_fn(move |request: Request<Incoming>| {
         // Each request runs on the config generation current when it arrived.
         let proxy = current.load_full();

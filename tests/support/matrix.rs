@@ -28,7 +28,7 @@ use replay_guard::store::Store;
 use super::moto::MotoServer;
 
 /// The metered store wrapper; the one place the tests name its module.
-pub use replay_guard::metrics::MeteredStore;
+pub use replay_guard::store::MeteredStore;
 
 /// Runs every case against every target: module `target`, test `case`.
 /// Each test is a multi-threaded tokio test with two workers.
