@@ -170,8 +170,7 @@ pub fn verify<'k>(
         return Err(Rejection::BadSignature);
     }
     let canonical = canonical(parts);
-    let secrets = std::iter::once(&key.current).chain(key.previous.as_ref());
-    for secret in secrets {
+    for secret in key.secrets() {
         let Some(mut base) = mac(secret) else {
             continue;
         };
@@ -188,6 +187,7 @@ pub fn verify<'k>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::KeyMaterial;
 
     const BODY: &str = r#"{"amount":1250,"currency":"EUR"}"#;
 
@@ -208,8 +208,10 @@ mod tests {
             "billing-svc".to_owned(),
             Key {
                 id: "billing-svc".into(),
-                current: Secret::new(b"new-secret".to_vec()),
-                previous: Some(Secret::new(b"s3cr3t-billing".to_vec())),
+                material: KeyMaterial::Secret {
+                    current: Secret::new(b"new-secret".to_vec()),
+                    previous: Some(Secret::new(b"s3cr3t-billing".to_vec())),
+                },
                 inline: false,
             },
         );

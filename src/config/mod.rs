@@ -30,15 +30,19 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod algorithm;
 mod environment;
 mod pattern;
 mod raw;
+mod rfc9421;
 mod rules;
 mod secret;
 mod validate;
 
+pub use algorithm::{Algorithm, KeyMaterial, PublicKey};
 pub use environment::{Environment, ProcessEnvironment};
 pub use pattern::PathPattern;
+pub use rfc9421::{Component, Rfc9421Rule, SignatureScheme};
 pub use rules::{
     Freshness, HeaderNames, Idempotency, Identity, Mode, RateLimit, Route, TimestampFormat,
 };
@@ -437,19 +441,21 @@ mod tests {
              [[keys]]\nid = \"rotated\"\nsecret_file = \"/fake/billing.key\"\nprevious_secret_env = \"RG_FAKE_ONLY_UNSET\"\n"
         );
         let config = Config::parse_with(&text, "t.toml", &fake()).unwrap();
-        let env = &config.keys["env"];
-        assert_eq!(env.current.expose(), b"from-the-fake-env");
-        assert_eq!(env.previous.as_ref().unwrap().expose(), b"old-secret");
-        assert!(!env.inline);
-        let file = &config.keys["file"];
+        let secrets =
+            |id: &str| -> Vec<&[u8]> { config.keys[id].secrets().map(Secret::expose).collect() };
         assert_eq!(
-            file.current.expose(),
-            b"file-secret",
+            secrets("env"),
+            [&b"from-the-fake-env"[..], &b"old-secret"[..]]
+        );
+        assert!(!config.keys["env"].inline);
+        assert_eq!(
+            secrets("file"),
+            [&b"file-secret"[..], &b"old-file-secret"[..]],
             "one trailing CRLF trimmed"
         );
-        assert_eq!(file.previous.as_ref().unwrap().expose(), b"old-file-secret");
-        assert!(
-            config.keys["rotated"].previous.is_none(),
+        assert_eq!(
+            secrets("rotated"),
+            [&b"file-secret"[..]],
             "an unset previous secret is normal"
         );
         // The process has none of these: the real environment was not read.

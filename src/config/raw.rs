@@ -103,6 +103,10 @@ pub(super) struct RawKey {
     pub(super) secret: Option<Spanned<String>>,
     pub(super) previous_secret_env: Option<Spanned<String>>,
     pub(super) previous_secret_file: Option<Spanned<PathBuf>>,
+    pub(super) secret_encoding: Option<Spanned<String>>,
+    pub(super) public_key_file: Option<Spanned<PathBuf>>,
+    pub(super) previous_public_key_file: Option<Spanned<PathBuf>>,
+    pub(super) algorithm: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,7 +140,7 @@ pub(super) struct RawRoute {
     pub(super) headers: RawHeaders,
     pub(super) freshness: Option<Spanned<RawFreshness>>,
     pub(super) nonce: Option<Spanned<RawRequired>>,
-    pub(super) signature: Option<Spanned<RawRequired>>,
+    pub(super) signature: Option<Spanned<RawSignature>>,
     pub(super) idempotency: Option<Spanned<RawIdempotency>>,
     pub(super) rate_limit: Option<Spanned<RawRateLimit>>,
 }
@@ -154,6 +158,17 @@ pub(super) struct RawFreshness {
 pub(super) struct RawRequired {
     #[serde(default = "yes")]
     pub(super) required: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSignature {
+    #[serde(default = "yes")]
+    pub(super) required: bool,
+    pub(super) scheme: Option<Spanned<String>>,
+    pub(super) components: Option<Vec<Spanned<String>>>,
+    pub(super) tag: Option<Spanned<String>>,
+    pub(super) label: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {

@@ -149,6 +149,9 @@ pub struct Route {
     pub nonce: Option<bool>,
     /// Signature rule: `Some(required)`.
     pub signature: Option<bool>,
+    /// How a signature is written and verified (`v1` unless the route's
+    /// signature table says `scheme = "rfc9421"`).
+    pub scheme: super::SignatureScheme,
     /// Idempotency rule.
     pub idempotency: Option<Idempotency>,
     /// Rate limit.

@@ -1,4 +1,5 @@
-//! Client keys and their secrets.
+//! Client keys and their secrets (the public-key side is in
+//! [`super::KeyMaterial`]).
 //!
 //! [`Secret`] wraps the bytes of an HMAC secret; its `Debug` never shows
 //! them, so a logged or printed [`Key`] or [`super::Config`] stays safe.
@@ -7,6 +8,8 @@
 //! from the environment or a file: validation does that.
 
 use std::fmt;
+
+use super::KeyMaterial;
 
 /// A secret value. `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -30,15 +33,26 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// One HMAC client key.
+/// One client key: its id and what verifies its signatures.
 #[derive(Debug, Clone)]
 pub struct Key {
-    /// The id clients send in the key-id header.
+    /// The id clients send in the key-id header (`v1`) or as the `keyid`
+    /// signature parameter (RFC 9421).
     pub id: String,
-    /// The current secret.
-    pub current: Secret,
-    /// The previous secret, accepted during rotation.
-    pub previous: Option<Secret>,
+    /// The secret or public key, current and previous.
+    pub material: KeyMaterial,
     /// Whether the secret was written inline in the file (demo only).
     pub inline: bool,
+}
+
+impl Key {
+    /// The HMAC secrets, current first, then the previous one; none for a
+    /// public key (so a `v1` signature never verifies against one).
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        let (current, previous) = match &self.material {
+            KeyMaterial::Secret { current, previous } => (Some(current), previous.as_ref()),
+            KeyMaterial::Public { .. } => (None, None),
+        };
+        current.into_iter().chain(previous)
+    }
 }

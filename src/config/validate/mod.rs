@@ -12,8 +12,10 @@
 //! environment.
 
 mod keys;
+mod public_key;
 mod route;
 mod server;
+pub(crate) mod signature;
 
 use std::collections::HashSet;
 use std::fmt;

@@ -16,10 +16,11 @@ use http::header::HeaderName;
 use http::Method;
 use toml::Spanned;
 
-use super::{secs, size, Problems};
+use super::{secs, signature, size, Problems};
 use crate::config::raw::{RawHeaders, RawIdempotency, RawRateLimit, RawRoute};
 use crate::config::{
     Freshness, HeaderNames, Idempotency, Identity, Mode, PathPattern, RateLimit, Route, Server,
+    SignatureScheme,
 };
 
 /// One route; `None` (with its problems reported) when it is invalid.
@@ -55,6 +56,10 @@ pub(super) fn validate_route(
     });
     let nonce = raw.nonce.as_ref().map(|n| n.get_ref().required);
     let signature = raw.signature.as_ref().map(|s| s.get_ref().required);
+    let scheme = match &raw.signature {
+        Some(table) => signature::validate_scheme(table, nonce == Some(true), p),
+        None => Some(SignatureScheme::V1),
+    };
     ok &= rules_have_freshness(&raw, freshness.is_some(), p);
     let identity = parse_identity(raw.identity.as_ref(), signature, p);
     let idempotency = raw
@@ -63,6 +68,7 @@ pub(super) fn validate_route(
         .map(|i| validate_idempotency(i, server, p));
     let rate_limit = raw.rate_limit.as_ref().and_then(|r| validate_rate(r, p));
     ok &= identity.is_some() && (raw.rate_limit.is_none() || rate_limit.is_some());
+    ok &= scheme.is_some();
     if !ok {
         return None;
     }
@@ -76,6 +82,7 @@ pub(super) fn validate_route(
         freshness,
         nonce,
         signature,
+        scheme: scheme?,
         idempotency,
         rate_limit,
     })
