@@ -62,8 +62,10 @@ pub enum Rejection {
     MissingSignature,
     /// The key id names no configured key.
     UnknownKey,
-    /// No `v1=` value verifies.
+    /// No `v1=` value (or no RFC 9421 signature) verifies.
     BadSignature,
+    /// The signed `Content-Digest` does not match the body (RFC 9530).
+    BadContentDigest,
     /// The idempotency key header is absent on a route that requires it.
     MissingIdempotencyKey,
     /// The idempotency key is not 1–255 visible ASCII characters.
@@ -123,6 +125,7 @@ impl Rejection {
             Rejection::MissingSignature => "missing_signature",
             Rejection::UnknownKey => "unknown_key",
             Rejection::BadSignature => "bad_signature",
+            Rejection::BadContentDigest => "bad_content_digest",
             Rejection::MissingIdempotencyKey => "missing_idempotency_key",
             Rejection::MalformedIdempotencyKey => "malformed_idempotency_key",
             Rejection::IdempotencyInFlight { .. } => "idempotency_in_flight",
@@ -152,6 +155,7 @@ impl Rejection {
             | Rejection::MalformedNonce
             | Rejection::MissingIdempotencyKey
             | Rejection::MalformedIdempotencyKey
+            | Rejection::BadContentDigest
             | Rejection::MalformedRequest(_) => StatusCode::BAD_REQUEST,
             Rejection::ReplayedNonce
             | Rejection::IdempotencyInFlight { .. }
@@ -214,6 +218,7 @@ impl Rejection {
             Rejection::MissingSignature => "Signature missing",
             Rejection::UnknownKey => "Unknown key",
             Rejection::BadSignature => "Signature invalid",
+            Rejection::BadContentDigest => "Content digest mismatch",
             Rejection::MissingIdempotencyKey => "Idempotency key missing",
             Rejection::MalformedIdempotencyKey => "Idempotency key malformed",
             Rejection::IdempotencyInFlight { .. } => {
@@ -243,9 +248,10 @@ impl Rejection {
             Rejection::MissingNonce => "The route requires a nonce header.".into(),
             Rejection::MalformedNonce => "A nonce is 16 to 128 characters of A-Z a-z 0-9 . _ ~ + / = -.".into(),
             Rejection::ReplayedNonce => "This nonce was already used; every transmission needs a new nonce.".into(),
-            Rejection::MissingSignature => "The route requires a key id header and a v1 signature header.".into(),
+            Rejection::MissingSignature => "The route requires a signature: a key id and a v1 signature header, or RFC 9421 Signature-Input and Signature with a keyid.".into(),
             Rejection::UnknownKey => "The key id is not known.".into(),
-            Rejection::BadSignature => "No v1 signature verifies for this request.".into(),
+            Rejection::BadSignature => "No signature verifies for this request, or none covers what the route requires.".into(),
+            Rejection::BadContentDigest => "The Content-Digest does not match the request body.".into(),
             Rejection::MissingIdempotencyKey => "The route requires an idempotency key header.".into(),
             Rejection::MalformedIdempotencyKey => "An idempotency key is 1 to 255 visible ASCII characters.".into(),
             Rejection::IdempotencyInFlight { retry_after } => format!("A request with this idempotency key is still being processed; retry in {retry_after} s."),

@@ -94,6 +94,17 @@ pub fn check(
         Some(Ok(value)) => value,
     };
     let millis = parse(value, rule.format).ok_or(Rejection::MalformedTimestamp)?;
+    instant(millis, rule, clock, fence)
+}
+
+/// The freshness check of an instant already read (milliseconds since the
+/// epoch), e.g. an RFC 9421 `created` parameter.
+pub fn instant(
+    millis: i128,
+    rule: &Freshness,
+    clock: &dyn Clock,
+    fence: Option<&RestartFence>,
+) -> Result<Fresh, Rejection> {
     let now = clock.now();
     within_window(millis, rule.max_skew, now)?;
     if let Some(fence) = fence {

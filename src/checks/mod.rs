@@ -1,6 +1,6 @@
 //! The checks of the request path, one module each, cheapest first:
-//! [`rate_limit`] → [`freshness`] → [`signature`] → [`nonce`] →
-//! [`idempotency`].
+//! [`rate_limit`] → [`freshness`] → [`signature`] (scheme `v1`) or
+//! [`rfc9421`] → [`nonce`] → [`idempotency`].
 //!
 //! Each check is whole in its module: it reads its own headers, builds its
 //! own store keys, calls the store (through [`StoreAccess`]), applies
@@ -15,6 +15,7 @@ pub mod freshness;
 pub mod idempotency;
 pub mod nonce;
 pub mod rate_limit;
+pub mod rfc9421;
 pub mod signature;
 
 use http::header::HeaderName;

@@ -48,6 +48,10 @@ pub use rules::{
 };
 pub use secret::{Key, Secret};
 
+pub use validate::signature::{
+    parse_component, supported as component_supported, DEFAULT_COMPONENTS,
+};
+
 use raw::RawConfig;
 use validate::Problems;
 
