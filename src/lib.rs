@@ -11,7 +11,8 @@
 //! - [`routes`] and [`path`]: the ordered route table, matched on the
 //!   normalised path so no spelling bypasses a route.
 //! - [`checks`]: one module per check — [`checks::rate_limit`],
-//!   [`checks::freshness`], [`checks::signature`], [`checks::nonce`],
+//!   [`checks::freshness`], [`checks::signature`] (and
+//!   [`checks::rfc9421`] for RFC 9421 routes), [`checks::nonce`],
 //!   [`checks::idempotency`] — each returning a typed rejection.
 //! - [`rejection`]: the rejection enum and its one HTTP mapping
 //!   (problem+json with a stable `reason`).
@@ -45,7 +46,9 @@
 //!                header:) → declared size (413) → freshness
 //! body           read whole, capped at max_body_bytes, timed
 //! signature      v1 HMAC over method, host, path, query, timestamp,
-//!                nonce, body hash → rate limit for identity = "key_id"
+//!                nonce, body hash; or RFC 9421 (scheme = "rfc9421":
+//!                created is the timestamp, Content-Digest the body)
+//!                → rate limit for identity = "key_id"
 //! nonce          claimed in the store for the scope (first store write)
 //! idempotency    claim / replay stored answer / in flight / reused
 //! report mode    a refused check on a report-mode route is forwarded

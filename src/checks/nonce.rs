@@ -31,10 +31,27 @@ pub async fn check(
     fresh: &Fresh,
 ) -> Result<(), Rejection> {
     let value = match header_text(headers, name) {
-        None if required => return Err(Rejection::MissingNonce),
-        None => return Ok(()),
+        None => None,
         Some(Err(())) => return Err(Rejection::MalformedNonce),
-        Some(Ok(value)) => value,
+        Some(Ok(value)) => Some(value),
+    };
+    claim(access, value, required, scope, fresh).await
+}
+
+/// The nonce check of a value already read — the header's, or an RFC 9421
+/// `nonce` signature parameter — validated and claimed exactly as
+/// [`check`] does.
+pub async fn claim(
+    access: &StoreAccess<'_>,
+    value: Option<&str>,
+    required: bool,
+    scope: &str,
+    fresh: &Fresh,
+) -> Result<(), Rejection> {
+    let value = match value.map(str::trim) {
+        None | Some("") if required => return Err(Rejection::MissingNonce),
+        None | Some("") => return Ok(()),
+        Some(value) => value,
     };
     validate(value)?;
     let pk = record_key(scope, value);

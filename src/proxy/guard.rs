@@ -20,10 +20,11 @@ use hyper::body::Incoming;
 
 use super::ctx::RequestCtx;
 use super::framing::{content_length, read_body};
+use super::scheme::NonceSource;
 use super::{Proxy, RouteState};
 use crate::checks::freshness::{self, Fresh, RestartFence};
 use crate::checks::idempotency::{self, Step};
-use crate::checks::{nonce, signature, StoreAccess};
+use crate::checks::{nonce, StoreAccess};
 use crate::config::Identity;
 use crate::identity;
 use crate::rejection::Rejection;
@@ -127,15 +128,17 @@ impl Proxy {
             started: self.started,
         };
         let fenced = rule.nonce.is_some() && self.config.store.restart_fence;
+        // An RFC 9421 route's freshness is its signed `created`, checked
+        // with the signature.
         let fresh = match &rule.freshness {
-            Some(freshness) => Some(freshness::check(
+            Some(freshness) if rule.scheme.rfc9421().is_none() => Some(freshness::check(
                 &parts.headers,
                 &rule.headers.timestamp,
                 freshness,
                 self.clock.as_ref(),
                 fenced.then_some(&fence),
             )?),
-            None => None,
+            _ => None,
         };
         Ok(Head { identity, fresh })
     }
@@ -150,7 +153,8 @@ impl Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<Step, Rejection> {
         let rule = &route.rule;
-        let verified = signature::check(&self.config.keys, rule, parts, ctx.target.path(), body)?;
+        let signed = self.signature_step(rule, parts, body, head.fresh, ctx)?;
+        let verified = signed.key;
         ctx.verified_key = verified.map(str::to_owned);
         let mut identity = head.identity;
         if rule.identity == Identity::KeyId {
@@ -172,9 +176,16 @@ impl Proxy {
             metrics: &self.metrics,
             route: &rule.name,
         };
-        if let (Some(required), Some(fresh)) = (rule.nonce, &head.fresh) {
-            let name = &rule.headers.nonce;
-            nonce::check(&access, &parts.headers, name, required, &scope, fresh).await?;
+        if let (Some(required), Some(fresh)) = (rule.nonce, &signed.fresh) {
+            match &signed.nonce {
+                NonceSource::Header => {
+                    let name = &rule.headers.nonce;
+                    nonce::check(&access, &parts.headers, name, required, &scope, fresh).await?;
+                }
+                NonceSource::Signed(value) => {
+                    nonce::claim(&access, value.as_deref(), required, &scope, fresh).await?;
+                }
+            }
         }
         let Some(idem) = &rule.idempotency else {
             return Ok(Step::None);

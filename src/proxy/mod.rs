@@ -24,6 +24,7 @@ mod framing;
 mod guard;
 mod record;
 mod respond;
+mod scheme;
 
 use std::borrow::Cow;
 use std::convert::Infallible;

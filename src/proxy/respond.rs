@@ -1,14 +1,15 @@
 //! The respond phase: the one place an outcome of the request path becomes
 //! the client's answer — a rejection turned into problem+json by
 //! [`Rejection::to_response`], the request id, rate-limit and `Connection`
-//! headers set — and is counted, logged and access-logged.
+//! headers set, `Accept-Signature` on a 401 of an RFC 9421 route — and is
+//! counted, logged and access-logged.
 //!
 //! Log lines carry the route, the reason and an identity tag (a short
 //! hash); this phase must never log a header value, a nonce, a key or a
 //! client's identity text.
 
 use http::header::{HeaderName, HeaderValue, CONNECTION};
-use http::{Response, Version};
+use http::{Response, StatusCode, Version};
 
 use super::ctx::RequestCtx;
 use super::{Answer, Proxy};
@@ -77,9 +78,20 @@ impl Proxy {
             tracing::info!(request_id = id, route, reason, identity, "request rejected");
         }
         self.metrics.rejection(route, reason);
-        rejection.to_response(id)
+        let mut response = rejection.to_response(id);
+        // A 401 on an RFC 9421 route names what the route requires.
+        let challenge = ctx.route.as_ref().and_then(|r| r.rule.scheme.rfc9421());
+        if let (StatusCode::UNAUTHORIZED, Some(scheme)) = (response.status(), challenge) {
+            response
+                .headers_mut()
+                .insert(ACCEPT_SIGNATURE, scheme.accept_signature.clone());
+        }
+        response
     }
 }
+
+/// RFC 9421 §5.1.
+const ACCEPT_SIGNATURE: HeaderName = HeaderName::from_static("accept-signature");
 
 /// Counts a request in `replay_guard_in_flight_requests` until dropped
 /// (also when the client hangs up and the request future is dropped).

@@ -69,6 +69,12 @@ pub(super) fn validate_route(
     let rate_limit = raw.rate_limit.as_ref().and_then(|r| validate_rate(r, p));
     ok &= identity.is_some() && (raw.rate_limit.is_none() || rate_limit.is_some());
     ok &= scheme.is_some();
+    if let (Some(SignatureScheme::Rfc9421(_)), Some(nonce_rule), Some(false)) =
+        (&scheme, &raw.nonce, signature)
+    {
+        p.at(nonce_rule.span(), "on a scheme = \"rfc9421\" route the nonce is a signature parameter: nonce needs signature = { required = true, ... }");
+        ok = false;
+    }
     if !ok {
         return None;
     }
