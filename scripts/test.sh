@@ -15,6 +15,13 @@ if ! python3 -c "import moto.server, werkzeug" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check "moto[server]"
 fi
 
+# An RFC 9421 client nobody here wrote, for the interoperability tests
+# (tests/rfc9421.rs signs with it through tests/support/rfc9421_client.py).
+if ! python3 -c "import http_message_signatures, cryptography, requests" >/dev/null 2>&1; then
+  echo "==> installing http-message-signatures (RFC 9421 client library)"
+  python3 -m pip install --quiet --disable-pip-version-check http-message-signatures cryptography requests
+fi
+
 # Console scripts that pip installs (hadolint) live here, shims or not.
 PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 export PATH

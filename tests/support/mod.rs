@@ -8,6 +8,7 @@
 pub mod binary;
 pub mod client;
 pub mod config;
+pub mod httpsig;
 pub mod matrix;
 pub mod moto;
 pub mod proxy;
