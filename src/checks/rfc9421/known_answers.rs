@@ -280,3 +280,34 @@ fn the_check_accepts_b23_and_refuses_what_the_route_does_not_allow() {
     assert_eq!(run(route, &b23, BODY), Err(Rejection::StaleTimestamp));
     assert!(clock.now().as_secs() > CREATED + 300);
 }
+
+/// Scheme `v1` is HMAC only: a `v1` signature never verifies against a
+/// public key, whatever value it carries.
+#[test]
+fn a_v1_signature_never_verifies_against_a_public_key() {
+    use crate::checks::signature::{verify, Signed};
+    let mut keys = BTreeMap::new();
+    let id = "test-key-ed25519".to_owned();
+    let material = public(Algorithm::Ed25519, ED25519_PUBLIC);
+    keys.insert(
+        id.clone(),
+        Key {
+            id: id.clone(),
+            material,
+            inline: false,
+        },
+    );
+    let signed = Signed {
+        method: "POST",
+        host: "example.com",
+        path_and_query: "/foo",
+        timestamp: "1618884473",
+        nonce: "",
+        body_sha256: "",
+    };
+    let empty_key = crate::checks::signature::sign(&Secret::new(Vec::new()), &signed);
+    assert_eq!(
+        verify(&keys, &id, &empty_key, &signed),
+        Err(Rejection::BadSignature)
+    );
+}
