@@ -34,6 +34,8 @@ pub mod sign;
 pub mod verify;
 
 #[cfg(test)]
+mod check_tests;
+#[cfg(test)]
 mod known_answers;
 
 use std::collections::BTreeMap;

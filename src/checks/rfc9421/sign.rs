@@ -8,8 +8,8 @@
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
-    RSA_PKCS1_SHA256, RSA_PSS_SHA512,
+    EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
+    RSA_PSS_SHA512,
 };
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Method, Uri};
@@ -76,17 +76,6 @@ impl SigningKey {
             SigningKey::Ed25519(_) => Algorithm::Ed25519,
             SigningKey::EcdsaP256(_) => Algorithm::EcdsaP256Sha256,
             SigningKey::Rsa(_, algorithm) => *algorithm,
-        }
-    }
-
-    /// The public key as DER `SubjectPublicKeyInfo` is not needed by
-    /// clients; the raw public key bytes are, for tests.
-    pub fn public_key_bytes(&self) -> Option<Vec<u8>> {
-        match self {
-            SigningKey::Ed25519(pair) => Some(pair.public_key().as_ref().to_vec()),
-            SigningKey::EcdsaP256(pair) => Some(pair.public_key().as_ref().to_vec()),
-            SigningKey::Rsa(pair, _) => Some(pair.public_key().as_ref().to_vec()),
-            SigningKey::Hmac(_) => None,
         }
     }
 
