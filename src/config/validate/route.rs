@@ -162,8 +162,7 @@ fn parse_methods(
         .iter()
         .filter_map(|m| {
             let upper = m.get_ref().to_ascii_uppercase();
-            let known = REGISTERED_METHODS.contains(&upper.as_str())
-                || extensions.contains(&upper);
+            let known = REGISTERED_METHODS.contains(&upper.as_str()) || extensions.contains(&upper);
             match Method::from_bytes(upper.as_bytes()) {
                 Ok(method) if known => Some(method),
                 _ => {
