@@ -21,6 +21,9 @@ pub enum Malformed {
     BothFramings,
     /// More than one `Host` header (RFC 9112 §3.2).
     SeveralHosts,
+    /// An absolute-form target with userinfo (`http://user:pw@host/`),
+    /// deprecated by RFC 9110 §4.2.4.
+    Userinfo,
     /// An encoded slash, backslash, control character or broken escape.
     AmbiguousPath,
     /// The body did not arrive within the upstream timeout.
@@ -34,6 +37,7 @@ impl Malformed {
         match self {
             Malformed::BothFramings => "The request has both Content-Length and Transfer-Encoding.",
             Malformed::SeveralHosts => "The request has more than one Host header.",
+            Malformed::Userinfo => "The request target carries user information (user:password@); send credentials in a header.",
             Malformed::AmbiguousPath => "The request path is ambiguous (encoded slash, backslash, control character or broken escape).",
             Malformed::BodyTimeout => "The request body was not received in time.",
             Malformed::BodyUnreadable => "The request body could not be read.",
@@ -58,6 +62,11 @@ pub enum Rejection {
     MalformedNonce,
     /// The nonce was seen before for this identity.
     ReplayedNonce,
+    /// The route's identity (a header) is absent or empty.
+    MissingIdentity,
+    /// The route's identity header is repeated, not UTF-8 or longer than
+    /// 256 bytes.
+    MalformedIdentity,
     /// The key-id or signature header is absent or empty.
     MissingSignature,
     /// The key id names no configured key.
@@ -122,6 +131,8 @@ impl Rejection {
             Rejection::MissingNonce => "missing_nonce",
             Rejection::MalformedNonce => "malformed_nonce",
             Rejection::ReplayedNonce => "replayed_nonce",
+            Rejection::MissingIdentity => "missing_identity",
+            Rejection::MalformedIdentity => "malformed_identity",
             Rejection::MissingSignature => "missing_signature",
             Rejection::UnknownKey => "unknown_key",
             Rejection::BadSignature => "bad_signature",
@@ -156,6 +167,8 @@ impl Rejection {
             | Rejection::MissingIdempotencyKey
             | Rejection::MalformedIdempotencyKey
             | Rejection::BadContentDigest
+            | Rejection::MissingIdentity
+            | Rejection::MalformedIdentity
             | Rejection::MalformedRequest(_) => StatusCode::BAD_REQUEST,
             Rejection::ReplayedNonce
             | Rejection::IdempotencyInFlight { .. }
@@ -215,6 +228,8 @@ impl Rejection {
             Rejection::MissingNonce => "Request nonce missing",
             Rejection::MalformedNonce => "Request nonce malformed",
             Rejection::ReplayedNonce => "Request replayed",
+            Rejection::MissingIdentity => "Client identity missing",
+            Rejection::MalformedIdentity => "Client identity malformed",
             Rejection::MissingSignature => "Signature missing",
             Rejection::UnknownKey => "Unknown key",
             Rejection::BadSignature => "Signature invalid",
@@ -248,6 +263,8 @@ impl Rejection {
             Rejection::MissingNonce => "The route requires a nonce header.".into(),
             Rejection::MalformedNonce => "A nonce is 16 to 128 characters of A-Z a-z 0-9 . _ ~ + / = -.".into(),
             Rejection::ReplayedNonce => "This nonce was already used; every transmission needs a new nonce.".into(),
+            Rejection::MissingIdentity => "The route identifies clients by a request header that is absent.".into(),
+            Rejection::MalformedIdentity => "The client identity header must appear once, as text of at most 256 bytes.".into(),
             Rejection::MissingSignature => "The route requires a signature: a key id and a v1 signature header, or RFC 9421 Signature-Input and Signature with a keyid.".into(),
             Rejection::UnknownKey => "The key id is not known.".into(),
             Rejection::BadSignature => "No signature verifies for this request, or none covers what the route requires.".into(),

@@ -71,8 +71,9 @@ pub async fn check(
         Some(Err(())) => return Err(Rejection::MalformedIdempotencyKey),
         Some(Ok(key)) => key,
     };
-    validate(key)?;
-    let pk = record_key(scope, key);
+    let key = unquote(key)?;
+    validate(&key)?;
+    let pk = record_key(scope, &key);
     let owner = owner_token();
     let fingerprint = fingerprint(
         request.method.as_str(),
@@ -135,6 +136,35 @@ impl Claim {
             }
         }
     }
+}
+
+/// The key as RFC 8941 sf-string (`"abc"`, the draft's form) or as the
+/// bare token (`abc`): both spellings are one key. A quoted value must be
+/// a well-formed sf-string (printable ASCII, `\\` escaping only `"` and
+/// `\\`).
+pub fn unquote(value: &str) -> Result<std::borrow::Cow<'_, str>, Rejection> {
+    let Some(inner) = value.strip_prefix('"') else {
+        return Ok(std::borrow::Cow::Borrowed(value));
+    };
+    let Some(inner) = inner.strip_suffix('"') else {
+        return Err(Rejection::MalformedIdempotencyKey);
+    };
+    if !inner.contains('\\') && !inner.contains('"') {
+        return Ok(std::borrow::Cow::Borrowed(inner));
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(escaped @ ('"' | '\\')) => out.push(escaped),
+                _ => return Err(Rejection::MalformedIdempotencyKey),
+            },
+            '"' => return Err(Rejection::MalformedIdempotencyKey),
+            c => out.push(c),
+        }
+    }
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// What is kept of an upstream answer: its status, its end-to-end headers
@@ -224,6 +254,17 @@ mod tests {
         assert!(validate(&"k".repeat(256)).is_err());
         assert!(validate("has space").is_err());
         assert!(validate("\"quoted-ok\"").is_ok());
+    }
+
+    #[test]
+    fn quoted_and_bare_keys_are_one_key() {
+        assert_eq!(unquote("abc").unwrap(), "abc");
+        assert_eq!(unquote("\"abc\"").unwrap(), "abc");
+        assert_eq!(unquote(r#""a\"b\\c""#).unwrap(), r#"a"b\c"#);
+        assert_eq!(unquote("\"abc"), Err(Rejection::MalformedIdempotencyKey));
+        assert_eq!(unquote(r#""a\x""#), Err(Rejection::MalformedIdempotencyKey));
+        assert_eq!(unquote(r#""a"b""#), Err(Rejection::MalformedIdempotencyKey));
+        assert!(validate(&unquote("\"\"").unwrap()).is_err(), "an empty key");
     }
 
     #[test]

@@ -11,10 +11,10 @@
 use http::request::Parts;
 
 use super::ctx::RequestCtx;
-use super::Proxy;
-use crate::checks::freshness::{Fresh, RestartFence};
+use super::{Proxy, RouteState};
+use crate::checks::freshness::Fresh;
 use crate::checks::{rfc9421, signature};
-use crate::config::{Route, SignatureScheme};
+use crate::config::SignatureScheme;
 use crate::rejection::Rejection;
 
 /// Where the route's nonce comes from.
@@ -41,12 +41,13 @@ impl Proxy {
     /// RFC 9421 route, whose freshness is the signed `created`).
     pub(super) fn signature_step(
         &self,
-        rule: &Route,
+        route: &RouteState,
         parts: &Parts,
         body: &[u8],
         fresh: Option<Fresh>,
         ctx: &RequestCtx,
     ) -> Result<Signed<'_>, Rejection> {
+        let rule = &route.rule;
         let path = ctx.target.path();
         let SignatureScheme::Rfc9421(scheme) = &rule.scheme else {
             let key = signature::check(&self.config.keys, rule, parts, path, body)?;
@@ -56,13 +57,15 @@ impl Proxy {
                 nonce: NonceSource::Header,
             });
         };
-        let fence = RestartFence {
-            started: self.started,
+        // The route's fences guard its nonces, as for a timestamp header.
+        let fences = if rule.nonce.is_some() {
+            &route.fences[..]
+        } else {
+            &[]
         };
-        let fenced = rule.nonce.is_some() && self.config.store.restart_fence;
         let now = rfc9421::Now {
             clock: self.clock.as_ref(),
-            fence: fenced.then_some(&fence),
+            fences,
         };
         let request = rfc9421::Request {
             parts,

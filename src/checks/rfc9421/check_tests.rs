@@ -135,7 +135,7 @@ impl Fixture {
         };
         let now = Now {
             clock: self.clock.as_ref(),
-            fence: None,
+            fences: &[],
         };
         check(
             &self.keys,

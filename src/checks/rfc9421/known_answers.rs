@@ -234,7 +234,7 @@ fn the_check_accepts_b23_and_refuses_what_the_route_does_not_allow() {
     let clock = ManualClock::at_secs(CREATED + 10);
     let now = Now {
         clock: clock.as_ref(),
-        fence: None,
+        fences: &[],
     };
     let run = |route: &crate::config::Route, parts: &Parts, body: &[u8]| {
         let request = Checked {

@@ -42,7 +42,7 @@ use std::collections::BTreeMap;
 
 use http::request::Parts;
 
-use super::freshness::{self, Fresh, RestartFence};
+use super::freshness::{self, Fence, Fresh};
 use crate::clock::Clock;
 use crate::config::{Component, Freshness, Key, Rfc9421Rule, Route};
 use crate::rejection::Rejection;
@@ -65,14 +65,14 @@ pub struct Request<'a> {
     pub https: bool,
 }
 
-/// The clock freshness is decided on, and the memory store's restart fence
-/// where the route has nonces.
+/// The clock freshness is decided on, and the route's fences (the memory
+/// store's restart fence, a widened skew) where it has nonces.
 #[derive(Clone, Copy)]
 pub struct Now<'a> {
     /// The proxy's clock.
     pub clock: &'a dyn Clock,
-    /// Refuses `created` from before a memory store forgot its nonces.
-    pub fence: Option<&'a RestartFence>,
+    /// Refuse a `created` whose nonce the store may have forgotten.
+    pub fences: &'a [Fence],
 }
 
 /// What a verified signature established.
@@ -158,7 +158,7 @@ fn verify_one<'k>(
         .collect();
     covers_what_the_route_requires(&covered, rule, request.body)?;
     let created = params.created.ok_or(Rejection::MissingTimestamp)?;
-    let fresh = freshness::instant(i128::from(created) * 1000, freshness, now.clock, now.fence)?;
+    let fresh = freshness::instant(i128::from(created) * 1000, freshness, now.clock, now.fences)?;
     if params
         .expires
         .is_some_and(|expires| i128::from(expires) * 1000 < now.clock.now().as_millis() as i128)
