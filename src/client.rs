@@ -3,13 +3,19 @@
 //! `replay-guard sign`, the demo and loadgen, and by tests and examples
 //! acting as clients.
 //!
+//! Scheme `v1` ([`sign`]) and RFC 9421 ([`sign_rfc9421`], through the
+//! same signature base the proxy verifies with).
+//!
 //! This module must never be used by the proxy's verifying side except
-//! through the shared canonical string in [`crate::checks::signature`].
+//! through the shared canonical string in [`crate::checks::signature`] and
+//! the signature base in [`crate::checks::rfc9421::base`].
 
-use http::Uri;
+use http::header::HOST;
+use http::{HeaderMap, HeaderValue, Method, Uri};
 
+use crate::checks::rfc9421::{self, sign::Signer, sign::SigningKey, sign::Unsigned};
 use crate::checks::signature::{self, Signed};
-use crate::config::Secret;
+use crate::config::{Component, Secret};
 
 /// A fresh random nonce: 32 lowercase hex characters.
 pub fn new_nonce() -> String {
@@ -77,6 +83,85 @@ pub fn sign(secret: &Secret, request: &SignRequest<'_>) -> SignedHeaders {
             (names::SIGNATURE.into(), signature),
         ],
     }
+}
+
+/// One request to sign with RFC 9421 (scheme `rfc9421`).
+#[derive(Debug, Clone)]
+pub struct Rfc9421Request<'a> {
+    /// Method, e.g. `POST`.
+    pub method: &'a str,
+    /// Host and optional port as sent in `Host`.
+    pub host: &'a str,
+    /// Path plus optional `?query`, as sent (in normal form: RFC 9421
+    /// routes refuse a path the proxy would rewrite).
+    pub path_and_query: &'a str,
+    /// Whether the request goes over TLS (`@scheme`, `@target-uri`).
+    pub https: bool,
+    /// Body bytes (a non-empty body gets `Content-Digest`, covered).
+    pub body: &'a [u8],
+    /// `keyid`.
+    pub key_id: &'a str,
+    /// `created`, Unix seconds.
+    pub created: i64,
+    /// `nonce`.
+    pub nonce: Option<&'a str>,
+    /// `tag`.
+    pub tag: Option<&'a str>,
+    /// The signature's label, e.g. `sig1`.
+    pub label: &'a str,
+    /// Covered components.
+    pub components: &'a [Component],
+}
+
+/// Sign one request with RFC 9421: `Content-Digest` (when there is a
+/// body), `Signature-Input` and `Signature`, in that order.
+pub fn sign_rfc9421(
+    key: &SigningKey,
+    request: &Rfc9421Request<'_>,
+) -> Result<SignedHeaders, String> {
+    let method: Method = request
+        .method
+        .parse()
+        .map_err(|_| format!("{:?} is not a method", request.method))?;
+    let uri: Uri = request
+        .path_and_query
+        .parse()
+        .map_err(|_| format!("{:?} is not a path and query", request.path_and_query))?;
+    let mut headers = HeaderMap::new();
+    let host = HeaderValue::from_str(request.host)
+        .map_err(|_| format!("{:?} is not a host", request.host))?;
+    headers.insert(HOST, host);
+    let signer = Signer {
+        label: request.label,
+        components: request.components,
+        key_id: request.key_id,
+        created: request.created,
+        expires: None,
+        nonce: request.nonce,
+        tag: request.tag,
+        alg: true,
+    };
+    let unsigned = Unsigned {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        body: request.body,
+        https: request.https,
+    };
+    let added = rfc9421::sign::sign(key, &signer, unsigned)?;
+    let headers = added
+        .into_iter()
+        .map(|(name, value)| {
+            let name = match name.as_str() {
+                "content-digest" => "Content-Digest".to_owned(),
+                "signature-input" => "Signature-Input".to_owned(),
+                "signature" => "Signature".to_owned(),
+                other => other.to_owned(),
+            };
+            (name, value.to_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    Ok(SignedHeaders { headers })
 }
 
 /// The Host header a client sends for a URL (default ports omitted).

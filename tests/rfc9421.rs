@@ -324,4 +324,105 @@ async fn a_path_spelling_the_proxy_would_rewrite_is_refused() {
     proxy.shutdown().await;
 }
 
+/// `replay-guard sign --scheme rfc9421` (HMAC with a base64 secret, and
+/// Ed25519 with a private key file): its output, sent verbatim, verifies
+/// through the proxy.
+#[tokio::test]
+async fn sign_scheme_rfc9421_output_verifies_through_the_proxy() {
+    let (upstream, proxy) = setup().await;
+    let url = format!("http://{}/v1/orders?batch=42", proxy.host());
+    let ed_key = keys_dir().join("ed25519.key.pem");
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "partner-hmac",
+            vec![
+                "--secret-env",
+                "RG_RFC9421_TEST_HMAC",
+                "--secret-encoding",
+                "base64",
+            ],
+        ),
+        (
+            "partner-ed25519",
+            vec![
+                "--private-key-file",
+                ed_key.to_str().unwrap(),
+                "--algorithm",
+                "ed25519",
+            ],
+        ),
+    ];
+    for (n, (key_id, key_args)) in cases.into_iter().enumerate() {
+        let nonce = nonce(100 + n);
+        let created = T0.to_string();
+        let mut args = vec![
+            "sign",
+            "--scheme",
+            "rfc9421",
+            "--format",
+            "json",
+            "--url",
+            &url,
+            "--body",
+            BODY,
+            "--key-id",
+            key_id,
+            "--tag",
+            TAG,
+            "--timestamp",
+            &created,
+            "--nonce",
+            &nonce,
+        ];
+        args.extend(key_args);
+        let out = support::binary::run_cli(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let headers: serde_json::Map<String, Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let names: Vec<&str> = headers.keys().map(String::as_str).collect();
+        assert_eq!(
+            names.len(),
+            3,
+            "Content-Digest, Signature-Input, Signature: {names:?}"
+        );
+        let req = headers
+            .iter()
+            .fold(Req::post("/v1/orders?batch=42").body(BODY), |r, (k, v)| {
+                r.header(k, v.as_str().unwrap())
+            });
+        let reply = req.send(proxy.addr).await;
+        assert_eq!(reply.status, 200, "{key_id}: {:?}", reply.body);
+        assert_eq!(upstream.seen()[n].headers["x-replay-guard-key-id"], key_id);
+    }
+    let refused = support::binary::run_cli(&[
+        "sign",
+        "--scheme",
+        "rfc9421",
+        "--url",
+        &format!("http://{}/v1//orders", proxy.host()),
+        "--key-id",
+        "partner-hmac",
+        "--secret-env",
+        "RG_RFC9421_TEST_HMAC",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("use the path \"/v1/orders\""));
+    let v1 = support::binary::run_cli(&[
+        "sign",
+        "--url",
+        &url,
+        "--key-id",
+        "k",
+        "--secret-env",
+        "RG_RFC9421_TEST_HMAC",
+        "--tag",
+        "x",
+    ]);
+    assert!(String::from_utf8_lossy(&v1.stderr).contains("--tag needs --scheme rfc9421"));
+    proxy.shutdown().await;
+}
+
 use serde_json::Value;

@@ -13,3 +13,4 @@ pub mod init_table;
 pub mod loadgen;
 pub mod run;
 pub mod sign;
+pub mod sign_rfc9421;

@@ -3,11 +3,15 @@
 //! `curl -H @file`), or as JSON. The secret is read from an environment
 //! variable or a file — never from the command line, where `ps` shows it.
 //! The path is signed in the normal form the proxy verifies and forwards.
+//! `--scheme rfc9421` prints RFC 9421 fields instead
+//! ([`super::sign_rfc9421`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+
+use super::sign_rfc9421::{self, Rfc9421Args};
 use http::Uri;
 
 use replay_guard::client::{self, SignRequest};
@@ -35,14 +39,14 @@ pub struct SignArgs {
     /// Environment variable holding the secret.
     #[arg(
         long,
-        required_unless_present = "secret_file",
+        required_unless_present_any = ["secret_file", "private_key_file"],
         conflicts_with = "secret_file"
     )]
     pub secret_env: Option<String>,
     /// File holding the secret (a trailing newline is dropped).
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
-    /// Timestamp to sign (default: now, Unix seconds).
+    /// Timestamp to sign (default: now, Unix seconds; RFC 9421: `created`).
     #[arg(long)]
     pub timestamp: Option<String>,
     /// Nonce to sign (default: 32 random hex characters).
@@ -51,6 +55,21 @@ pub struct SignArgs {
     /// Output form.
     #[arg(long, value_enum, default_value_t = SignFormat::Curl)]
     pub format: SignFormat,
+    /// Signature scheme: the route's `signature.scheme`.
+    #[arg(long, value_enum, default_value_t = Scheme::V1)]
+    pub scheme: Scheme,
+    /// Options of `--scheme rfc9421`.
+    #[command(flatten)]
+    pub rfc9421: Rfc9421Args,
+}
+
+/// `--scheme`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scheme {
+    /// replay-guard's own HMAC canonical string.
+    V1,
+    /// RFC 9421 HTTP Message Signatures.
+    Rfc9421,
 }
 
 /// Output forms of `sign`.
@@ -74,17 +93,38 @@ pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
         eprintln!("{message}");
         ExitCode::from(1)
     };
-    let (host, path_and_query) = signed_target(&args.url).map_err(fail)?;
-    let body = body(args).map_err(fail)?;
-    let secret = secret(args).map_err(fail)?;
     let method = args.method.to_ascii_uppercase();
+    let body = body(args).map_err(fail)?;
+    let headers = match args.scheme {
+        Scheme::Rfc9421 => {
+            sign_rfc9421::headers(args, &method, &body, || secret(args)).map_err(fail)?
+        }
+        Scheme::V1 => {
+            if let Some(option) = args.rfc9421.given() {
+                return Err(fail(format!("{option} needs --scheme rfc9421")));
+            }
+            sign_v1(args, &method, &body).map_err(fail)?
+        }
+    };
+    match args.format {
+        SignFormat::Headers => print_header_lines(&headers),
+        SignFormat::Json => print_json(&headers),
+        SignFormat::Curl => println!("{}", curl_command(args, &method, &headers)),
+    }
+    Ok(())
+}
+
+/// The headers of one `v1` request.
+fn sign_v1(args: &SignArgs, method: &str, body: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let (host, path_and_query) = signed_target(&args.url)?;
+    let secret = secret(args)?;
     let signed = client::sign(
         &secret,
         &SignRequest {
-            method: &method,
+            method,
             host: &host,
             path_and_query: &path_and_query,
-            body: &body,
+            body,
             timestamp: args
                 .timestamp
                 .clone()
@@ -93,12 +133,7 @@ pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
             key_id: &args.key_id,
         },
     );
-    match args.format {
-        SignFormat::Headers => print_header_lines(&signed.headers),
-        SignFormat::Json => print_json(&signed.headers),
-        SignFormat::Curl => println!("{}", curl_command(args, &method, &signed.headers)),
-    }
-    Ok(())
+    Ok(signed.headers)
 }
 
 /// The `Host` and the path and query to sign for `url`.
