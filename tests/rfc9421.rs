@@ -425,4 +425,65 @@ async fn sign_scheme_rfc9421_output_verifies_through_the_proxy() {
     proxy.shutdown().await;
 }
 
+/// `replay-guard loadgen --scheme rfc9421` (Ed25519 from a private key
+/// file, the route's tag): every fresh request is forwarded, every replay
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_scheme_rfc9421_is_forwarded_and_its_replays_refused() {
+    let (upstream, proxy) = setup().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    proxy.clock.set(now);
+    let url = format!("http://{}/v1/orders", proxy.addr);
+    let key = keys_dir().join("ed25519.key.pem");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_replay-guard"))
+        .args([
+            "loadgen",
+            "--scheme",
+            "rfc9421",
+            "--url",
+            &url,
+            "--body-size",
+            "64",
+            "--concurrency",
+            "2",
+            "--requests",
+            "40",
+            "--replay-ratio",
+            "0.25",
+            "--key-id",
+            "partner-ed25519",
+            "--private-key-file",
+            key.to_str().unwrap(),
+            "--algorithm",
+            "ed25519",
+            "--tag",
+            TAG,
+            "--json",
+            "--quiet",
+        ])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), output)
+        .await
+        .expect("loadgen ends by itself")
+        .expect("loadgen output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(json["sent"], 40);
+    assert_eq!(json["replays_admitted"], 0);
+    let fresh = json["fresh"]["sent"].as_u64().unwrap_or(0);
+    assert!(fresh >= 30, "{json}");
+    assert_eq!(json["statuses"]["200"].as_u64(), Some(fresh), "{json}");
+    assert_eq!(upstream.count() as u64, fresh);
+    proxy.shutdown().await;
+}
+
 use serde_json::Value;

@@ -9,7 +9,7 @@
 //! line; and it refuses a URL path the proxy would rewrite, since RFC 9421
 //! routes refuse those.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use http::Uri;
@@ -86,7 +86,12 @@ pub fn headers(
 ) -> Result<Vec<(String, String)>, String> {
     let opts = &args.rfc9421;
     let (host, path_and_query, https) = target(&args.url)?;
-    let key = signing_key(opts, secret)?;
+    let key = signing_key(
+        opts.algorithm.as_deref(),
+        opts.private_key_file.as_deref(),
+        opts.secret_encoding,
+        secret,
+    )?;
     let components = components(&opts.components)?;
     let created = match &args.timestamp {
         Some(text) => text
@@ -139,18 +144,20 @@ fn target(url: &str) -> Result<(String, String, bool), String> {
 }
 
 /// The key: a private key file for an asymmetric algorithm, else the
-/// secret decoded as `--secret-encoding` says.
-fn signing_key(
-    opts: &Rfc9421Args,
+/// secret decoded as `--secret-encoding` says (also loadgen's).
+pub fn signing_key(
+    algorithm: Option<&str>,
+    private_key_file: Option<&Path>,
+    encoding: SecretEncoding,
     secret: impl FnOnce() -> Result<Secret, String>,
 ) -> Result<SigningKey, String> {
-    let algorithm = match &opts.algorithm {
+    let algorithm = match algorithm {
         Some(name) => Some(Algorithm::from_name(name).ok_or_else(|| {
             format!("--algorithm {name:?} is unknown; write hmac-sha256, ed25519, ecdsa-p256-sha256, rsa-pss-sha512 or rsa-v1_5-sha256")
         })?),
         None => None,
     };
-    if let Some(file) = &opts.private_key_file {
+    if let Some(file) = private_key_file {
         let algorithm = algorithm.ok_or("--private-key-file needs --algorithm")?;
         let pem =
             std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
@@ -161,7 +168,7 @@ fn signing_key(
         return Err("an asymmetric --algorithm needs --private-key-file".into());
     }
     let secret = secret()?;
-    Ok(SigningKey::Hmac(match opts.secret_encoding {
+    Ok(SigningKey::Hmac(match encoding {
         SecretEncoding::Utf8 => secret,
         SecretEncoding::Base64 => {
             use base64::Engine as _;
@@ -175,8 +182,8 @@ fn signing_key(
     }))
 }
 
-/// `--component`s, or the default ones.
-fn components(given: &[String]) -> Result<Vec<Component>, String> {
+/// `--component`s, or the default ones (also loadgen's).
+pub fn components(given: &[String]) -> Result<Vec<Component>, String> {
     if given.is_empty() {
         return Ok(DEFAULT_COMPONENTS
             .iter()

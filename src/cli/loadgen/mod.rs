@@ -3,7 +3,8 @@
 //!
 //! Every request gets a fresh timestamp and a unique nonce and, with
 //! `--key-id`/`--secret-env`, a valid `v1` signature (default header
-//! names). Three kinds of request are mixed by fixed ratios over the
+//! names) — or with `--scheme rfc9421` an RFC 9421 signature (`created`,
+//! `nonce`, `Content-Digest`; HMAC, or `--private-key-file`). Three kinds of request are mixed by fixed ratios over the
 //! request sequence (so counts are reproducible):
 //!
 //! - **fresh**: a new operation; the target should forward it;
@@ -30,6 +31,7 @@
 //! - this file: the arguments, [`execute`] (a whole run) and [`run`] (the
 //!   subcommand: print the report, choose the exit code);
 //! - [`plan`]: the arguments checked and frozen — what each slot sends;
+//! - [`signing`]: the key a run signs with, `v1` or RFC 9421;
 //! - [`pool`]: the admitted operations that replays and retries reuse;
 //! - [`worker`]: the shared client and the sending loop;
 //! - [`report`]: counting what requests came to, and the text/JSON report;
@@ -39,6 +41,7 @@ mod plan;
 mod pool;
 mod progress;
 mod report;
+mod signing;
 mod worker;
 
 use std::path::PathBuf;
@@ -82,12 +85,28 @@ pub struct LoadgenArgs {
     /// Without it the load is closed-loop.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Key id to sign with (needs --secret-env).
-    #[arg(long, requires = "secret_env")]
+    /// Key id to sign with (needs --secret-env, or with --scheme rfc9421
+    /// --private-key-file).
+    #[arg(long)]
     pub key_id: Option<String>,
     /// Environment variable holding the key's secret.
     #[arg(long, requires = "key_id")]
     pub secret_env: Option<String>,
+    /// Signature scheme of the target route.
+    #[arg(long, value_enum, default_value_t = crate::cli::sign::Scheme::V1)]
+    pub scheme: crate::cli::sign::Scheme,
+    /// RFC 9421: PEM private key for an asymmetric --algorithm.
+    #[arg(long, requires = "key_id", conflicts_with = "secret_env")]
+    pub private_key_file: Option<PathBuf>,
+    /// RFC 9421: the algorithm (default hmac-sha256 with --secret-env).
+    #[arg(long)]
+    pub algorithm: Option<String>,
+    /// RFC 9421: how the secret's text maps to HMAC key bytes.
+    #[arg(long, value_enum, default_value_t = crate::cli::sign_rfc9421::SecretEncoding::Utf8)]
+    pub secret_encoding: crate::cli::sign_rfc9421::SecretEncoding,
+    /// RFC 9421: the `tag` parameter (the route's `tag`).
+    #[arg(long)]
+    pub tag: Option<String>,
     /// Fraction of requests that re-send an earlier admitted request verbatim.
     #[arg(long, default_value_t = 0.0)]
     pub replay_ratio: f64,

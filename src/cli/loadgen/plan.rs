@@ -16,11 +16,11 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Method, Uri};
 
-use replay_guard::client::{self, SignRequest};
+use replay_guard::client;
 use replay_guard::clock::{Clock, SystemClock};
-use replay_guard::config::Secret;
 
 use super::pool::Sent;
+use super::signing::{Signing, Transmission};
 use super::{LoadgenArgs, LoadgenError};
 
 /// What kind of request a sequence slot sends.
@@ -48,8 +48,8 @@ pub(super) struct Plan {
     path_and_query: String,
     /// The body of every new operation.
     body: Bytes,
-    /// Key id and secret to sign with; unsigned without.
-    key: Option<(String, Secret)>,
+    /// The key to sign with (`v1` or RFC 9421); unsigned without.
+    key: Option<Signing>,
     /// Whether new operations carry an Idempotency-Key.
     idempotency: bool,
     /// Share of slots that replay an admitted request verbatim.
@@ -76,9 +76,15 @@ impl Plan {
         let (uri, host, path_and_query) = target(&args.url)?;
         let method = method(&args.method)?;
         let body = body(args.body_file.as_ref(), args.body_size)?;
-        let key = signing_key(args.key_id.as_ref(), args.secret_env.as_ref())?;
+        let key = Signing::from_args(args)?;
+        if key
+            .as_ref()
+            .is_some_and(|k| matches!(k, Signing::Rfc9421 { .. }))
+        {
+            normal_path(&uri)?;
+        }
         check_load(args)?;
-        Ok(Self {
+        let plan = Self {
             url: args.url.clone(),
             uri,
             method,
@@ -95,7 +101,12 @@ impl Plan {
             rate: args.rate,
             timeout: args.timeout,
             run_id: rand::random(),
-        })
+        };
+        // Sign once now, so that signing cannot fail mid-run.
+        if let Some(key) = &plan.key {
+            key.headers(plan.transmission(0)).map_err(usage)?;
+        }
+        Ok(plan)
     }
 
     /// Whether slot `slot` is still part of the run (by count and by time).
@@ -188,28 +199,29 @@ impl Plan {
 
     /// Timestamp and nonce now, signed when the plan has a key.
     fn freshness_pairs(&self, slot: u64) -> Vec<(String, String)> {
-        let timestamp = SystemClock.now_secs().to_string();
-        let nonce = self.nonce(slot);
+        let transmission = self.transmission(slot);
         match &self.key {
-            Some((key_id, secret)) => {
-                client::sign(
-                    secret,
-                    &SignRequest {
-                        method: self.method.as_str(),
-                        host: &self.host,
-                        path_and_query: &self.path_and_query,
-                        body: &self.body,
-                        timestamp,
-                        nonce,
-                        key_id,
-                    },
-                )
-                .headers
-            }
+            // The trial signature in `from_args` proved this cannot fail.
+            Some(key) => key.headers(transmission).unwrap_or_default(),
             None => vec![
-                (client::names::TIMESTAMP.into(), timestamp),
-                (client::names::NONCE.into(), nonce),
+                (
+                    client::names::TIMESTAMP.into(),
+                    transmission.timestamp.to_string(),
+                ),
+                (client::names::NONCE.into(), transmission.nonce),
             ],
+        }
+    }
+
+    /// What slot `slot` signs now.
+    fn transmission(&self, slot: u64) -> Transmission<'_> {
+        Transmission {
+            method: self.method.as_str(),
+            host: &self.host,
+            path_and_query: &self.path_and_query,
+            body: &self.body,
+            timestamp: SystemClock.now_secs(),
+            nonce: self.nonce(slot),
         }
     }
 }
@@ -255,19 +267,15 @@ fn body(file: Option<&PathBuf>, size: Option<usize>) -> Result<Bytes, LoadgenErr
     })
 }
 
-/// `--key-id` with the secret read from `--secret-env`.
-fn signing_key(
-    key_id: Option<&String>,
-    secret_env: Option<&String>,
-) -> Result<Option<(String, Secret)>, LoadgenError> {
-    let (Some(id), Some(var)) = (key_id, secret_env) else {
-        return Ok(None);
-    };
-    match std::env::var(var) {
-        Ok(value) if !value.is_empty() => Ok(Some((id.clone(), Secret::new(value.into_bytes())))),
-        _ => Err(usage(format!(
-            "environment variable {var} is not set or empty"
+/// RFC 9421 signs the path as sent and its routes refuse one the proxy
+/// would rewrite.
+fn normal_path(uri: &Uri) -> Result<(), LoadgenError> {
+    match replay_guard::path::normalize(uri.path()) {
+        Ok(normal) if normal == uri.path() => Ok(()),
+        Ok(normal) => Err(usage(format!(
+            "--url: RFC 9421 signs the path as sent and the proxy refuses one it would rewrite; use the path {normal:?}"
         ))),
+        Err(e) => Err(usage(format!("--url: the proxy refuses this path ({e})"))),
     }
 }
 
