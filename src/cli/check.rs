@@ -20,10 +20,19 @@ fn checks(route: &Route) -> String {
         ));
     }
     if let Some(required) = route.signature {
-        parts.push(if required {
-            "signature".into()
-        } else {
-            "signature(optional)".into()
+        let optional = if required { "" } else { "optional, " };
+        parts.push(match route.scheme.rfc9421() {
+            None if required => "signature".into(),
+            None => "signature(optional)".into(),
+            Some(rule) => {
+                let names: Vec<&str> = rule.components.iter().map(|c| c.name()).collect();
+                let tag = rule
+                    .tag
+                    .as_ref()
+                    .map(|t| format!("; tag {t}"))
+                    .unwrap_or_default();
+                format!("signature({optional}rfc9421: {}{tag})", names.join(" "))
+            }
         });
     }
     if let Some(required) = route.nonce {
