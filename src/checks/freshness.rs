@@ -256,7 +256,11 @@ mod tests {
     fn a_widening_reload_fences_only_timestamps_whose_old_records_may_be_gone() {
         // At T the skew went from 60 s to 300 s; old records last 60 + 60 s.
         let clock = ManualClock::at_secs(1_764_326_400);
-        let fence = Fence::widened(clock.now(), Duration::from_secs(60), Duration::from_secs(60));
+        let fence = Fence::widened(
+            clock.now(),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
         let rule = Freshness {
             max_skew: Duration::from_secs(300),
             format: TimestampFormat::Unix,

@@ -352,12 +352,22 @@ impl Proxy {
 /// A route's fences: the memory store's restart fence, then every earlier
 /// generation's that can still refuse something, then one for this reload
 /// if it widened the route's skew.
-fn fences(rule: &Route, old: Option<&RouteState>, restart: Option<std::time::Duration>, now: std::time::Duration) -> Vec<Fence> {
+fn fences(
+    rule: &Route,
+    old: Option<&RouteState>,
+    restart: Option<std::time::Duration>,
+    now: std::time::Duration,
+) -> Vec<Fence> {
     let Some(skew) = rule.freshness.as_ref().map(|f| f.max_skew) else {
         return Vec::new();
     };
     let mut fences: Vec<Fence> = match old {
-        Some(old) => old.fences.iter().copied().filter(|f| f.is_live(skew, now)).collect(),
+        Some(old) => old
+            .fences
+            .iter()
+            .copied()
+            .filter(|f| f.is_live(skew, now))
+            .collect(),
         None => restart.map(Fence::restart).into_iter().collect(),
     };
     let old_skew = old
