@@ -73,6 +73,13 @@ impl Plan {
     }
 }
 
+/// Whether an attack id is a bypass (a bare request sent another way):
+/// once a bare request to the URL itself gets through, bypasses prove
+/// nothing more.
+pub fn is_bypass(id: &str) -> bool {
+    id.starts_with("method-") || id.starts_with("path-") || id == "duplicate-host" || id == "cl-te"
+}
+
 /// A nonce outside `[A-Za-z0-9._~+/=-]{16,128}`.
 pub const MALFORMED_NONCE: &str = "probe!nonce*not*well-formed";
 /// A key id no deployment configures.

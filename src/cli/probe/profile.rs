@@ -25,8 +25,20 @@ const GENERIC_STALE_SECS: u64 = 3600;
 /// Value of a route's `header:NAME` identity when `--header` gives none.
 const PROBE_IDENTITY: &str = "replay-guard-probe";
 
-/// Build the base request and profile from the arguments.
-pub fn build(args: &ProbeArgs) -> Result<Built, String> {
+/// The parts of `--url` (and `--method`) every request uses.
+struct Url {
+    scheme: String,
+    authority: String,
+    host: String,
+    method: String,
+    path: String,
+    query: String,
+    /// The normalised path, as the proxy matches and verifies it.
+    normal: String,
+}
+
+/// `--url` (only `http://` and `https://`, no userinfo) and `--method`.
+fn parse_url(args: &ProbeArgs) -> Result<Url, String> {
     let uri: http::Uri = args
         .url
         .parse()
@@ -38,34 +50,48 @@ pub fn build(args: &ProbeArgs) -> Result<Built, String> {
             args.url
         ));
     }
-    let authority = uri
-        .authority()
-        .ok_or("--url needs a host")?
-        .as_str()
-        .to_owned();
+    let authority = uri.authority().ok_or("--url needs a host")?.as_str();
     if authority.contains('@') {
         return Err("--url must not carry user:password@".into());
     }
-    let host = replay_guard::client::host_for(&uri).ok_or("--url needs a host")?;
     let method = args.method.to_ascii_uppercase();
     http::Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("--method {:?} is not an HTTP method", args.method))?;
     let path = uri.path().to_owned();
-    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-    let normal =
-        replay_guard::path::normalize(&path).map_err(|e| format!("--url path {path:?}: {e}"))?;
-    let signed_path_and_query = format!("{normal}{query}");
-    let body = match (&args.body, &args.body_file) {
-        (Some(body), _) => body.clone().into_bytes(),
+    let normal = replay_guard::path::normalize(&path)
+        .map_err(|e| format!("--url path {path:?}: {e}"))?
+        .into_owned();
+    Ok(Url {
+        scheme: scheme.to_owned(),
+        authority: authority.to_owned(),
+        host: replay_guard::client::host_for(&uri).ok_or("--url needs a host")?,
+        method,
+        query: uri.query().map(|q| format!("?{q}")).unwrap_or_default(),
+        path,
+        normal,
+    })
+}
+
+/// `--body` or `--body-file`.
+fn read_body(args: &ProbeArgs) -> Result<Vec<u8>, String> {
+    match (&args.body, &args.body_file) {
+        (Some(body), _) => Ok(body.clone().into_bytes()),
         (None, Some(file)) => {
-            std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
+            std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
         }
-        (None, None) => Vec::new(),
-    };
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+fn has(headers: &[(String, String)], name: &str) -> bool {
+    headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+}
+
+/// Build the base request and profile from the arguments.
+pub fn build(args: &ProbeArgs) -> Result<Built, String> {
+    let url = parse_url(args)?;
+    let body = read_body(args)?;
     let mut extra = parse_headers(&args.headers)?;
-    let has = |extra: &[(String, String)], name: &str| {
-        extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
-    };
     if !body.is_empty() && !has(&extra, "content-type") {
         let json = serde_json::from_slice::<serde_json::Value>(&body).is_ok();
         let kind = if json {
@@ -75,53 +101,60 @@ pub fn build(args: &ProbeArgs) -> Result<Built, String> {
         };
         extra.push(("Content-Type".into(), kind.into()));
     }
-    let mut notes = Vec::new();
-    let (profile, profile_text, route, bypasses_pointless) = match (&args.config, &args.route) {
-        (Some(file), Some(name)) => {
-            let config = Config::load(file).map_err(|e| format!("{e}"))?;
-            let route = config
-                .routes
-                .iter()
-                .find(|r| &r.name == name)
-                .ok_or_else(|| route_not_found(file, name, &config))?;
-            check_route_fits(route, &method, &normal, &mut notes);
-            if let Identity::Header(header) = &route.identity {
-                if !has(&extra, header.as_str()) {
-                    extra.push((header.to_string(), PROBE_IDENTITY.into()));
-                    notes.push(format!(
-                        "identity header {header}: {PROBE_IDENTITY} (give --header to choose)"
-                    ));
-                }
-            }
-            let profile = route_profile(args, &config, route, &mut notes)?;
-            let text = format!("route {name} from {}", file.display());
-            (profile, text, Some(name.clone()), pointless_bypasses(route))
-        }
-        _ => {
-            let profile = generic_profile(args)?;
-            let text = "generic replay headers: no --config/--route".to_owned();
-            (profile, text, None, None)
-        }
+    let mut built = Built {
+        base: Base {
+            signed_path_and_query: format!("{}{}", url.normal, url.query),
+            scheme: url.scheme,
+            authority: url.authority,
+            host: url.host,
+            method: url.method,
+            path: url.path,
+            query: url.query,
+            body,
+            extra,
+            profile: generic_profile(args)?,
+        },
+        profile_text: "generic replay headers: no --config/--route".to_owned(),
+        route: None,
+        bypasses_pointless: None,
+        notes: Vec::new(),
     };
-    let base = Base {
-        scheme: scheme.to_owned(),
-        authority,
-        host,
-        method,
-        path,
-        query,
-        signed_path_and_query,
-        body,
-        extra,
-        profile,
-    };
-    Ok(Built {
-        base,
-        profile_text,
-        route,
-        bypasses_pointless,
-        notes,
-    })
+    if let (Some(file), Some(name)) = (&args.config, &args.route) {
+        apply_route(args, file, name, &url.normal, &mut built)?;
+    }
+    Ok(built)
+}
+
+/// With `--config`/`--route`: the route's profile, identity header and
+/// notes replace the generic ones.
+fn apply_route(
+    args: &ProbeArgs,
+    file: &Path,
+    name: &str,
+    normal: &str,
+    built: &mut Built,
+) -> Result<(), String> {
+    let config = Config::load(file).map_err(|e| format!("{e}"))?;
+    let route = config
+        .routes
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| route_not_found(file, name, &config))?;
+    let base = &mut built.base;
+    check_route_fits(route, &base.method, normal, &mut built.notes);
+    if let Identity::Header(header) = &route.identity {
+        if !has(&base.extra, header.as_str()) {
+            base.extra.push((header.to_string(), PROBE_IDENTITY.into()));
+            built.notes.push(format!(
+                "identity header {header}: {PROBE_IDENTITY} (give --header to choose)"
+            ));
+        }
+    }
+    base.profile = route_profile(args, &config, route, &mut built.notes)?;
+    built.profile_text = format!("route {name} from {}", file.display());
+    built.route = Some(name.to_owned());
+    built.bypasses_pointless = pointless_bypasses(route);
+    Ok(())
 }
 
 /// `--header 'Name: value'` lines, validated.
@@ -267,7 +300,7 @@ fn explicit_key(args: &ProbeArgs) -> Result<Option<Signing>, String> {
 /// nonce and an `Idempotency-Key` on every request, v1 signing only with
 /// `--key-id` and `--secret-env`.
 fn generic_profile(args: &ProbeArgs) -> Result<Profile, String> {
-    if args.key_id.is_some() && args.secret_env.is_none() {
+    if args.config.is_none() && args.key_id.is_some() && args.secret_env.is_none() {
         return Err("--key-id without --config needs --secret-env".into());
     }
     Ok(Profile {
