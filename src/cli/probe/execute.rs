@@ -297,3 +297,56 @@ async fn run_storm(draft: &Draft, copies: usize, target: &Target) -> Finding {
     finding.ms = outcomes.iter().map(Outcome::ms).max();
     finding
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::probe::request::{Names, Profile};
+    use replay_guard::config::TimestampFormat;
+
+    fn base(idempotency: bool) -> Base {
+        Base {
+            scheme: "http".into(),
+            authority: "127.0.0.1:8080".into(),
+            host: "127.0.0.1:8080".into(),
+            method: "POST".into(),
+            path: "/payments".into(),
+            query: String::new(),
+            signed_path_and_query: "/payments".into(),
+            body: b"{}".to_vec(),
+            extra: Vec::new(),
+            profile: Profile {
+                names: Names::default(),
+                format: TimestampFormat::Unix,
+                stale_secs: 3600,
+                nonce: true,
+                idempotency,
+                signing: None,
+            },
+        }
+    }
+
+    #[test]
+    fn the_phase_never_sends_more_than_its_budget() {
+        for idempotency in [false, true] {
+            for budget in 1..=40 {
+                let phase = Phase::plan(&base(idempotency), budget);
+                assert!(
+                    phase.requests() <= budget as usize,
+                    "{budget}: {}",
+                    phase.requests()
+                );
+                assert_eq!(phase.replay, budget >= 2);
+                assert!(phase
+                    .storm
+                    .as_ref()
+                    .is_none_or(|s| (2..=MAX_STORM).contains(&s.1)));
+            }
+        }
+        let full = Phase::plan(&base(true), 5);
+        assert_eq!(
+            (full.retry.is_some(), full.storm.map(|s| s.1)),
+            (true, Some(2))
+        );
+    }
+}
