@@ -111,12 +111,9 @@ fn proxy(toml: &str) -> (ProxyProcess, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_well_configured_deployment_refuses_everything_and_executes_at_most_n() {
     let upstream = Upstream::start().await;
-    // Default-deny for paths no route names: spellings the proxy does not
-    // fold onto /payments are refused instead of forwarded.
-    let (proxy, config) = proxy(&format!(
-        "{}{WELL_CONFIGURED}",
-        server(&upstream, "unmatched = \"reject\"")
-    ));
+    // The default `unmatched = "forward"`: every spelling and method the
+    // probe tries must get the route's checks (#17), not default-deny.
+    let (proxy, config) = proxy(&format!("{}{WELL_CONFIGURED}", server(&upstream, "")));
     let url = format!("http://{}/payments", proxy.addr);
     let output = probe(args(&[
         "--url",
