@@ -394,3 +394,97 @@ mod idempotency_key {
         assert_eq!(upstream.count(), 1);
     }
 }
+
+mod retention {
+    use super::*;
+
+    fn config(upstream: &str, skew: u64) -> String {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n[store.memory]\nrestart_fence = false\n{}",
+            Route::post("pay", "/pay").freshness(skew).nonce()
+        )
+    }
+
+    #[tokio::test]
+    async fn a_reload_that_widens_the_window_keeps_old_nonces_protected() {
+        let upstream = Upstream::start().await;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), config(&upstream.url(), 60)).unwrap();
+        let proxy = TestProxy::start_file(file.path()).await;
+        let captured = Req::post("/pay").fresh(T0, &nonce(1));
+        assert_eq!(captured.send(proxy.addr).await.status, 200);
+        // Widen 60 s → 300 s; the captured request's nonce record lasts
+        // T0 + 60 + 60 s.
+        std::fs::write(file.path(), config(&upstream.url(), 300)).unwrap();
+        let reload = Req::post("/reload").send(proxy.admin.unwrap()).await;
+        assert_eq!(reload.status, 200, "{:?}", reload.body);
+        proxy.clock.advance(std::time::Duration::from_secs(125));
+        let replay = captured.send(proxy.addr).await;
+        assert_eq!(replay.status_reason(), (400, "stale_timestamp".into()));
+        // Fresh requests pass; so does one stored before the reload whose
+        // record is still kept.
+        let fresh = Req::post("/pay").fresh(T0 + 125, &nonce(2));
+        assert_eq!(fresh.send(proxy.addr).await.status, 200);
+        assert_eq!(upstream.count(), 2, "the captured request executed once");
+    }
+}
+
+mod broken_answer {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An upstream that answers every request with a head promising 100
+    /// bytes, sends 5 and hangs up; it counts what it executed.
+    async fn breaking_upstream() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let executed = Arc::new(AtomicUsize::new(0));
+        let count = executed.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 8192];
+                    let mut read = 0;
+                    while !buffer[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer[read..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read += n,
+                        }
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\nshort")
+                        .await;
+                });
+            }
+        });
+        (url, executed)
+    }
+
+    #[tokio::test]
+    async fn an_answer_whose_body_breaks_is_recorded_so_a_retry_never_executes_again() {
+        let (url, executed) = breaking_upstream().await;
+        let charge = Route::post("charge", "/charges")
+            .identity("header:X-Client")
+            .idempotency("{ required = true, ttl_secs = 3600, lease_secs = 60 }");
+        let proxy = TestProxy::start(&url, &config::routes([charge])).await;
+        let request = Req::post("/charges")
+            .header("X-Client", "alice")
+            .header("Idempotency-Key", "op-1")
+            .body("{}");
+        let first = request.send(proxy.addr).await;
+        assert_eq!(first.status_reason(), (502, "upstream_unavailable".into()));
+        // After the lease, too, the retry is answered from the record.
+        proxy.clock.advance(std::time::Duration::from_secs(61));
+        let retry = request.send(proxy.addr).await;
+        assert_eq!(
+            retry.status_reason(),
+            (409, "idempotency_response_not_retained".into())
+        );
+        assert_eq!(retry.json()["original_status"], 201);
+        assert_eq!(executed.load(Ordering::SeqCst), 1, "executed once");
+    }
+}

@@ -311,9 +311,7 @@ mod tests {
 #[cfg(test)]
 mod check_tests {
     use super::*;
-    use crate::clock::{Clock, ManualClock};
-    use crate::config::OnStoreError;
-    use crate::store::memory::MemoryStore;
+    use crate::clock::Clock;
     use http::HeaderValue;
     use std::time::Duration;
 
@@ -329,16 +327,8 @@ mod check_tests {
 
     #[tokio::test]
     async fn claim_then_in_flight_then_replay_or_reuse() {
-        let clock = ManualClock::at_secs(1_764_326_400);
-        let store = MemoryStore::new(100);
-        let metrics = Metrics::new();
-        let access = StoreAccess {
-            store: &store,
-            clock: clock.as_ref(),
-            on_error: OnStoreError::Reject,
-            metrics: &metrics,
-            route: "r",
-        };
+        let fixture = crate::checks::Fixture::new();
+        let (access, clock, store) = (fixture.access(), &fixture.clock, &fixture.store);
         let name = HeaderName::from_static("idempotency-key");
         let mut headers = HeaderMap::new();
         fn request<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Request<'a> {
@@ -374,7 +364,7 @@ mod check_tests {
         let stored = record(201, &HeaderMap::new(), Some(Bytes::from_static(b"done")));
         let expires_at = clock.now_secs() + 3600;
         assert_eq!(
-            claim.complete(&store, &stored, expires_at).await.unwrap(),
+            claim.complete(store, &stored, expires_at).await.unwrap(),
             Fenced::Done
         );
         let Ok(Step::Replay(replayed)) =

@@ -11,6 +11,7 @@ pub mod demo_upstream;
 pub mod healthcheck;
 pub mod init_table;
 pub mod loadgen;
+pub mod probe;
 pub mod run;
 pub mod sign;
 pub mod sign_rfc9421;

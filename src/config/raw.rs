@@ -73,6 +73,7 @@ pub(super) struct RawStore {
     #[serde(default)]
     pub(super) memory: RawMemory,
     pub(super) dynamodb: Option<Spanned<RawDynamo>>,
+    pub(super) clock_margin_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

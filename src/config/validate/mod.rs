@@ -144,6 +144,9 @@ pub(super) fn validate(
             &defaults,
             default_mode,
             server.as_ref(),
+            store
+                .as_ref()
+                .map_or(Duration::from_secs(5), |s| s.clock_margin),
             &mut names,
             p,
         ) {

@@ -30,6 +30,7 @@ pub(super) fn validate_route(
     defaults: &HeaderNames,
     default_mode: Mode,
     server: Option<&Server>,
+    clock_margin: Duration,
     names: &mut HashSet<String>,
     p: &mut Problems<'_>,
 ) -> Option<Route> {
@@ -69,7 +70,7 @@ pub(super) fn validate_route(
     let idempotency = raw
         .idempotency
         .as_ref()
-        .map(|i| validate_idempotency(i, server, p));
+        .map(|i| validate_idempotency(i, server, clock_margin, p));
     let rate_limit = raw.rate_limit.as_ref().and_then(|r| validate_rate(r, p));
     ok &= identity.is_some() && (raw.rate_limit.is_none() || rate_limit.is_some());
     ok &= scheme.is_some();
@@ -284,6 +285,7 @@ fn parse_identity(
 fn validate_idempotency(
     raw: &Spanned<RawIdempotency>,
     server: Option<&Server>,
+    clock_margin: Duration,
     p: &mut Problems<'_>,
 ) -> Idempotency {
     let span = raw.span();
@@ -291,7 +293,13 @@ fn validate_idempotency(
     let lease = secs(&i.lease_secs, 60, "lease_secs", p);
     let ttl = secs(&i.ttl_secs, 86_400, "ttl_secs", p);
     if let Some(server) = server {
-        check_lease(lease, i, span.clone(), server, p);
+        check_lease(
+            lease,
+            i,
+            span.clone(),
+            server.upstream_timeout + clock_margin,
+            p,
+        );
     }
     if ttl < lease {
         p.at(span, "ttl_secs must be at least lease_secs");
@@ -313,22 +321,23 @@ fn validate_idempotency(
     }
 }
 
-/// The lease must outlast the upstream timeout, or a slow first attempt
-/// could be retried while it still runs.
+/// The lease must outlast the upstream timeout plus the replicas' clock
+/// margin (`minimum`), or a slow first attempt could be retried — by a
+/// replica whose clock runs ahead — while it still runs.
 fn check_lease(
     lease: Duration,
     raw: &RawIdempotency,
     span: Range<usize>,
-    server: &Server,
+    minimum: Duration,
     p: &mut Problems<'_>,
 ) {
-    if lease <= server.upstream_timeout {
+    if lease <= minimum {
         let at = raw.lease_secs.as_ref().map_or(span, |l| l.span());
         p.at(at, format!(
-            "lease_secs ({}) must exceed upstream_timeout_ms ({} ms), or a slow first attempt could run twice; write lease_secs = {}",
+            "lease_secs ({}) must exceed upstream_timeout_ms plus [store] clock_margin_secs ({} ms), or a slow first attempt could run twice; write lease_secs = {}",
             lease.as_secs(),
-            server.upstream_timeout.as_millis(),
-            server.upstream_timeout.as_secs() + 1
+            minimum.as_millis(),
+            minimum.as_secs() + 1
         ));
     }
 }
