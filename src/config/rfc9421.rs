@@ -54,6 +54,13 @@ impl Component {
     /// a String (every component name is one).
     pub fn from_item(item: &sfv::Item) -> Option<Component> {
         let name = item.bare_item.as_string()?;
+        if item.params.len() < 2 {
+            // Nothing to sort: the identity is the serialization.
+            return Some(Component {
+                identity: sfv::FieldType::serialize(item),
+                item: item.clone(),
+            });
+        }
         let mut params: Vec<_> = item.params.iter().collect();
         params.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         let sorted = sfv::Item::with_params(

@@ -230,38 +230,59 @@ fn value(message: &Message<'_>, component: &Component) -> Result<String, BaseErr
     })
 }
 
-/// The signature base of the inner list `input` (covered components and
-/// parameters, as in `Signature-Input`) over `message`.
-pub fn signature_base(message: &Message<'_>, input: &sfv::InnerList) -> Result<String, BaseError> {
+/// The covered components of `input`, in order; an identifier that is not
+/// a String is an error.
+pub fn components(input: &sfv::InnerList) -> Result<Vec<Component>, BaseError> {
     if input.items.len() > MAX_COMPONENTS {
         return err("too many covered components");
     }
-    let mut seen: Vec<Component> = Vec::with_capacity(input.items.len());
-    let mut base = String::new();
-    for item in &input.items {
-        let Some(component) = Component::from_item(item) else {
-            return err("a component identifier is not a string");
-        };
-        if seen.iter().any(|c| c.same_as(&component)) {
+    input
+        .items
+        .iter()
+        .map(|item| {
+            Component::from_item(item)
+                .ok_or_else(|| BaseError("a component identifier is not a string".into()))
+        })
+        .collect()
+}
+
+/// The signature base of the inner list `input` (covered components and
+/// parameters, as in `Signature-Input`) over `message`.
+pub fn signature_base(message: &Message<'_>, input: &sfv::InnerList) -> Result<String, BaseError> {
+    signature_base_of(message, input, &components(input)?)
+}
+
+/// [`signature_base`] with `input`'s [`components`] already read.
+pub fn signature_base_of(
+    message: &Message<'_>,
+    input: &sfv::InnerList,
+    covered: &[Component],
+) -> Result<String, BaseError> {
+    let mut base = String::with_capacity(256);
+    for (at, (item, component)) in input.items.iter().zip(covered).enumerate() {
+        if covered[..at].iter().any(|c| c.same_as(component)) {
             return err("a component is covered twice");
         }
-        let value = value(message, &component)?;
+        let value = value(message, component)?;
         if value
             .bytes()
             .any(|b| !(b == b'\t' || (b' '..=b'~').contains(&b)))
         {
             return err("a component value is not printable ASCII");
         }
-        base.push_str(&sfv::FieldType::serialize(item));
+        let _ = sfv::ItemSerializer::with_buffer(&mut base)
+            .bare_item(&item.bare_item)
+            .parameters(&item.params)
+            .finish();
         base.push_str(": ");
         base.push_str(&value);
         base.push('\n');
-        seen.push(component);
     }
-    let params = sfv::FieldType::serialize(&vec![sfv::ListEntry::InnerList(input.clone())])
-        .ok_or_else(|| BaseError("signature parameters do not serialise".into()))?;
     base.push_str("\"@signature-params\": ");
-    base.push_str(&params);
+    let mut list = sfv::ListSerializer::with_buffer(&mut base);
+    let mut inner = list.inner_list();
+    inner.items(&input.items);
+    let _ = inner.finish().parameters(&input.params).finish();
     Ok(base)
 }
 

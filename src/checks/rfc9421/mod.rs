@@ -136,7 +136,7 @@ fn verify_one<'k>(
     now: Now<'_>,
     candidate: &Candidate,
 ) -> Result<Verified<'k>, Rejection> {
-    let params: SigParams = candidate.params.clone()?;
+    let params: &SigParams = candidate.params.as_ref().map_err(Clone::clone)?;
     let key_id = params.keyid.as_deref().ok_or(Rejection::MissingSignature)?;
     let key = keys.get(key_id).ok_or(Rejection::UnknownKey)?;
     let algorithm = key.material.algorithm();
@@ -150,12 +150,8 @@ fn verify_one<'k>(
     if rule.tag.is_some() && params.tag != rule.tag {
         return Err(Rejection::BadSignature);
     }
-    let covered: Vec<Component> = candidate
-        .input
-        .items
-        .iter()
-        .filter_map(Component::from_item)
-        .collect();
+    let covered: Vec<Component> =
+        base::components(&candidate.input).map_err(|_| Rejection::BadSignature)?;
     covers_what_the_route_requires(&covered, rule, request.body)?;
     let created = params.created.ok_or(Rejection::MissingTimestamp)?;
     let fresh = freshness::instant(i128::from(created) * 1000, freshness, now.clock, now.fences)?;
@@ -171,8 +167,8 @@ fn verify_one<'k>(
         headers: &request.parts.headers,
         https: request.https,
     };
-    let base =
-        base::signature_base(&message, &candidate.input).map_err(|_| Rejection::BadSignature)?;
+    let base = base::signature_base_of(&message, &candidate.input, &covered)
+        .map_err(|_| Rejection::BadSignature)?;
     if !verify::verifies(&key.material, base.as_bytes(), &candidate.signature) {
         return Err(Rejection::BadSignature);
     }
@@ -185,7 +181,7 @@ fn verify_one<'k>(
     Ok(Verified {
         key_id: &key.id,
         fresh,
-        nonce: params.nonce,
+        nonce: params.nonce.clone(),
     })
 }
 

@@ -88,7 +88,7 @@ pub fn candidates(headers: &HeaderMap) -> Result<Option<Vec<Candidate>>, Rejecti
     let inputs = dictionary(&input)?;
     let signatures = dictionary(&signature)?;
     let mut out = Vec::new();
-    for (label, entry) in inputs.iter().take(MAX_SIGNATURES) {
+    for (label, entry) in inputs.into_iter().take(MAX_SIGNATURES) {
         let sfv::ListEntry::InnerList(list) = entry else {
             continue;
         };
@@ -100,8 +100,8 @@ pub fn candidates(headers: &HeaderMap) -> Result<Option<Vec<Candidate>>, Rejecti
         };
         out.push(Candidate {
             label: label.as_str().to_owned(),
-            input: list.clone(),
             params: typed(&list.params),
+            input: list,
             signature: bytes.to_vec(),
         });
     }
