@@ -24,7 +24,8 @@
 //! - [`server`]: listeners, admin endpoints, connection cap, graceful
 //!   shutdown. [`server::start`] is what the binary and the tests call;
 //!   [`tls`] loads the optional TLS listener.
-//! - [`metrics`], [`clock`], [`identity`], [`body`]: support.
+//! - [`metrics`], [`clock`], [`identity`], [`body`]: support;
+//!   [`log_output`]: the log writer that never blocks or fails a request.
 //! - [`client`]: signing helpers used by the binary's `sign`, `demo` and
 //!   `loadgen` subcommands (which live in the binary crate, `src/cli/`,
 //!   not in this library).
@@ -67,6 +68,7 @@ pub mod clock;
 pub mod config;
 pub mod forward;
 pub mod identity;
+pub mod log_output;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
