@@ -6,29 +6,48 @@
 //!
 //! ## Layout
 //!
-//! - [`config`]: raw TOML → validated, typed [`config::Config`]; every
-//!   problem reported with `file:line:col`.
-//! - [`routes`] and [`path`]: the ordered route table, matched on the
-//!   normalised path so no spelling bypasses a route.
+//! One sentence per module; each module's own doc says what it must never
+//! do.
+//!
+//! - [`config`]: raw TOML (`config/raw.rs`) → validation that reports every
+//!   problem with `file:line:col` (`config/validate/`, reading variables
+//!   and files only through an injectable [`config::Environment`]) → the
+//!   typed, frozen [`config::Config`] and its route rules
+//!   (`config/rules.rs`, `config/pattern.rs`, `config/secret.rs`).
+//! - [`routes`]: the ordered route table, first match wins, over anything
+//!   that carries a route.
+//! - [`path`]: path normalisation and the match key, so no spelling of a
+//!   protected path bypasses its route.
+//! - [`proxy`]: the request path as named phases over one
+//!   [`proxy::RequestCtx`] (framing, route, checks, report mode, forward,
+//!   record, respond), with per-route [`proxy::RouteState`].
 //! - [`checks`]: one module per check — [`checks::rate_limit`],
 //!   [`checks::freshness`], [`checks::signature`], [`checks::nonce`],
-//!   [`checks::idempotency`] — each returning a typed rejection.
-//! - [`rejection`]: the rejection enum and its one HTTP mapping
-//!   (problem+json with a stable `reason`).
-//! - [`proxy`]: the request path, top to bottom, and the idempotent
-//!   response recording.
-//! - [`forward`]: header hygiene both ways; [`upstream`]: the pooled
-//!   keep-alive connections to the upstream and their timeouts.
-//! - [`store`]: the narrow store trait; [`store::memory`] (single
-//!   instance) and [`store::dynamodb`] (shared by replicas).
-//! - [`server`]: listeners, admin endpoints, connection cap, graceful
-//!   shutdown. [`server::start`] is what the binary and the tests call;
-//!   [`tls`] loads the optional TLS listener.
-//! - [`metrics`], [`clock`], [`identity`], [`body`]: support;
-//!   [`log_output`]: the log writer that never blocks or fails a request.
-//! - [`client`]: signing helpers used by the binary's `sign`, `demo` and
-//!   `loadgen` subcommands (which live in the binary crate, `src/cli/`,
-//!   not in this library).
+//!   [`checks::idempotency`] — each whole (headers, keys, store call,
+//!   `on_error`) behind one entry point returning a typed rejection.
+//! - [`rejection`]: every reason the proxy answers instead of the upstream
+//!   and its one HTTP mapping (problem+json with a stable `reason`).
+//! - [`identity`]: who the client is (client address behind trusted
+//!   proxies, header identities) and how an identity appears in store keys
+//!   and log tags.
+//! - [`forward`]: header hygiene both ways and the proxy's own headers.
+//! - [`upstream`]: the pooled keep-alive connections to the upstream, one
+//!   idle stack per worker, and their timeouts.
+//! - [`store`]: the narrow store trait, [`store::memory`] (one instance),
+//!   [`store::dynamodb`] (shared by replicas) and [`store::MeteredStore`]
+//!   (timing and error counts around either).
+//! - [`server`]: store construction, worker event loops and connections,
+//!   the admin listener, reload; [`server::start`] is what the binary and
+//!   the tests call.
+//! - [`tls`]: the optional TLS listener's certificate and key.
+//! - [`metrics`]: the Prometheus registry and per-route series.
+//! - [`log_output`]: the log writer that never blocks, fails or panics a
+//!   request (lost lines are counted).
+//! - [`clock`]: the injected time source (system and manual clocks).
+//! - [`body`]: the one body type and its constructors.
+//! - [`client`]: client-side signing helpers, used by the binary's `sign`,
+//!   `demo` and `loadgen` (the subcommands live in the binary crate,
+//!   `src/cli/`, not in this library).
 //!
 //! ## The request path
 //!
