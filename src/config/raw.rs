@@ -71,6 +71,8 @@ pub(super) struct RawStore {
     #[serde(default)]
     pub(super) memory: RawMemory,
     pub(super) dynamodb: Option<Spanned<RawDynamo>>,
+    /// Environment variable holding the key of the store keys' HMAC.
+    pub(super) key_hash_secret_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -40,7 +40,7 @@ pub enum StoreError {
     Full,
 }
 
-/// A nonce claim: `pk` is `nonce#<identity>#<nonce>`.
+/// A nonce claim: `pk` is `nonce#<h>` (a hash of scope and nonce, SPEC §6).
 #[derive(Debug, Clone)]
 pub struct NonceClaim<'a> {
     /// Partition key of the record.
@@ -63,7 +63,7 @@ pub enum NonceOutcome {
     Replayed,
 }
 
-/// An idempotency claim: `pk` is `idem#<identity>#<key>`.
+/// An idempotency claim: `pk` is `idem#<h>` (a hash of scope and key, SPEC §6).
 #[derive(Debug, Clone)]
 pub struct IdemClaim<'a> {
     /// Partition key of the record.
