@@ -7,7 +7,9 @@
 //! server puts around every store (module `metered`), a `DynamoStore` on
 //! a fresh table of a local moto server (module `dynamo`), and again on a
 //! moto that returns no old item from a failed conditional write (module
-//! `dynamo_without_old_items`: the fallback-read path). Times are real
+//! `dynamo_without_old_items`: the fallback-read path), and on dynalite,
+//! a stricter independent implementation (module `dynalite`: DynamoDB's
+//! size limits, no old items). Times are real
 //! epoch seconds (moto may honour TTL), but every `now` is passed
 //! explicitly, so nothing sleeps. DynamoDB-only failure behaviour
 //! (outage, hang, `init_table`) is at the end.
@@ -22,7 +24,9 @@ use replay_guard::store::dynamodb::{init_table, DynamoStore};
 use replay_guard::store::{
     Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
 };
-use support::matrix::{dynamo_store, dynamo_store_without_old_items, memory_store, metered_store};
+use support::matrix::{
+    dynalite_store, dynamo_store, dynamo_store_without_old_items, memory_store, metered_store,
+};
 use support::moto::MotoServer;
 
 type Shared = Arc<dyn Store>;
@@ -310,6 +314,7 @@ store_matrix! {
         metered => metered_store(),
         dynamo => dynamo_store().await,
         dynamo_without_old_items => dynamo_store_without_old_items().await,
+        dynalite => dynalite_store().await,
     }
     cases {
         nonce_claim_then_replay,
