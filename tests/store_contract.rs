@@ -432,13 +432,20 @@ async fn dynamo_init_table_is_idempotent() {
     assert!(first.to_string().contains("created"), "{first}");
 }
 
+/// A missing table is a configuration error, not an outage: DynamoDB
+/// answers `ResourceNotFoundException` (a 4xx client error), which is
+/// `Invalid` — never failed open, and `/readyz` stays 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dynamo_missing_table_is_unavailable() {
+async fn dynamo_missing_table_is_invalid_not_an_outage() {
     let moto = MotoServer::shared();
     let settings = moto.settings("rg-test-no-such-table", Duration::from_secs(2));
     let store = DynamoStore::connect(&settings).await.unwrap();
-    assert_unavailable(store.ping()).await;
+    assert!(matches!(store.ping().await, Err(StoreError::Invalid(_))));
     let now = t0();
     let claim = nonce("nonce#x#missing-table-0001", "o", now + 1, now);
-    assert_unavailable(store.claim_nonce(claim)).await;
+    let outcome = store.claim_nonce(claim).await;
+    assert!(
+        matches!(outcome, Err(StoreError::Invalid(_))),
+        "{outcome:?}"
+    );
 }

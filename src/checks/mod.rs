@@ -65,8 +65,10 @@ pub struct StoreAccess<'a> {
 
 impl StoreAccess<'_> {
     /// Apply `on_error` to a failed store call: fail closed with a
-    /// rejection, or fail open (`Ok`, counted and logged). A full memory
-    /// store and a write the store refuses are never failed open.
+    /// rejection, or fail open (`Ok`, counted and logged). Only an outage
+    /// is ever failed open: a full memory store is 503 `store_full`, and a
+    /// call the store refuses as invalid is 500 `internal_error`, logged
+    /// with its cause.
     pub fn failed(&self, error: StoreError, op: &str) -> Result<(), Rejection> {
         let route = self.route;
         match (self.on_error, &error) {
@@ -76,7 +78,11 @@ impl StoreAccess<'_> {
                 Ok(())
             }
             (_, StoreError::Full) => Err(Rejection::StoreFull),
-            _ => {
+            (_, StoreError::Invalid(_)) => {
+                tracing::error!(route, op, error = %error, "store refused the call as invalid; refusing with 500 (a bug of ours, never failed open)");
+                Err(Rejection::Internal)
+            }
+            (_, StoreError::Unavailable(_)) => {
                 tracing::warn!(route, op, error = %error, "store failed; refusing (on_error = \"reject\")");
                 Err(Rejection::StoreUnavailable)
             }

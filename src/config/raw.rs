@@ -169,7 +169,7 @@ pub(super) struct RawIdempotency {
     pub(super) required: bool,
     pub(super) ttl_secs: Option<Spanned<u64>>,
     pub(super) lease_secs: Option<Spanned<u64>>,
-    pub(super) max_response_bytes: Option<u64>,
+    pub(super) max_response_bytes: Option<Spanned<u64>>,
     #[serde(default)]
     pub(super) release_statuses: Vec<Spanned<u16>>,
 }

@@ -29,6 +29,7 @@ pub(super) fn validate_route(
     defaults: &HeaderNames,
     default_mode: Mode,
     server: Option<&Server>,
+    response_cap: Option<u64>,
     names: &mut HashSet<String>,
     p: &mut Problems<'_>,
 ) -> Option<Route> {
@@ -60,7 +61,7 @@ pub(super) fn validate_route(
     let idempotency = raw
         .idempotency
         .as_ref()
-        .map(|i| validate_idempotency(i, server, p));
+        .map(|i| validate_idempotency(i, server, response_cap, p));
     let rate_limit = raw.rate_limit.as_ref().and_then(|r| validate_rate(r, p));
     ok &= identity.is_some() && (raw.rate_limit.is_none() || rate_limit.is_some());
     if !ok {
@@ -206,6 +207,7 @@ fn parse_identity(
 fn validate_idempotency(
     raw: &Spanned<RawIdempotency>,
     server: Option<&Server>,
+    response_cap: Option<u64>,
     p: &mut Problems<'_>,
 ) -> Idempotency {
     let span = raw.span();
@@ -226,11 +228,22 @@ fn validate_idempotency(
             );
         }
     }
+    let max_response_bytes = i
+        .max_response_bytes
+        .as_ref()
+        .map_or(65_536, |m| *m.get_ref());
+    if let (Some(cap), Some(written)) = (response_cap, &i.max_response_bytes) {
+        if max_response_bytes > cap {
+            p.at(written.span(), format!(
+                "max_response_bytes = {max_response_bytes} cannot fit DynamoDB's 400 KB item limit with kind = \"dynamodb\": the maximum is {cap}"
+            ));
+        }
+    }
     Idempotency {
         required: i.required,
         ttl,
         lease,
-        max_response_bytes: size(i.max_response_bytes.unwrap_or(65_536)),
+        max_response_bytes: size(max_response_bytes),
         release_statuses: i.release_statuses.iter().map(|s| *s.get_ref()).collect(),
     }
 }
