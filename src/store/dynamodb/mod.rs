@@ -7,7 +7,8 @@
 //! expired items lazily, so every condition treats `expires_at < :now` as
 //! absent, with `:now` taken from the proxy's clock (the caller's `now`).
 //!
-//! Item attributes:
+//! Item attributes (`pk` is `nonce#<h>` / `idem#<h>`, a hash built by the
+//! checks: no client text is stored anywhere in an item):
 //! - nonce: `pk`, `expires_at` (N), `owner` (S);
 //! - idempotency: `pk`, `status` (S: `in_flight` | `completed`),
 //!   `fingerprint` (S), `owner` (S), `expires_at` (N), and
@@ -16,6 +17,12 @@
 //!     [`StoredResponse::encode_headers`]) and `resp_body` (B) **only when
 //!     the body was retained**: the absence of `resp_body` is what marks a
 //!     response as not retained (an empty retained body is an empty `B`).
+//!     A completed item is sized before it is written: one that would
+//!     exceed DynamoDB's 400 KB limit is written without body and headers.
+//!
+//! SDK errors are classified once (`item::store_error`): timeouts,
+//! throttling, 5xx and connection failures are `Unavailable` (an outage);
+//! every other service error is `Invalid` (never failed open).
 //!
 //! Conflicts are read from the failed write itself
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`); only when a server
