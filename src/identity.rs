@@ -16,23 +16,47 @@ use sha2::{Digest, Sha256};
 
 use crate::checks::header_text;
 use crate::config::Identity;
+use crate::rejection::Rejection;
 
-/// The identity a route names that is known before anything is verified:
-/// the client address, or a header's value (empty when absent). `None` for
-/// `key_id`, which is known only once the signature is verified.
+/// The longest header identity accepted, in bytes.
+pub const MAX_HEADER_IDENTITY: usize = 256;
+
+/// The identity a route names that is known before anything is verified,
+/// tagged with its kind so that identities of different kinds never share
+/// a scope or a rate-limit key (`ip:10.0.0.1` ≠ `hdr:10.0.0.1`): the client
+/// address, or a header's value. `Ok(None)` for `key_id`, which is known
+/// only once the signature is verified. An absent header is
+/// `missing_identity`; a repeated, non-UTF-8 or overlong one
+/// `malformed_identity`.
 pub fn unverified(
     identity: &Identity,
     headers: &HeaderMap,
     peer: IpAddr,
     trusted: &[IpNet],
-) -> Option<String> {
+) -> Result<Option<String>, Rejection> {
     match identity {
-        Identity::ClientIp => Some(client_ip(peer, headers, trusted).to_string()),
-        Identity::Header(name) => Some(match header_text(headers, name) {
-            Some(Ok(value)) => value.to_owned(),
-            _ => String::new(),
-        }),
-        Identity::KeyId => None,
+        Identity::ClientIp => Ok(Some(format!("ip:{}", client_ip(peer, headers, trusted)))),
+        Identity::Header(name) => match header_text(headers, name) {
+            None => Err(Rejection::MissingIdentity),
+            Some(Ok(value)) if value.len() <= MAX_HEADER_IDENTITY => {
+                Ok(Some(format!("hdr:{value}")))
+            }
+            Some(_) => Err(Rejection::MalformedIdentity),
+        },
+        Identity::KeyId => Ok(None),
+    }
+}
+
+/// The scope of a request's nonces and idempotency keys, encoded for store
+/// keys. On a route whose signature was verified it is the verified key
+/// (`key:<id>`), whatever else the route names: an identity nobody checked
+/// (client address, header) never opens a new scope for a captured signed
+/// request. Otherwise the unverified identity (empty when the route names
+/// none it could use).
+pub fn scope(verified_key: Option<&str>, unverified: Option<&str>) -> String {
+    match verified_key {
+        Some(key) => encode(&format!("key:{key}")),
+        None => encode(unverified.unwrap_or("")),
     }
 }
 

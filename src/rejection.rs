@@ -58,6 +58,11 @@ pub enum Rejection {
     MalformedNonce,
     /// The nonce was seen before for this identity.
     ReplayedNonce,
+    /// The route's identity (a header) is absent or empty.
+    MissingIdentity,
+    /// The route's identity header is repeated, not UTF-8 or longer than
+    /// 256 bytes.
+    MalformedIdentity,
     /// The key-id or signature header is absent or empty.
     MissingSignature,
     /// The key id names no configured key.
@@ -120,6 +125,8 @@ impl Rejection {
             Rejection::MissingNonce => "missing_nonce",
             Rejection::MalformedNonce => "malformed_nonce",
             Rejection::ReplayedNonce => "replayed_nonce",
+            Rejection::MissingIdentity => "missing_identity",
+            Rejection::MalformedIdentity => "malformed_identity",
             Rejection::MissingSignature => "missing_signature",
             Rejection::UnknownKey => "unknown_key",
             Rejection::BadSignature => "bad_signature",
@@ -152,6 +159,8 @@ impl Rejection {
             | Rejection::MalformedNonce
             | Rejection::MissingIdempotencyKey
             | Rejection::MalformedIdempotencyKey
+            | Rejection::MissingIdentity
+            | Rejection::MalformedIdentity
             | Rejection::MalformedRequest(_) => StatusCode::BAD_REQUEST,
             Rejection::ReplayedNonce
             | Rejection::IdempotencyInFlight { .. }
@@ -211,6 +220,8 @@ impl Rejection {
             Rejection::MissingNonce => "Request nonce missing",
             Rejection::MalformedNonce => "Request nonce malformed",
             Rejection::ReplayedNonce => "Request replayed",
+            Rejection::MissingIdentity => "Client identity missing",
+            Rejection::MalformedIdentity => "Client identity malformed",
             Rejection::MissingSignature => "Signature missing",
             Rejection::UnknownKey => "Unknown key",
             Rejection::BadSignature => "Signature invalid",
@@ -243,6 +254,8 @@ impl Rejection {
             Rejection::MissingNonce => "The route requires a nonce header.".into(),
             Rejection::MalformedNonce => "A nonce is 16 to 128 characters of A-Z a-z 0-9 . _ ~ + / = -.".into(),
             Rejection::ReplayedNonce => "This nonce was already used; every transmission needs a new nonce.".into(),
+            Rejection::MissingIdentity => "The route identifies clients by a request header that is absent.".into(),
+            Rejection::MalformedIdentity => "The client identity header must appear once, as text of at most 256 bytes.".into(),
             Rejection::MissingSignature => "The route requires a key id header and a v1 signature header.".into(),
             Rejection::UnknownKey => "The key id is not known.".into(),
             Rejection::BadSignature => "No v1 signature verifies for this request.".into(),

@@ -33,14 +33,17 @@ impl<R: Routed> RouteTable<R> {
         Self { routes }
     }
 
-    /// The first route matching method and path key.
+    /// The first route matching method and path key. Methods match
+    /// ASCII-case-insensitively (`post` gets the `POST` route, as the
+    /// frameworks behind us fold case) and `HEAD` matches a route that lists
+    /// `GET` (servers answer HEAD with the GET handler).
     pub fn find(&self, method: &Method, key: &str) -> Option<&R> {
         self.routes.iter().find(|entry| {
             let route = entry.route();
             route
                 .methods
                 .as_ref()
-                .is_none_or(|methods| methods.contains(method))
+                .is_none_or(|methods| methods.iter().any(|listed| method_matches(listed, method)))
                 && route.path.matches(key)
         })
     }
@@ -49,6 +52,13 @@ impl<R: Routed> RouteTable<R> {
     pub fn routes(&self) -> &[R] {
         &self.routes
     }
+}
+
+/// Whether a request's method matches a method a route lists (upper-case).
+fn method_matches(listed: &Method, method: &Method) -> bool {
+    let asked = method.as_str();
+    asked.eq_ignore_ascii_case(listed.as_str())
+        || (*listed == Method::GET && asked.eq_ignore_ascii_case("HEAD"))
 }
 
 /// What a table entry is matched by: its route.
@@ -66,5 +76,45 @@ impl Routed for Route {
 impl<T: Routed> Routed for std::sync::Arc<T> {
     fn route(&self) -> &Route {
         T::route(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn methods_match_case_insensitively_and_head_matches_get() {
+        let config = Config::parse(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+upstream = "http://127.0.0.1:9"
+[[routes]]
+name = "pay"
+methods = ["POST"]
+path = "/payments"
+[[routes]]
+name = "read"
+methods = ["GET"]
+path = "/payments"
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        let table = RouteTable::new(config.routes.clone());
+        let name = |method: &str| {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            table.find(&method, "/payments").map(|r| r.name.as_str())
+        };
+        for spelling in ["POST", "post", "Post", "pOsT"] {
+            assert_eq!(name(spelling), Some("pay"), "{spelling}");
+        }
+        for spelling in ["GET", "get", "HEAD", "head", "Head"] {
+            assert_eq!(name(spelling), Some("read"), "{spelling}");
+        }
+        assert_eq!(name("PUT"), None);
+        assert_eq!(name("POSTX"), None);
     }
 }

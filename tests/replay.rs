@@ -88,11 +88,13 @@ mod freshness {
         assert_eq!(upstream.count(), 0);
         // Edges of the window pass.
         let reply = Req::post("/payments")
+            .header("X-Client", "alice")
             .fresh(T0 - 120, &nonce(10))
             .send(proxy.addr)
             .await;
         assert_eq!(reply.status, 200);
         let reply = Req::post("/payments")
+            .header("X-Client", "alice")
             .fresh(T0 + 120, &nonce(11))
             .send(proxy.addr)
             .await;
@@ -138,6 +140,7 @@ mod nonce {
     async fn nonce_format_is_checked() {
         let (upstream, proxy) = setup_payments("").await;
         let missing = Req::post("/payments")
+            .header("X-Client", "alice")
             .header("X-Request-Timestamp", T0)
             .send(proxy.addr)
             .await;
@@ -147,7 +150,11 @@ mod nonce {
             "has space in the middle!",
             "semicolon;is;not;allowed",
         ] {
-            let reply = Req::post("/payments").fresh(T0, bad).send(proxy.addr).await;
+            let reply = Req::post("/payments")
+                .header("X-Client", "alice")
+                .fresh(T0, bad)
+                .send(proxy.addr)
+                .await;
             assert_eq!(
                 reply.status_reason(),
                 (400, "malformed_nonce".into()),

@@ -41,11 +41,13 @@ mod paths {
     /// `/payments` is then a replay: one route, one nonce scope.
     async fn expect_one_nonce_scope(proxy: &TestProxy, spelling: &str) {
         let reply = Req::post(spelling)
+            .header("X-Client", "alice")
             .fresh(T0, &nonce(1))
             .send(proxy.addr)
             .await;
         assert_eq!(reply.status, 200, "{spelling}: {:?}", reply.body);
         let replay = Req::post("/payments")
+            .header("X-Client", "alice")
             .fresh(T0, &nonce(1))
             .send(proxy.addr)
             .await;
@@ -72,6 +74,7 @@ mod paths {
         assert_eq!(upstream.count(), 0);
         // The normalised path is what the upstream receives.
         let reply = Req::post("//a/../%70ayments/")
+            .header("X-Client", "alice")
             .fresh(T0, &nonce(5))
             .send(proxy.addr)
             .await;

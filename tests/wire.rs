@@ -92,7 +92,7 @@ mod framing {
         // On a protected route the same request still passes every check
         // before anything is forwarded, and nothing behind it runs.
         let request = format!(
-            "POST /payments HTTP/1.1\r\nHost: x\r\nX-Request-Timestamp: {T0}\r\nX-Request-Nonce: {}\r\n\
+            "POST /payments HTTP/1.1\r\nHost: x\r\nX-Client: alice\r\nX-Request-Timestamp: {T0}\r\nX-Request-Nonce: {}\r\n\
              Content-Length: 60\r\nTransfer-Encoding: chunked\r\n\r\n3\r\npay\r\n0\r\n\r\n\
              POST /payments HTTP/1.1\r\nHost: x\r\n\r\n",
             nonce(1)
@@ -285,7 +285,7 @@ mod framing {
         // A replay header arriving as a trailer does not satisfy a protected
         // route: checks read the head only.
         let request = format!(
-            "POST /payments HTTP/1.1\r\nHost: x\r\nX-Request-Timestamp: {T0}\r\nTransfer-Encoding: chunked\r\nTrailer: X-Request-Nonce\r\nConnection: close\r\n\r\n3\r\npay\r\n0\r\nX-Request-Nonce: {}\r\n\r\n",
+            "POST /payments HTTP/1.1\r\nHost: x\r\nX-Client: alice\r\nX-Request-Timestamp: {T0}\r\nTransfer-Encoding: chunked\r\nTrailer: X-Request-Nonce\r\nConnection: close\r\n\r\n3\r\npay\r\n0\r\nX-Request-Nonce: {}\r\n\r\n",
             nonce(7)
         );
         let answer = expect_raw(proxy.addr, &request, &[400], "").await;
@@ -325,7 +325,7 @@ mod framing {
         .enumerate()
         {
             let request = format!(
-                "POST /payments HTTP/1.1\r\nHost: x\r\nX-Request-Timestamp: {T0}\r\nX-Request-Nonce: {}\r\nTransfer-Encoding: chunked\r\n\r\n{chunks}",
+                "POST /payments HTTP/1.1\r\nHost: x\r\nX-Client: alice\r\nX-Request-Timestamp: {T0}\r\nX-Request-Nonce: {}\r\nTransfer-Encoding: chunked\r\n\r\n{chunks}",
                 nonce(100 + i)
             );
             let answer = raw(proxy.addr, request.as_bytes(), WAIT).await;
@@ -462,7 +462,7 @@ mod limits {
         // Announced by Content-Length: refused before reading the body, and
         // the unread body is never parsed as a next request.
         let mut request = format!(
-            "POST /payments HTTP/1.1\r\nHost: x\r\nX-Request-Timestamp: {T0}\r\nX-Request-Nonce: {}\r\nContent-Length: 2000\r\n\r\n",
+            "POST /payments HTTP/1.1\r\nHost: x\r\nX-Client: alice\r\nX-Request-Timestamp: {T0}\r\nX-Request-Nonce: {}\r\nContent-Length: 2000\r\n\r\n",
             nonce(1)
         )
         .into_bytes();
@@ -475,7 +475,7 @@ mod limits {
         // Chunked, so the size is only known while reading.
         let chunk = "a".repeat(600);
         let request = format!(
-            "POST /payments HTTP/1.1\r\nHost: x\r\nX-Request-Timestamp: {T0}\r\nX-Request-Nonce: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n",
+            "POST /payments HTTP/1.1\r\nHost: x\r\nX-Client: alice\r\nX-Request-Timestamp: {T0}\r\nX-Request-Nonce: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n",
             nonce(2)
         );
         let answer = expect_raw(proxy.addr, &request, &[413], "").await;
@@ -483,6 +483,7 @@ mod limits {
 
         // Exactly at the limit passes.
         let reply = Req::post("/payments")
+            .header("X-Client", "alice")
             .fresh(T0, &nonce(3))
             .body(vec![b'z'; 1024])
             .send(proxy.addr)
@@ -496,6 +497,7 @@ mod limits {
     async fn large_bodies_on_protected_routes_are_413() {
         let (upstream, proxy) = setup_payments("max_body_bytes = 1024").await;
         let reply = Req::post("/payments")
+            .header("X-Client", "alice")
             .fresh(T0, &nonce(1))
             .body(vec![b'a'; 2048])
             .send(proxy.addr)

@@ -145,6 +145,9 @@ pub struct Server {
     /// Match routes case-insensitively (for upstreams that ignore case),
     /// so `/PAYMENTS` gets `/payments`' checks. Forwarded paths keep their case.
     pub case_insensitive_paths: bool,
+    /// Method names routes may list beyond the registered HTTP methods
+    /// (upper-cased).
+    pub extension_methods: Vec<String>,
 }
 
 /// `[store.dynamodb]`.
@@ -342,6 +345,35 @@ mod tests {
             errs[0].contains("upstream_timeout_ms"),
             "lists what to write: {}",
             errs[0]
+        );
+    }
+
+    #[test]
+    fn unknown_methods_are_errors_with_a_suggestion_unless_listed_as_extensions() {
+        let route = |methods: &str| {
+            format!("{MINIMAL}[[routes]]\nname = \"a\"\nmethods = {methods}\npath = \"/p\"\n")
+        };
+        let errs = errors(&route(r#"["PSOT"]"#));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains(r#""PSOT" is not a registered HTTP method: did you mean "POST"?"#),
+            "{errs:?}"
+        );
+        let errs = errors(&route(r#"["PURGE"]"#));
+        assert!(errs[0].contains("extension_methods"), "{errs:?}");
+        let text = route(r#"["purge", "post"]"#).replacen(
+            "[server]\n",
+            "[server]\nextension_methods = [\"PURGE\"]\n",
+            1,
+        );
+        let config = Config::parse(&text, "t.toml").unwrap();
+        let methods = config.routes[0].methods.clone().unwrap();
+        assert_eq!(
+            methods,
+            vec![
+                http::Method::from_bytes(b"PURGE").unwrap(),
+                http::Method::POST
+            ]
         );
     }
 

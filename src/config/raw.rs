@@ -51,6 +51,8 @@ pub(super) struct RawServer {
     pub(super) access_log: bool,
     #[serde(default)]
     pub(super) case_insensitive_paths: bool,
+    #[serde(default)]
+    pub(super) extension_methods: Vec<Spanned<String>>,
     pub(super) tls: Option<Spanned<RawTls>>,
 }
 

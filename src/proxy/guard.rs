@@ -2,8 +2,17 @@
 //!
 //! ```text
 //! head checks (rate limit by an unverified identity, declared size, freshness)
-//!   → body (capped) → signature → rate limit by key id → nonce → idempotency
+//!   → body (capped) → signature → identity → rate limit by key id → nonce
+//!   → idempotency
 //! ```
+//!
+//! On a signed route the scope of nonces and idempotency keys is the
+//! verified key ([`identity::scope`]); an identity nobody checked only keys
+//! the rate limit. A request refused as `replayed_nonce` gets its key-id
+//! rate-limit cell back, so a captured request never spends the budget of
+//! the key it claims to be (and still costs one store write at most); a
+//! throttled request never reaches the nonce claim, so it never burns its
+//! nonce.
 //!
 //! Each step is one call into its check module; the first failure stops
 //! and is handed back as [`Refused`] with whatever is left of the body, so
@@ -56,8 +65,9 @@ pub enum BodyState {
 
 /// What the head checks learnt before the body was read.
 struct Head {
-    /// The identity known without verification (`client_ip`, `header:`).
-    identity: Option<String>,
+    /// The identity known without verification (`client_ip`, `header:`),
+    /// or why it cannot be known: refused where it is first needed.
+    identity: Result<Option<String>, Rejection>,
     /// The timestamp that passed freshness, when the route checks it.
     fresh: Option<Fresh>,
 }
@@ -114,9 +124,10 @@ impl Proxy {
             ctx.peer.addr.ip(),
             &self.config.server.trusted_proxies,
         );
-        if let (Some(limiter), Some(id)) = (&route.limiter, identity.as_deref()) {
-            ctx.identity_tag = Some(identity::log_tag(id));
-            ctx.rate_limit = Some(limiter.check(id)?);
+        if let (Some(limiter), false) = (&route.limiter, rule.identity == Identity::KeyId) {
+            let id = identity.clone()?.unwrap_or_default();
+            ctx.identity_tag = Some(identity::log_tag(&id));
+            ctx.rate_limit = Some(limiter.check(&id)?);
         }
         // The proxy never holds more than max_body_bytes: refuse a declared
         // larger body before reading anything.
@@ -140,7 +151,8 @@ impl Proxy {
         Ok(Head { identity, fresh })
     }
 
-    /// Signature, rate limit by key id, nonce, idempotency.
+    /// Signature, identity and scope, rate limit by key id, nonce,
+    /// idempotency.
     async fn body_checks(
         &self,
         route: &RouteState,
@@ -152,19 +164,22 @@ impl Proxy {
         let rule = &route.rule;
         let verified = signature::check(&self.config.keys, rule, parts, ctx.target.path(), body)?;
         ctx.verified_key = verified.map(str::to_owned);
-        let mut identity = head.identity;
-        if rule.identity == Identity::KeyId {
-            let key = verified.ok_or(Rejection::MissingSignature)?;
-            ctx.identity_tag = Some(identity::log_tag(key));
-            if let Some(limiter) = &route.limiter {
-                ctx.rate_limit = Some(limiter.check(key)?);
-            }
-            identity = Some(key.to_owned());
+        let unverified = head.identity?;
+        if rule.identity == Identity::KeyId && verified.is_none() {
+            return Err(Rejection::MissingSignature);
         }
-        let scope = identity::encode(identity.as_deref().unwrap_or(""));
+        let scope = identity::scope(verified, unverified.as_deref());
         if ctx.identity_tag.is_none() {
             ctx.identity_tag = Some(identity::log_tag(&scope));
         }
+        // The verified key's budget: a cell that a replay takes is given back.
+        let charged = match (&route.limiter, verified) {
+            (Some(limiter), Some(key)) if rule.identity == Identity::KeyId => {
+                ctx.rate_limit = Some(limiter.check(key)?);
+                Some((limiter, key))
+            }
+            _ => None,
+        };
         let access = StoreAccess {
             store: self.store.as_ref(),
             clock: self.clock.as_ref(),
@@ -175,7 +190,13 @@ impl Proxy {
         };
         if let (Some(required), Some(fresh)) = (rule.nonce, &head.fresh) {
             let name = &rule.headers.nonce;
-            nonce::check(&access, &parts.headers, name, required, &scope, fresh).await?;
+            let claimed =
+                nonce::check(&access, &parts.headers, name, required, &scope, fresh).await;
+            if let (Err(Rejection::ReplayedNonce), Some((limiter, key))) = (&claimed, charged) {
+                limiter.refund(key);
+                ctx.rate_limit = None;
+            }
+            claimed?;
         }
         let Some(idem) = &rule.idempotency else {
             return Ok(Step::None);

@@ -36,7 +36,11 @@ pub(super) fn validate_route(
     let route_span = raw.span();
     let raw = raw.into_inner();
     let mut ok = check_name(&raw.name, names, p);
-    let methods = raw.methods.as_deref().map(|m| parse_methods(m, p));
+    let extensions = server.map_or(&[][..], |s| &s.extension_methods[..]);
+    let methods = raw
+        .methods
+        .as_deref()
+        .map(|m| parse_methods(m, extensions, p));
     if raw.methods.as_ref().is_some_and(Vec::is_empty) {
         p.at(
             route_span,
@@ -103,27 +107,88 @@ fn check_name(name: &Spanned<String>, names: &mut HashSet<String>, p: &mut Probl
     true
 }
 
-/// The methods, case-insensitively; bad ones are reported and skipped.
-fn parse_methods(methods: &[Spanned<String>], p: &mut Problems<'_>) -> Vec<Method> {
+/// The methods registered with IANA (HTTP Method Registry); a route may
+/// list others only when `[server] extension_methods` names them, so a typo
+/// such as `"PSOT"` is an error rather than a route that never matches.
+const REGISTERED_METHODS: &[&str] = &[
+    "ACL",
+    "BASELINE-CONTROL",
+    "BIND",
+    "CHECKIN",
+    "CHECKOUT",
+    "CONNECT",
+    "COPY",
+    "DELETE",
+    "GET",
+    "HEAD",
+    "LABEL",
+    "LINK",
+    "LOCK",
+    "MERGE",
+    "MKACTIVITY",
+    "MKCALENDAR",
+    "MKCOL",
+    "MKREDIRECTREF",
+    "MKWORKSPACE",
+    "MOVE",
+    "OPTIONS",
+    "ORDERPATCH",
+    "PATCH",
+    "POST",
+    "PRI",
+    "PROPFIND",
+    "PROPPATCH",
+    "PUT",
+    "REBIND",
+    "REPORT",
+    "SEARCH",
+    "TRACE",
+    "UNBIND",
+    "UNCHECKOUT",
+    "UNLINK",
+    "UNLOCK",
+    "UPDATE",
+    "UPDATEREDIRECTREF",
+    "VERSION-CONTROL",
+];
+
+/// The methods, case-insensitively (upper-cased); unknown ones are
+/// reported, with the nearest registered name, and skipped.
+fn parse_methods(
+    methods: &[Spanned<String>],
+    extensions: &[String],
+    p: &mut Problems<'_>,
+) -> Vec<Method> {
     methods
         .iter()
         .filter_map(|m| {
             let upper = m.get_ref().to_ascii_uppercase();
+            let known = REGISTERED_METHODS.contains(&upper.as_str()) || extensions.contains(&upper);
             match Method::from_bytes(upper.as_bytes()) {
-                Ok(method) if !upper.is_empty() => Some(method),
+                Ok(method) if known => Some(method),
                 _ => {
-                    p.at(
-                        m.span(),
-                        format!(
-                            "{:?} is not an HTTP method; write e.g. \"POST\"",
-                            m.get_ref()
-                        ),
-                    );
+                    p.at(m.span(), unknown_method(m.get_ref(), &upper));
                     None
                 }
             }
         })
         .collect()
+}
+
+/// What to write instead of an unknown method name.
+fn unknown_method(name: &str, upper: &str) -> String {
+    let nearest = REGISTERED_METHODS
+        .iter()
+        .map(|known| (strsim::damerau_levenshtein(upper, known), *known))
+        .min();
+    match nearest {
+        Some((distance, known)) if distance <= 2 => format!(
+            "{name:?} is not a registered HTTP method: did you mean \"{known}\"? (list an extension method in [server] extension_methods)"
+        ),
+        _ => format!(
+            "{name:?} is not a registered HTTP method; write e.g. \"POST\", or list it in [server] extension_methods"
+        ),
+    }
 }
 
 /// The compiled path pattern (lower-cased for case-insensitive matching).

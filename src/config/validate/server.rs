@@ -6,6 +6,8 @@
 //! to — it checks what is written.
 
 use std::net::SocketAddr;
+
+use http::Method;
 use std::time::Duration;
 
 use http::Uri;
@@ -68,7 +70,29 @@ pub(super) fn validate_server(raw: RawServer, p: &mut Problems<'_>) -> Option<Se
         tls,
         access_log: raw.access_log,
         case_insensitive_paths: raw.case_insensitive_paths,
+        extension_methods: extension_methods(&raw.extension_methods, p),
     })
+}
+
+/// `extension_methods`: method tokens (RFC 9110 §9.1), upper-cased.
+fn extension_methods(raw: &[Spanned<String>], p: &mut Problems<'_>) -> Vec<String> {
+    raw.iter()
+        .filter_map(|name| {
+            let upper = name.get_ref().to_ascii_uppercase();
+            if Method::from_bytes(upper.as_bytes()).is_ok() && !upper.is_empty() {
+                Some(upper)
+            } else {
+                p.at(
+                    name.span(),
+                    format!(
+                        "{:?} is not a method token; write letters, e.g. \"PURGE\"",
+                        name.get_ref()
+                    ),
+                );
+                None
+            }
+        })
+        .collect()
 }
 
 fn parse_socket_addr(
