@@ -5,6 +5,9 @@
 #   bench/run.sh                 # all five measurements
 #   ROUNDS=5 DUR=10 bench/run.sh # longer
 #   SKIP_DYNAMO=1 bench/run.sh   # no moto (store-call counts on memory only)
+#   BASELINE_BIN=/path/to/old/replay-guard bench/run.sh
+#                                # also measure another build in (1) and (2),
+#                                # interleaved with this one (before/after)
 #
 # Prints a markdown summary; raw outputs stay in $OUT (default: a temp dir).
 set -euo pipefail
@@ -94,6 +97,18 @@ if [ "$WORKERS_ALT" != 0 ]; then
     wait_port 18085
     PASS_TARGETS+=("rg-workers-$WORKERS_ALT:18085")
 fi
+if [ -n "${BASELINE_BIN:-}" ]; then
+    # Another build of replay-guard (e.g. the commit before a change) on the
+    # same configuration, measured in the same rounds.
+    sed -e 's/^listen = .*/listen = "127.0.0.1:18087"/' \
+        -e 's/^admin_listen = .*/admin_listen = "127.0.0.1:19907"/' \
+        "$ROOT/bench/replay-guard-bench.toml" >"$OUT/replay-guard-baseline.toml"
+    RUST_LOG=warn "$BASELINE_BIN" run --config "$OUT/replay-guard-baseline.toml" 2>"$OUT/replay-guard-baseline.log" &
+    BASELINE_PID=$!
+    PIDS+=($BASELINE_PID)
+    wait_port 18087
+    PASS_TARGETS+=("baseline:18087")
+fi
 if [ "$FLOOR" != 0 ]; then
     # hyper's server and replay-guard's upstream pool on the same worker
     # threads, without any of replay-guard's request path: what the HTTP
@@ -127,6 +142,7 @@ NGINX_WORKERS=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
 declare -A CPU_PIDS=([nginx]="$NGINX_WORKERS" [haproxy]="$HAPROXY_PID" [replay-guard]="$RG_PID")
 [ "$WORKERS_ALT" != 0 ] && CPU_PIDS[rg-workers-$WORKERS_ALT]=$RG_ALT_PID
 [ "$FLOOR" != 0 ] && CPU_PIDS[hyper-floor]=$FLOOR_PID
+[ -n "${BASELINE_BIN:-}" ] && CPU_PIDS[baseline]=$BASELINE_PID
 
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
@@ -177,14 +193,19 @@ LG=("$BIN" loadgen --quiet --json --key-id bench-client --secret-env RG_BENCH_SE
     --body-size 64 --concurrency "$CONC" --duration "${DUR}s")
 before_nonce=$(metric 19901 replay_guard_store_duration_seconds_count 'op="claim_nonce"')
 before_req=$(metric 19901 replay_guard_requests_total 'route="protected"')
+PROTECTED_TARGETS=("rg:18082:$RG_PID")
+[ -n "${BASELINE_BIN:-}" ] && PROTECTED_TARGETS+=("baseline:18087:$BASELINE_PID")
 for round in $(seq 1 "$ROUNDS"); do
-    for route in pass protected; do
-        file=$OUT/loadgen-$route-$round.json
-        before=$(ticks "$RG_PID")
-        "${LG[@]}" --url "http://127.0.0.1:18082/$route" >"$file"
-        after=$(ticks "$RG_PID")
-        read -r rps p99 requests <<<"$(python3 "$ROOT/bench/lib.py" loadgen "$file")"
-        echo "protected rg-$route $round $rps $p99 $(cpu_us_per_request "$before" "$after" "$requests")" >>"$RESULTS"
+    for target in "${PROTECTED_TARGETS[@]}"; do
+        IFS=: read -r name port pid <<<"$target"
+        for route in pass protected; do
+            file=$OUT/loadgen-$name-$route-$round.json
+            before=$(ticks "$pid")
+            "${LG[@]}" --url "http://127.0.0.1:$port/$route" >"$file"
+            after=$(ticks "$pid")
+            read -r rps p99 requests <<<"$(python3 "$ROOT/bench/lib.py" loadgen "$file")"
+            echo "protected $name-$route $round $rps $p99 $(cpu_us_per_request "$before" "$after" "$requests")" >>"$RESULTS"
+        done
     done
 done
 after_nonce=$(metric 19901 replay_guard_store_duration_seconds_count 'op="claim_nonce"')

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use http::header::{HeaderName, HeaderValue, CONNECTION, FORWARDED, HOST};
 use http::HeaderMap;
 
 /// Header the proxy sets after a verified signature.
@@ -48,6 +48,9 @@ pub struct Peer {
     pub https: bool,
     /// `addr`'s IP as a header value (appended to `X-Forwarded-For`).
     ip: HeaderValue,
+    /// This hop's `Forwarded` element without `host` (RFC 7239 §4:
+    /// `for=192.0.2.1;proto=http`, an IPv6 node quoted and bracketed).
+    forwarded: String,
     /// The worker event loop serving the connection (its upstream
     /// connections are that worker's).
     pub worker: usize,
@@ -56,12 +59,19 @@ pub struct Peer {
 impl Peer {
     /// Describe a connection from `addr`.
     pub fn new(addr: SocketAddr, https: bool) -> Self {
-        let ip = HeaderValue::from_str(&addr.ip().to_string())
+        let canonical = addr.ip().to_canonical();
+        let ip = HeaderValue::from_str(&canonical.to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let proto = if https { "https" } else { "http" };
+        let forwarded = match canonical {
+            std::net::IpAddr::V4(v4) => format!("for={v4};proto={proto}"),
+            std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto={proto}"),
+        };
         Self {
             addr,
             https,
             ip,
+            forwarded,
             worker: 0,
         }
     }
@@ -114,10 +124,13 @@ fn strip(headers: &mut HeaderMap, extra: &[HeaderName]) {
     }
 }
 
-/// Prepare request headers for the upstream.
+/// Prepare request headers for the upstream. `peer_trusted`: the peer is
+/// one of `trusted_proxies`, so the `Forwarded` elements it sends are kept
+/// (a client's own are removed).
 pub fn upstream_headers(
     headers: &mut HeaderMap,
     peer: &Peer,
+    peer_trusted: bool,
     client_host: Option<&HeaderValue>,
     request_id: &HeaderValue,
     verified_key: Option<&str>,
@@ -160,7 +173,45 @@ pub fn upstream_headers(
             headers.insert(HOST, host.clone());
         }
     }
+    forwarded(headers, peer, peer_trusted, client_host);
     headers.insert(REQUEST_ID_HEADER, request_id.clone());
+}
+
+/// `Forwarded` (RFC 7239): the elements of trusted proxies in front of us,
+/// then our own hop; a client's own elements never reach the upstream.
+fn forwarded(
+    headers: &mut HeaderMap,
+    peer: &Peer,
+    peer_trusted: bool,
+    client_host: Option<&HeaderValue>,
+) {
+    let mut value = String::new();
+    if peer_trusted {
+        for earlier in headers
+            .get_all(FORWARDED)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            value.push_str(earlier);
+            value.push_str(", ");
+        }
+    }
+    value.push_str(&peer.forwarded);
+    if let Some(host) = client_host.and_then(|h| h.to_str().ok()) {
+        if !host.contains(['"', '\\']) {
+            value.push_str(";host=\"");
+            value.push_str(host);
+            value.push('"');
+        }
+    }
+    match HeaderValue::from_str(&value) {
+        Ok(value) => {
+            headers.insert(FORWARDED, value);
+        }
+        Err(_) => {
+            headers.remove(FORWARDED);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -204,18 +255,44 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(KEY_ID_HEADER, HeaderValue::from_static("forged"));
         headers.insert(REPORT_HEADER, HeaderValue::from_static("forged"));
-        upstream_headers(&mut headers, &peer, None, &id, None, None);
+        upstream_headers(&mut headers, &peer, false, None, &id, None, None);
         assert_eq!(headers[X_FORWARDED_FOR], "2001:db8::7");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert!(!headers.contains_key(KEY_ID_HEADER));
         assert!(!headers.contains_key(REPORT_HEADER));
 
         headers.append(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.9"));
-        upstream_headers(&mut headers, &peer, None, &id, Some("k1"), None);
+        upstream_headers(&mut headers, &peer, false, None, &id, Some("k1"), None);
         assert_eq!(
             headers[X_FORWARDED_FOR],
             "2001:db8::7, 192.0.2.9, 2001:db8::7"
         );
         assert_eq!(headers[KEY_ID_HEADER], "k1");
+    }
+
+    #[test]
+    fn a_clients_forwarded_is_replaced_by_our_hop_a_trusted_proxys_kept() {
+        let host = HeaderValue::from_static("pay.example:8080");
+        let id = HeaderValue::from_static("req-1");
+        let mapped = Peer::new("[::ffff:192.0.2.60]:4711".parse().unwrap(), false);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            FORWARDED,
+            HeaderValue::from_static("for=10.9.9.9;host=admin"),
+        );
+        upstream_headers(&mut headers, &mapped, false, Some(&host), &id, None, None);
+        assert_eq!(
+            headers.get_all(FORWARDED).iter().collect::<Vec<_>>(),
+            ["for=192.0.2.60;proto=http;host=\"pay.example:8080\""]
+        );
+        assert_eq!(headers[X_FORWARDED_FOR], "192.0.2.60", "canonical address");
+        let v6 = Peer::new("[2001:db8::7]:4711".parse().unwrap(), true);
+        let mut headers = HeaderMap::new();
+        headers.insert(FORWARDED, HeaderValue::from_static("for=203.0.113.5"));
+        upstream_headers(&mut headers, &v6, true, None, &id, None, None);
+        assert_eq!(
+            headers[FORWARDED],
+            "for=203.0.113.5, for=\"[2001:db8::7]\";proto=https"
+        );
     }
 }

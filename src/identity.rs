@@ -60,9 +60,14 @@ pub fn scope(verified_key: Option<&str>, unverified: Option<&str>) -> String {
     }
 }
 
-/// The client address for a request from `peer`.
+/// The client address for a request from `peer`. Addresses are
+/// canonicalised before they are compared or returned (an IPv4-mapped
+/// `::ffff:a.b.c.d`, as a dual-stack listener reports IPv4 peers, is
+/// `a.b.c.d`), and hops written `ip:port` or `[v6]:port` are read as their
+/// address.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer.to_canonical();
     if !is_trusted(&peer) {
         return peer;
     }
@@ -77,7 +82,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     for hop in hops.iter().rev() {
         // An unparsable hop ends the walk: the last trusted hop we saw is
         // the closest address we can vouch for.
-        let Ok(ip) = hop.parse::<IpAddr>() else {
+        let Some(ip) = hop_address(hop) else {
             return current;
         };
         current = ip;
@@ -86,6 +91,22 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
         }
     }
     current
+}
+
+/// The address of one `X-Forwarded-For` hop: `ip`, `ip:port`, `[v6]` or
+/// `[v6]:port`, canonicalised.
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Ok(addr) = hop.parse::<std::net::SocketAddr>() {
+        return Some(addr.ip().to_canonical());
+    }
+    let bracketed = hop.strip_prefix('[')?.strip_suffix(']')?;
+    bracketed
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(|ip| IpAddr::V6(ip).to_canonical())
 }
 
 /// An identity made safe for store keys: `#`, `%`, controls, spaces and
@@ -150,6 +171,36 @@ mod tests {
             client_ip(peer, &xff("garbage, 10.0.0.1"), &trusted),
             "10.0.0.1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn mapped_peers_and_hops_with_ports_are_the_addresses_they_name() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mapped: IpAddr = "::ffff:10.0.0.5".parse().unwrap();
+        assert_eq!(
+            client_ip(mapped, &xff("198.51.100.7"), &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap(),
+            "an IPv4-mapped load balancer is trusted like 10.0.0.5"
+        );
+        let untrusted: IpAddr = "::ffff:198.51.100.9".parse().unwrap();
+        assert_eq!(
+            client_ip(untrusted, &xff("1.2.3.4"), &trusted),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        for (hop, want) in [
+            ("198.51.100.7:4711", "198.51.100.7"),
+            ("[2001:db8::7]:443", "2001:db8::7"),
+            ("[2001:db8::7]", "2001:db8::7"),
+            ("::ffff:198.51.100.7", "198.51.100.7"),
+            ("203.0.113.1, 10.0.0.9:80", "203.0.113.1"),
+        ] {
+            assert_eq!(
+                client_ip(peer, &xff(hop), &trusted),
+                want.parse::<IpAddr>().unwrap(),
+                "{hop}"
+            );
+        }
     }
 
     #[test]

@@ -69,6 +69,10 @@ enum Command {
     Healthcheck(cli::healthcheck::HealthcheckArgs),
     /// Load generator for fresh, signed, unique traffic.
     Loadgen(cli::loadgen::LoadgenArgs),
+    /// Black-box check of a live deployment: does it refuse replays, stale,
+    /// forged and bypass spellings? Exit 0 all refused, 1 something got
+    /// through, 2 unreachable, undecided or bad usage.
+    Probe(cli::probe::ProbeArgs),
 }
 
 /// Logs go to stderr through [`LogOutput`]: a closed or stalled stderr
@@ -111,11 +115,30 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
+/// The subcommand named on the command line (past the global
+/// `--log-format` flag), for exit codes of arguments clap refused.
+fn subcommand() -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--log-format" {
+            args.next();
+        } else if !arg.starts_with('-') {
+            return Some(arg);
+        }
+    }
+    None
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
+            // probe's CI contract keeps 1 for "got through": bad usage is 2.
+            let code = match (e.use_stderr(), subcommand() == Some("probe".into())) {
+                (false, _) => 0,
+                (true, true) => 2,
+                (true, false) => 1,
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
@@ -123,7 +146,7 @@ fn main() -> ExitCode {
     // The demo and loadgen print for humans on stdout: only warnings on
     // stderr unless RUST_LOG asks for more.
     let default_level = match cli.command {
-        Command::Demo | Command::Loadgen(_) => "warn",
+        Command::Demo | Command::Loadgen(_) | Command::Probe(_) => "warn",
         _ => "info",
     };
     let _flush = init_logging(cli.log_format, default_level);
@@ -152,5 +175,6 @@ fn run(command: Command) -> Result<(), ExitCode> {
         Command::Healthcheck(args) => runtime()?.block_on(cli::healthcheck::run(&args)),
         Command::Demo => runtime()?.block_on(cli::demo::run()),
         Command::Loadgen(args) => runtime()?.block_on(cli::loadgen::run(args)),
+        Command::Probe(args) => runtime()?.block_on(cli::probe::run(args)),
     }
 }

@@ -10,11 +10,14 @@
 //! and dot segments carrying `;` parameters (`..;`, `.;x`: Tomcat and
 //! Spring strip the parameter and then climb, other servers do not).
 //!
-//! For matching only, a trailing slash and `;` matrix parameters are
-//! ignored (`/payments/` and `/payments;x=1` are `/payments` to the route
-//! table), as are the empty segments that stripping a parameter leaves
-//! (`/;x/payments` matches `/payments`) — the forwarded path keeps them. This module must never allocate
-//! more than a couple of strings per request, and never touch the query.
+//! For matching only, a trailing slash, `;` matrix parameters and trailing
+//! dots and encoded spaces at the end of a segment are ignored
+//! (`/payments/`, `/payments;x=1`, `/payments.` and `/payments%20` are
+//! `/payments` to the route table: Spring trims `%20`, IIS trailing dots),
+//! as are the empty segments that stripping them leaves (`/;x/payments`
+//! matches `/payments`) — the forwarded path keeps them all. This module
+//! must never allocate more than a couple of strings per request, and never
+//! touch the query.
 
 use std::borrow::Cow;
 
@@ -61,7 +64,10 @@ fn decode_unreserved(path: &str) -> Result<String, PathError> {
                     return Err(PathError::BadEscape);
                 };
                 let decoded = hi * 16 + lo;
-                if matches!(decoded, b'/' | b'\\' | 0) {
+                // Encoded slashes and backslashes mean different paths to
+                // different servers; encoded controls (`%00`–`%1F`, `%7F`)
+                // are trimmed or split on by some of them.
+                if matches!(decoded, b'/' | b'\\') || decoded.is_ascii_control() {
                     return Err(PathError::Ambiguous);
                 }
                 if is_unreserved(decoded) {
@@ -171,20 +177,22 @@ fn normalize_slowly(path: &str) -> Result<String, PathError> {
 }
 
 /// The key the route table matches on: the normalised path without
-/// `;` parameters in any segment, without the empty segments stripping them
-/// leaves, and without a trailing slash.
+/// `;` parameters in any segment, without trailing dots and encoded spaces
+/// at a segment's end, without the empty segments stripping them leaves,
+/// and without a trailing slash.
 pub fn match_key(normalized: &str) -> Cow<'_, str> {
     let trimmed = if normalized.len() > 1 {
         normalized.trim_end_matches('/')
     } else {
         normalized
     };
-    if !trimmed.contains(';') {
+    let untrimmed_end = |s: &str| !s.ends_with('.') && !s.contains("./") && !s.contains("%20");
+    if !trimmed.contains(';') && untrimmed_end(trimmed) {
         return Cow::Borrowed(if trimmed.is_empty() { "/" } else { trimmed });
     }
     let mut out = String::with_capacity(trimmed.len());
     for segment in trimmed.split('/').skip(1) {
-        let bare = segment.split(';').next().unwrap_or("");
+        let bare = trim_segment_end(segment.split(';').next().unwrap_or(""));
         if bare.is_empty() {
             continue;
         }
@@ -193,6 +201,19 @@ pub fn match_key(normalized: &str) -> Cow<'_, str> {
     }
     let out = out.trim_end_matches('/').to_owned();
     Cow::Owned(if out.is_empty() { "/".to_owned() } else { out })
+}
+
+/// A segment without the dots and encoded spaces at its end.
+fn trim_segment_end(mut segment: &str) -> &str {
+    loop {
+        let shorter = segment
+            .strip_suffix('.')
+            .or_else(|| segment.strip_suffix("%20"));
+        match shorter {
+            Some(shorter) => segment = shorter,
+            None => return segment,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +303,23 @@ mod tests {
         assert_eq!(normalize("/pay%5Cments"), Err(PathError::Ambiguous));
         assert_eq!(normalize("/pay\\ments"), Err(PathError::Ambiguous));
         assert_eq!(normalize("/pay%00"), Err(PathError::Ambiguous));
+        for control in ["%09", "%0A", "%0d", "%1F", "%7F", "%7f", "%01"] {
+            assert_eq!(
+                normalize(&format!("/payments{control}")),
+                Err(PathError::Ambiguous),
+                "{control}"
+            );
+            assert_eq!(
+                normalize(&format!("/pay{control}ments")),
+                Err(PathError::Ambiguous),
+                "{control}"
+            );
+        }
+        assert_eq!(
+            normalize("/payments%20").unwrap(),
+            "/payments%20",
+            "space is not a control"
+        );
         assert_eq!(normalize("/pay%zz"), Err(PathError::BadEscape));
         assert_eq!(normalize("/pay%4"), Err(PathError::BadEscape));
         assert_eq!(normalize("*"), Err(PathError::NotAbsolute));
@@ -331,5 +369,26 @@ mod tests {
         assert_eq!(match_key("/"), "/");
         assert_eq!(match_key("/a;x/b;y=2/"), "/a/b");
         assert_eq!(match_key("/;x"), "/");
+    }
+
+    #[test]
+    fn match_key_ignores_trailing_dots_and_encoded_spaces_of_segments() {
+        for spelling in [
+            "/payments.",
+            "/payments..",
+            "/payments%20",
+            "/payments%20%20",
+            "/payments.%20.",
+            "/payments%20/",
+            "/payments./",
+            "/payments.;x",
+        ] {
+            let normalized = normalize(spelling).unwrap();
+            assert_eq!(match_key(&normalized), "/payments", "{spelling}");
+        }
+        assert_eq!(match_key("/a./b%20/c"), "/a/b/c");
+        assert_eq!(match_key("/v1.2/x"), "/v1.2/x", "inner dots stay");
+        assert_eq!(match_key("/a%20b"), "/a%20b", "inner spaces stay");
+        assert_eq!(match_key("/payments.json"), "/payments.json");
     }
 }

@@ -21,6 +21,9 @@ pub enum Malformed {
     BothFramings,
     /// More than one `Host` header (RFC 9112 §3.2).
     SeveralHosts,
+    /// An absolute-form target with userinfo (`http://user:pw@host/`),
+    /// deprecated by RFC 9110 §4.2.4.
+    Userinfo,
     /// An encoded slash, backslash, control character or broken escape.
     AmbiguousPath,
     /// The body did not arrive within the upstream timeout.
@@ -34,6 +37,7 @@ impl Malformed {
         match self {
             Malformed::BothFramings => "The request has both Content-Length and Transfer-Encoding.",
             Malformed::SeveralHosts => "The request has more than one Host header.",
+            Malformed::Userinfo => "The request target carries user information (user:password@); send credentials in a header.",
             Malformed::AmbiguousPath => "The request path is ambiguous (encoded slash, backslash, control character or broken escape).",
             Malformed::BodyTimeout => "The request body was not received in time.",
             Malformed::BodyUnreadable => "The request body could not be read.",

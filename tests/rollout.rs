@@ -238,7 +238,7 @@ mode = "{mode}"
 freshness = {{ max_skew_secs = 60 }}
 nonce = {{ required = true }}
 signature = {{ required = true }}
-idempotency = {{ required = false, lease_secs = 31 }}
+idempotency = {{ required = false, lease_secs = 36 }}
 "#
     )
 }

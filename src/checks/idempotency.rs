@@ -71,8 +71,9 @@ pub async fn check(
         Some(Err(())) => return Err(Rejection::MalformedIdempotencyKey),
         Some(Ok(key)) => key,
     };
-    validate(key)?;
-    let pk = record_key(access.key_hash, scope, key);
+    let key = unquote(key)?;
+    validate(&key)?;
+    let pk = record_key(access.key_hash, scope, &key);
     let owner = owner_token();
     let fingerprint = fingerprint(
         request.method.as_str(),
@@ -135,6 +136,35 @@ impl Claim {
             }
         }
     }
+}
+
+/// The key as RFC 8941 sf-string (`"abc"`, the draft's form) or as the
+/// bare token (`abc`): both spellings are one key. A quoted value must be
+/// a well-formed sf-string (printable ASCII, `\\` escaping only `"` and
+/// `\\`).
+pub fn unquote(value: &str) -> Result<std::borrow::Cow<'_, str>, Rejection> {
+    let Some(inner) = value.strip_prefix('"') else {
+        return Ok(std::borrow::Cow::Borrowed(value));
+    };
+    let Some(inner) = inner.strip_suffix('"') else {
+        return Err(Rejection::MalformedIdempotencyKey);
+    };
+    if !inner.contains('\\') && !inner.contains('"') {
+        return Ok(std::borrow::Cow::Borrowed(inner));
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(escaped @ ('"' | '\\')) => out.push(escaped),
+                _ => return Err(Rejection::MalformedIdempotencyKey),
+            },
+            '"' => return Err(Rejection::MalformedIdempotencyKey),
+            c => out.push(c),
+        }
+    }
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// What is kept of an upstream answer: its status, its end-to-end headers
@@ -228,6 +258,17 @@ mod tests {
     }
 
     #[test]
+    fn quoted_and_bare_keys_are_one_key() {
+        assert_eq!(unquote("abc").unwrap(), "abc");
+        assert_eq!(unquote("\"abc\"").unwrap(), "abc");
+        assert_eq!(unquote(r#""a\"b\\c""#).unwrap(), r#"a"b\c"#);
+        assert_eq!(unquote("\"abc"), Err(Rejection::MalformedIdempotencyKey));
+        assert_eq!(unquote(r#""a\x""#), Err(Rejection::MalformedIdempotencyKey));
+        assert_eq!(unquote(r#""a"b""#), Err(Rejection::MalformedIdempotencyKey));
+        assert!(validate(&unquote("\"\"").unwrap()).is_err(), "an empty key");
+    }
+
+    #[test]
     fn fingerprint_covers_every_part() {
         let base = fingerprint("POST", "/p", Some("a=1"), b"{}");
         assert_ne!(base, fingerprint("PUT", "/p", Some("a=1"), b"{}"));
@@ -271,9 +312,7 @@ mod tests {
 #[cfg(test)]
 mod check_tests {
     use super::*;
-    use crate::clock::{Clock, ManualClock};
-    use crate::config::OnStoreError;
-    use crate::store::memory::MemoryStore;
+    use crate::clock::Clock;
     use http::HeaderValue;
     use std::time::Duration;
 
@@ -289,17 +328,8 @@ mod check_tests {
 
     #[tokio::test]
     async fn claim_then_in_flight_then_replay_or_reuse() {
-        let clock = ManualClock::at_secs(1_764_326_400);
-        let store = MemoryStore::new(100);
-        let metrics = Metrics::new();
-        let access = StoreAccess {
-            store: &store,
-            clock: clock.as_ref(),
-            on_error: OnStoreError::Reject,
-            metrics: &metrics,
-            route: "r",
-            key_hash: None,
-        };
+        let fixture = crate::checks::Fixture::new();
+        let (access, clock, store) = (fixture.access(), &fixture.clock, &fixture.store);
         let name = HeaderName::from_static("idempotency-key");
         let mut headers = HeaderMap::new();
         fn request<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Request<'a> {
@@ -335,7 +365,7 @@ mod check_tests {
         let stored = record(201, &HeaderMap::new(), Some(Bytes::from_static(b"done")));
         let expires_at = clock.now_secs() + 3600;
         assert_eq!(
-            claim.complete(&store, &stored, expires_at).await.unwrap(),
+            claim.complete(store, &stored, expires_at).await.unwrap(),
             Fenced::Done
         );
         let Ok(Step::Replay(replayed)) =

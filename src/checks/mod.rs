@@ -119,6 +119,37 @@ pub fn owner_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// What the checks' unit tests run against: the memory store, a manual
+/// clock at 2025-11-28T10:40:00Z and fresh metrics, failing closed.
+#[cfg(test)]
+pub(crate) struct Fixture {
+    pub clock: std::sync::Arc<crate::clock::ManualClock>,
+    pub store: crate::store::memory::MemoryStore,
+    pub metrics: Metrics,
+}
+
+#[cfg(test)]
+impl Fixture {
+    pub fn new() -> Self {
+        Self {
+            clock: crate::clock::ManualClock::at_secs(1_764_326_400),
+            store: crate::store::memory::MemoryStore::new(100),
+            metrics: Metrics::new(),
+        }
+    }
+
+    pub fn access(&self) -> StoreAccess<'_> {
+        StoreAccess {
+            store: &self.store,
+            clock: self.clock.as_ref(),
+            on_error: OnStoreError::Reject,
+            metrics: &self.metrics,
+            route: "r",
+            key_hash: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,25 +82,13 @@ pub fn expires_at(timestamp_secs_ceil: u64, max_skew_secs: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, ManualClock};
-    use crate::config::OnStoreError;
-    use crate::metrics::Metrics;
-    use crate::store::memory::MemoryStore;
+    use crate::clock::Clock;
     use http::HeaderValue;
 
     #[tokio::test]
     async fn check_claims_once_per_scope_without_a_proxy() {
-        let clock = ManualClock::at_secs(1_764_326_400);
-        let store = MemoryStore::new(100);
-        let metrics = Metrics::new();
-        let access = StoreAccess {
-            store: &store,
-            clock: clock.as_ref(),
-            on_error: OnStoreError::Reject,
-            metrics: &metrics,
-            route: "r",
-            key_hash: None,
-        };
+        let fixture = crate::checks::Fixture::new();
+        let (access, clock) = (fixture.access(), &fixture.clock);
         let name = HeaderName::from_static("x-request-nonce");
         let mut headers = HeaderMap::new();
         let fresh = Fresh {

@@ -117,6 +117,27 @@ impl Expect {
             idempotent_replayed: false,
         }
     }
+
+    /// Whether `reply` is what this step expects.
+    fn matches(&self, reply: &Reply) -> bool {
+        reply.status == self.status
+            && reply.reason.as_deref() == self.reason
+            && reply.idempotent_replayed == self.idempotent_replayed
+    }
+
+    /// `409 replayed_nonce`, `200 - (Idempotent-Replayed: true)`.
+    fn describe(&self) -> String {
+        format!(
+            "{} {}{}",
+            self.status,
+            self.reason.unwrap_or("-"),
+            if self.idempotent_replayed {
+                " (Idempotent-Replayed: true)"
+            } else {
+                ""
+            }
+        )
+    }
 }
 
 /// The demo's client side: signs and sends, and prints one row per step.
@@ -212,8 +233,28 @@ impl Demo {
         self.step += 1;
         let hits_before = self.upstream.hits();
         let reply = self.send(request).await?;
+        let upstream = self.upstream_since(hits_before);
+        print_row(
+            &self.step.to_string(),
+            name,
+            summary,
+            &reply.status.to_string(),
+            reply.reason.as_deref().unwrap_or("-"),
+            &upstream,
+        );
+        print_notes(&reply);
+        if !expect.matches(&reply) {
+            self.surprises += 1;
+            println!("    !! expected {}", expect.describe());
+        }
+        Ok(())
+    }
+
+    /// The upstream column: hits so far, and what arrived after the
+    /// first `hits_before`.
+    fn upstream_since(&self, hits_before: usize) -> String {
         let received = self.upstream.received();
-        let upstream = match received.get(hits_before..) {
+        match received.get(hits_before..) {
             Some([]) | None => format!("{} (nothing new)", received.len()),
             Some(new) => {
                 let seen: Vec<String> = new
@@ -229,42 +270,31 @@ impl Demo {
                     .collect();
                 format!("{} (+{}: {})", received.len(), new.len(), seen.join("; "))
             }
-        };
+        }
+    }
+}
+
+/// One row of the table (also its heading): number, step, request,
+/// status, reason, upstream.
+fn print_row(number: &str, name: &str, summary: &str, status: &str, reason: &str, upstream: &str) {
+    println!("{number:>2}  {name:<26} {summary:<44} {status:>6}  {reason:<24} {upstream}");
+}
+
+/// The ruler above and below the table.
+fn print_rule() {
+    println!("{}", "-".repeat(140));
+}
+
+/// The lines under a row: a stored idempotent answer, a `Retry-After`.
+fn print_notes(reply: &Reply) {
+    if reply.idempotent_replayed {
         println!(
-            "{:>2}  {:<26} {:<44} {:>6}  {:<24} {}",
-            self.step,
-            name,
-            summary,
-            reply.status,
-            reply.reason.as_deref().unwrap_or("-"),
-            upstream
+            "    -> Idempotent replay: stored answer {} with Idempotent-Replayed: true; the upstream was not called",
+            String::from_utf8_lossy(&reply.body)
         );
-        if reply.idempotent_replayed {
-            println!(
-                "    -> Idempotent replay: stored answer {} with Idempotent-Replayed: true; the upstream was not called",
-                String::from_utf8_lossy(&reply.body)
-            );
-        }
-        if let Some(retry_after) = &reply.retry_after {
-            println!("    -> Retry-After: {retry_after}");
-        }
-        let as_expected = reply.status == expect.status
-            && reply.reason.as_deref() == expect.reason
-            && reply.idempotent_replayed == expect.idempotent_replayed;
-        if !as_expected {
-            self.surprises += 1;
-            println!(
-                "    !! expected {} {}{}",
-                expect.status,
-                expect.reason.unwrap_or("-"),
-                if expect.idempotent_replayed {
-                    " (Idempotent-Replayed: true)"
-                } else {
-                    ""
-                }
-            );
-        }
-        Ok(())
+    }
+    if let Some(retry_after) = &reply.retry_after {
+        println!("    -> Retry-After: {retry_after}");
     }
 }
 
@@ -317,9 +347,17 @@ async fn walkthrough() -> Result<usize, String> {
     result.map(|()| surprises)
 }
 
+/// The walkthrough: what runs, the steps, and how to go on from here.
 async fn script(demo: &mut Demo) -> Result<(), String> {
-    const PAY: &str = r#"{"amount":1250,"currency":"EUR"}"#;
-    const PAY_OTHER: &str = r#"{"amount":9999,"currency":"EUR"}"#;
+    print_intro(demo);
+    payment_steps(demo).await?;
+    rate_limit_steps(demo).await?;
+    print_outro(demo);
+    Ok(())
+}
+
+/// What runs where, and the table's heading.
+fn print_intro(demo: &Demo) {
     println!("replay-guard demo");
     println!(
         "  proxy    http://{}  (memory store, bundled config)",
@@ -334,12 +372,22 @@ async fn script(demo: &mut Demo) -> Result<(), String> {
     );
     println!("           GET /quotes: rate limit 3 burst, 6/min per client IP");
     println!();
-    println!(
-        "{:>2}  {:<26} {:<44} {:>6}  {:<24} upstream hits (what it received)",
-        "#", "step", "request", "status", "reason"
+    print_row(
+        "#",
+        "step",
+        "request",
+        "status",
+        "reason",
+        "upstream hits (what it received)",
     );
-    println!("{}", "-".repeat(140));
+    print_rule();
+}
 
+/// POST /payments: fresh, replayed, stale, forged, idempotent retry,
+/// reused key.
+async fn payment_steps(demo: &mut Demo) -> Result<(), String> {
+    const PAY: &str = r#"{"amount":1250,"currency":"EUR"}"#;
+    const PAY_OTHER: &str = r#"{"amount":9999,"currency":"EUR"}"#;
     let now = demo.clock.now_secs();
     let first = demo.payment(PAY, "order-1001", now, SECRET);
     demo.step(
@@ -390,7 +438,11 @@ async fn script(demo: &mut Demo) -> Result<(), String> {
         &reused,
         Expect::rejected(422, "idempotency_key_reused"),
     )
-    .await?;
+    .await
+}
+
+/// GET /quotes five times: the burst of 3 passes, the rest is limited.
+async fn rate_limit_steps(demo: &mut Demo) -> Result<(), String> {
     let quote = DemoRequest {
         method: Method::GET,
         path: "/quotes",
@@ -411,26 +463,30 @@ async fn script(demo: &mut Demo) -> Result<(), String> {
         )
         .await?;
     }
-    println!("{}", "-".repeat(140));
+    Ok(())
+}
+
+/// How to go on from the demo.
+const NEXT_STEPS: &str = r#"Run it in front of your own upstream:
+  1. Write replay-guard.toml (start from config.example.toml): set [server] upstream = "http://127.0.0.1:9000",
+     a [[keys]] entry with secret_env, and a [[routes]] entry per endpoint to protect.
+  2. replay-guard check --config replay-guard.toml
+  3. BILLING_SVC_SECRET=... replay-guard run --config replay-guard.toml
+  4. Sign a request as a client would and send it:
+     replay-guard sign --url http://127.0.0.1:8080/payments --key-id billing-svc \
+       --secret-env BILLING_SVC_SECRET --body '{"amount":1250}'   # prints a curl command
+  5. Put it under load: replay-guard loadgen --url http://127.0.0.1:8080/payments \
+       --key-id billing-svc --secret-env BILLING_SVC_SECRET --concurrency 16 --duration 10s --replay-ratio 0.1
+"#;
+
+/// The tally of what reached the upstream, and how to go on.
+fn print_outro(demo: &Demo) {
+    print_rule();
     println!(
         "The upstream received {} of {} requests: only the fresh, signed, unique ones within their rate.",
         demo.upstream.hits(),
         demo.step
     );
     println!();
-    println!("Run it in front of your own upstream:");
-    println!("  1. Write replay-guard.toml (start from config.example.toml): set [server] upstream = \"http://127.0.0.1:9000\",");
-    println!(
-        "     a [[keys]] entry with secret_env, and a [[routes]] entry per endpoint to protect."
-    );
-    println!("  2. replay-guard check --config replay-guard.toml");
-    println!("  3. BILLING_SVC_SECRET=... replay-guard run --config replay-guard.toml");
-    println!("  4. Sign a request as a client would and send it:");
-    println!("     replay-guard sign --url http://127.0.0.1:8080/payments --key-id billing-svc \\");
-    println!("       --secret-env BILLING_SVC_SECRET --body '{{\"amount\":1250}}'   # prints a curl command");
-    println!(
-        "  5. Put it under load: replay-guard loadgen --url http://127.0.0.1:8080/payments \\"
-    );
-    println!("       --key-id billing-svc --secret-env BILLING_SVC_SECRET --concurrency 16 --duration 10s --replay-ratio 0.1");
-    Ok(())
+    print!("{NEXT_STEPS}");
 }

@@ -11,5 +11,6 @@ pub mod demo_upstream;
 pub mod healthcheck;
 pub mod init_table;
 pub mod loadgen;
+pub mod probe;
 pub mod run;
 pub mod sign;

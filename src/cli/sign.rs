@@ -4,7 +4,7 @@
 //! variable or a file — never from the command line, where `ps` shows it.
 //! The path is signed in the normal form the proxy verifies and forwards.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -68,58 +68,15 @@ fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "'\\''"))
 }
 
-/// Run `sign`.
+/// Run `sign`: read the URL, body and secret, sign, print in the chosen form.
 pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
     let fail = |message: String| {
         eprintln!("{message}");
         ExitCode::from(1)
     };
-    let uri: Uri = args
-        .url
-        .parse()
-        .map_err(|_| fail(format!("--url {:?} is not a URL", args.url)))?;
-    let host = client::host_for(&uri).ok_or_else(|| {
-        fail("--url needs a scheme and host, e.g. http://127.0.0.1:8080/payments".into())
-    })?;
-    // The proxy verifies the path it forwards: the normalised one. Sign
-    // that, so every spelling of the URL (and curl's own dot-segment
-    // resolution) verifies.
-    let path = replay_guard::path::normalize(uri.path()).map_err(|e| {
-        fail(format!(
-            "--url {:?}: the proxy refuses this path ({e})",
-            args.url
-        ))
-    })?;
-    let path_and_query = match uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.into_owned(),
-    };
-    let body = match (&args.body, &args.body_file) {
-        (Some(body), _) => body.clone().into_bytes(),
-        (None, Some(file)) => {
-            std::fs::read(file).map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?
-        }
-        (None, None) => Vec::new(),
-    };
-    let secret = match (&args.secret_env, &args.secret_file) {
-        (Some(var), _) => match std::env::var(var) {
-            Ok(value) if !value.is_empty() => Secret::new(value.into_bytes()),
-            _ => {
-                return Err(fail(format!(
-                    "environment variable {var} is not set or empty"
-                )))
-            }
-        },
-        (None, Some(file)) => {
-            let mut bytes = std::fs::read(file)
-                .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
-            if bytes.last() == Some(&b'\n') {
-                bytes.pop();
-            }
-            Secret::new(bytes)
-        }
-        (None, None) => return Err(fail("give --secret-env VAR or --secret-file PATH".into())),
-    };
+    let (host, path_and_query) = signed_target(&args.url).map_err(fail)?;
+    let body = body(args).map_err(fail)?;
+    let secret = secret(args).map_err(fail)?;
     let method = args.method.to_ascii_uppercase();
     let signed = client::sign(
         &secret,
@@ -137,38 +94,97 @@ pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
         },
     );
     match args.format {
-        SignFormat::Headers => {
-            for (name, value) in &signed.headers {
-                println!("{name}: {value}");
-            }
-        }
-        SignFormat::Json => {
-            let map: serde_json::Map<String, serde_json::Value> = signed
-                .headers
-                .iter()
-                .map(|(n, v)| (n.clone(), serde_json::Value::String(v.clone())))
-                .collect();
-            println!("{}", serde_json::Value::Object(map));
-        }
-        SignFormat::Curl => {
-            let mut line = format!("curl -sS -X {method}");
-            for (name, value) in &signed.headers {
-                line.push_str(&format!(
-                    " \\\n  -H {}",
-                    shell_quote(&format!("{name}: {value}"))
-                ));
-            }
-            if let Some(file) = &args.body_file {
-                line.push_str(&format!(
-                    " \\\n  --data-binary @{}",
-                    shell_quote(&file.display().to_string())
-                ));
-            } else if let Some(body) = &args.body {
-                line.push_str(&format!(" \\\n  --data-binary {}", shell_quote(body)));
-            }
-            line.push_str(&format!(" \\\n  {}", shell_quote(&args.url)));
-            println!("{line}");
-        }
+        SignFormat::Headers => print_header_lines(&signed.headers),
+        SignFormat::Json => print_json(&signed.headers),
+        SignFormat::Curl => println!("{}", curl_command(args, &method, &signed.headers)),
     }
     Ok(())
+}
+
+/// The `Host` and the path and query to sign for `url`.
+///
+/// The proxy verifies the path it forwards: the normalised one. Sign
+/// that, so every spelling of the URL (and curl's own dot-segment
+/// resolution) verifies.
+fn signed_target(url: &str) -> Result<(String, String), String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| format!("--url {url:?} is not a URL"))?;
+    let host = client::host_for(&uri).ok_or_else(|| {
+        "--url needs a scheme and host, e.g. http://127.0.0.1:8080/payments".to_owned()
+    })?;
+    let path = replay_guard::path::normalize(uri.path())
+        .map_err(|e| format!("--url {url:?}: the proxy refuses this path ({e})"))?;
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.into_owned(),
+    };
+    Ok((host, path_and_query))
+}
+
+/// `--body`, `--body-file` or an empty body.
+fn body(args: &SignArgs) -> Result<Vec<u8>, String> {
+    match (&args.body, &args.body_file) {
+        (Some(body), _) => Ok(body.clone().into_bytes()),
+        (None, Some(file)) => read_file(file),
+        (None, None) => Ok(Vec::new()),
+    }
+}
+
+/// The secret from `--secret-env` or `--secret-file` (without a trailing
+/// newline).
+fn secret(args: &SignArgs) -> Result<Secret, String> {
+    match (&args.secret_env, &args.secret_file) {
+        (Some(var), _) => match std::env::var(var) {
+            Ok(value) if !value.is_empty() => Ok(Secret::new(value.into_bytes())),
+            _ => Err(format!("environment variable {var} is not set or empty")),
+        },
+        (None, Some(file)) => {
+            let mut bytes = read_file(file)?;
+            if bytes.last() == Some(&b'\n') {
+                bytes.pop();
+            }
+            Ok(Secret::new(bytes))
+        }
+        (None, None) => Err("give --secret-env VAR or --secret-file PATH".into()),
+    }
+}
+
+fn read_file(file: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
+}
+
+/// `Name: value` lines, for `curl -H @file`.
+fn print_header_lines(headers: &[(String, String)]) {
+    for (name, value) in headers {
+        println!("{name}: {value}");
+    }
+}
+
+/// One JSON object of header names to values.
+fn print_json(headers: &[(String, String)]) {
+    let map: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(n, v)| (n.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    println!("{}", serde_json::Value::Object(map));
+}
+
+/// A curl command line sending the signed request, one argument per
+/// continued line.
+fn curl_command(args: &SignArgs, method: &str, headers: &[(String, String)]) -> String {
+    let mut parts = vec![format!("curl -sS -X {method}")];
+    for (name, value) in headers {
+        parts.push(format!("-H {}", shell_quote(&format!("{name}: {value}"))));
+    }
+    if let Some(file) = &args.body_file {
+        parts.push(format!(
+            "--data-binary @{}",
+            shell_quote(&file.display().to_string())
+        ));
+    } else if let Some(body) = &args.body {
+        parts.push(format!("--data-binary {}", shell_quote(body)));
+    }
+    parts.push(shell_quote(&args.url));
+    parts.join(" \\\n  ")
 }

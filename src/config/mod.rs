@@ -178,6 +178,10 @@ pub struct StoreConfig {
     /// Memory store: refuse timestamps older than the process start for one
     /// skew window after start (the store forgot every nonce).
     pub restart_fence: bool,
+    /// How far replicas' clocks may differ: `lease_secs` must exceed the
+    /// upstream timeout by it, since a replica whose clock runs ahead sees
+    /// a live lease as expired that much earlier.
+    pub clock_margin: Duration,
     /// DynamoDB settings (when `kind = "dynamodb"`).
     pub dynamodb: Option<DynamoConfig>,
 }
@@ -401,11 +405,20 @@ mod tests {
     }
 
     #[test]
-    fn lease_must_exceed_upstream_timeout() {
+    fn lease_must_exceed_upstream_timeout_plus_the_clock_margin() {
         let text = "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:9000\"\nupstream_timeout_ms = 30000\n[[routes]]\nname = \"p\"\npath = \"/p\"\nidempotency = { lease_secs = 10 }\n";
         let errs = errors(text);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].contains("lease_secs = 31"), "{}", errs[0]);
+        assert!(errs[0].contains("lease_secs = 36"), "{}", errs[0]);
+        // The replicas' clock margin counts: 30 s + 5 s by default.
+        let ok = text.replace("lease_secs = 10", "lease_secs = 36");
+        assert!(errors(&ok).is_empty());
+        let narrow = text
+            .replace("lease_secs = 10", "lease_secs = 31")
+            .replace("[[routes]]", "[store]\nclock_margin_secs = 0\n[[routes]]");
+        assert!(errors(&narrow).is_empty(), "{:?}", errors(&narrow));
+        let at_margin = text.replace("lease_secs = 10", "lease_secs = 35");
+        assert_eq!(errors(&at_margin).len(), 1);
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub(super) struct RawStore {
     #[serde(default)]
     pub(super) memory: RawMemory,
     pub(super) dynamodb: Option<Spanned<RawDynamo>>,
+    pub(super) clock_margin_secs: Option<u64>,
     /// Environment variable holding the key of the store keys' HMAC.
     pub(super) key_hash_secret_env: Option<Spanned<String>>,
 }

@@ -110,9 +110,13 @@ impl Proxy {
                 .map_err(|_| UpstreamError::Other("could not build the upstream URI".into()))?;
         }
         parts.version = Version::HTTP_11;
+        let trusted = &self.config.server.trusted_proxies;
+        let peer_ip = ctx.peer.addr.ip().to_canonical();
+        let peer_trusted = !trusted.is_empty() && trusted.iter().any(|net| net.contains(&peer_ip));
         forward::upstream_headers(
             &mut parts.headers,
             &ctx.peer,
+            peer_trusted,
             client_host.as_ref(),
             &ctx.request_id,
             ctx.verified_key.as_deref(),

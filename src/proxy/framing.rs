@@ -30,6 +30,13 @@ pub fn check(parts: &Parts, server: &Server, ctx: &mut RequestCtx) -> Result<(),
         ctx.close = true;
         return Err(Rejection::MalformedRequest(Malformed::SeveralHosts));
     }
+    if parts
+        .uri
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Err(Rejection::MalformedRequest(Malformed::Userinfo));
+    }
     let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target_len > server.max_uri_bytes {
         return Err(Rejection::UriTooLong);

@@ -30,7 +30,7 @@ use hyper::body::Incoming;
 use super::ctx::RequestCtx;
 use super::framing::{content_length, read_body};
 use super::{Proxy, RouteState};
-use crate::checks::freshness::{self, Fresh, RestartFence};
+use crate::checks::freshness::{self, Fence, Fresh};
 use crate::checks::idempotency::{self, Step};
 use crate::checks::{nonce, signature, StoreAccess};
 use crate::config::Identity;
@@ -134,17 +134,18 @@ impl Proxy {
         if content_length(parts).is_some_and(|len| len > self.config.server.max_body_bytes as u64) {
             return Err(Rejection::BodyTooLarge);
         }
-        let fence = RestartFence {
-            started: self.started,
+        let fences: &[Fence] = if rule.nonce.is_some() {
+            &route.fences
+        } else {
+            &[]
         };
-        let fenced = rule.nonce.is_some() && self.config.store.restart_fence;
         let fresh = match &rule.freshness {
             Some(freshness) => Some(freshness::check(
                 &parts.headers,
                 &rule.headers.timestamp,
                 freshness,
                 self.clock.as_ref(),
-                fenced.then_some(&fence),
+                fences,
             )?),
             None => None,
         };

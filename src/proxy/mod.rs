@@ -37,7 +37,9 @@ pub use ctx::{RequestCtx, Target};
 pub use record::REPLAYED_HEADER;
 
 use crate::body::{self, Body};
+use crate::checks::freshness::Fence;
 use crate::checks::idempotency::Step;
+use crate::checks::nonce;
 use crate::checks::rate_limit::Limiter;
 use crate::clock::SharedClock;
 use crate::config::{Config, Mode, Route, Unmatched};
@@ -90,6 +92,15 @@ pub struct RouteState {
     pub limiter: Option<Arc<Limiter>>,
     /// The route's request series.
     pub metrics: RouteMetrics,
+    /// Timestamps whose nonce records may be missing (a memory store's
+    /// restart, a reload that widened the skew): refused as stale.
+    pub fences: Vec<Fence>,
+}
+
+impl AsRef<RouteState> for RouteState {
+    fn as_ref(&self) -> &RouteState {
+        self
+    }
 }
 
 impl Routed for RouteState {
@@ -156,10 +167,13 @@ impl Proxy {
                     });
                     kept.unwrap_or_else(|| Arc::new(Limiter::new(limit, clock.clone())))
                 });
+                let old = previous.iter().find(|old| old.rule.name == rule.name);
+                let restart = config.store.restart_fence.then_some(started);
                 Arc::new(RouteState {
                     rule: rule.clone(),
                     limiter,
                     metrics: metrics.route(&rule.name),
+                    fences: fences(rule, old.map(AsRef::as_ref), restart, clock.now()),
                 })
             })
             .collect();
@@ -333,6 +347,38 @@ impl Proxy {
             .as_ref()
             .map_or(&self.unmatched, |route| &route.metrics)
     }
+}
+
+/// A route's fences: the memory store's restart fence, then every earlier
+/// generation's that can still refuse something, then one for this reload
+/// if it widened the route's skew.
+fn fences(
+    rule: &Route,
+    old: Option<&RouteState>,
+    restart: Option<std::time::Duration>,
+    now: std::time::Duration,
+) -> Vec<Fence> {
+    let Some(skew) = rule.freshness.as_ref().map(|f| f.max_skew) else {
+        return Vec::new();
+    };
+    let mut fences: Vec<Fence> = match old {
+        Some(old) => old
+            .fences
+            .iter()
+            .copied()
+            .filter(|f| f.is_live(skew, now))
+            .collect(),
+        None => restart.map(Fence::restart).into_iter().collect(),
+    };
+    let old_skew = old
+        .filter(|old| old.rule.nonce.is_some())
+        .and_then(|old| old.rule.freshness.as_ref())
+        .map(|f| f.max_skew);
+    if let Some(old_skew) = old_skew.filter(|old_skew| *old_skew < skew) {
+        let margin = std::time::Duration::from_secs(nonce::CLOCK_MARGIN_SECS);
+        fences.push(Fence::widened(now, old_skew, margin));
+    }
+    fences
 }
 
 /// What every config generation shares.

@@ -89,11 +89,20 @@ impl Proxy {
         forward::strip_hop_by_hop(&mut head.headers);
         let limit = claim.rule.max_response_bytes;
         let buffered = tokio::time::timeout_at(deadline, buffer_up_to(upstream_body, limit)).await;
-        // Either way it reached the upstream: the lease is kept.
         let (kept, rest) = match buffered {
             Ok(Ok(buffered)) => buffered,
-            Ok(Err(_)) => return Err(Rejection::UpstreamUnavailable),
-            Err(_) => return Err(Rejection::UpstreamTimeout),
+            Ok(Err(_)) | Err(_) => {
+                // The head arrived: the operation evidently executed. Its
+                // answer is lost, so the key is recorded completed without
+                // a body — a retry gets `idempotency_response_not_retained`,
+                // never a second execution once the lease ends.
+                let stored = idempotency::record(status, &head.headers, None);
+                self.record(claim, stored, ctx).await;
+                return Err(match buffered {
+                    Err(_) => Rejection::UpstreamTimeout,
+                    Ok(_) => Rejection::UpstreamUnavailable,
+                });
+            }
         };
         let retained = rest.is_none().then(|| kept.clone());
         let stored = idempotency::record(status, &head.headers, retained);

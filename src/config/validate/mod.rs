@@ -24,6 +24,7 @@ use toml::Spanned;
 
 use super::raw::RawConfig;
 use super::{Config, Environment, StoreKind};
+use route::StoreLimits;
 
 /// Collects problems with positions while validating.
 pub(super) struct Problems<'a> {
@@ -145,7 +146,12 @@ pub(super) fn validate(
             &defaults,
             default_mode,
             server.as_ref(),
-            response_cap,
+            StoreLimits {
+                clock_margin: store
+                    .as_ref()
+                    .map_or(Duration::from_secs(5), |s| s.clock_margin),
+                response_cap,
+            },
             &mut names,
             p,
         ) {

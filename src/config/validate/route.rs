@@ -29,7 +29,7 @@ pub(super) fn validate_route(
     defaults: &HeaderNames,
     default_mode: Mode,
     server: Option<&Server>,
-    response_cap: Option<u64>,
+    limits: StoreLimits,
     names: &mut HashSet<String>,
     p: &mut Problems<'_>,
 ) -> Option<Route> {
@@ -65,7 +65,7 @@ pub(super) fn validate_route(
     let idempotency = raw
         .idempotency
         .as_ref()
-        .map(|i| validate_idempotency(i, server, response_cap, p));
+        .map(|i| validate_idempotency(i, server, limits, p));
     let rate_limit = raw.rate_limit.as_ref().and_then(|r| validate_rate(r, p));
     ok &= identity.is_some() && (raw.rate_limit.is_none() || rate_limit.is_some());
     if !ok {
@@ -268,11 +268,22 @@ fn parse_identity(
     }
 }
 
+/// What the store imposes on a route's rules.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StoreLimits {
+    /// `[store] clock_margin_secs`: a lease must outlast the upstream
+    /// timeout by it.
+    pub(super) clock_margin: Duration,
+    /// The largest `max_response_bytes` the store can keep in one record
+    /// (`Some` for DynamoDB's 400 KB item limit).
+    pub(super) response_cap: Option<u64>,
+}
+
 /// The idempotency rule; its problems are reported, never fatal to it.
 fn validate_idempotency(
     raw: &Spanned<RawIdempotency>,
     server: Option<&Server>,
-    response_cap: Option<u64>,
+    limits: StoreLimits,
     p: &mut Problems<'_>,
 ) -> Idempotency {
     let span = raw.span();
@@ -280,7 +291,13 @@ fn validate_idempotency(
     let lease = secs(&i.lease_secs, 60, "lease_secs", p);
     let ttl = secs(&i.ttl_secs, 86_400, "ttl_secs", p);
     if let Some(server) = server {
-        check_lease(lease, i, span.clone(), server, p);
+        check_lease(
+            lease,
+            i,
+            span.clone(),
+            server.upstream_timeout + limits.clock_margin,
+            p,
+        );
     }
     if ttl < lease {
         p.at(span, "ttl_secs must be at least lease_secs");
@@ -297,7 +314,7 @@ fn validate_idempotency(
         .max_response_bytes
         .as_ref()
         .map_or(65_536, |m| *m.get_ref());
-    if let (Some(cap), Some(written)) = (response_cap, &i.max_response_bytes) {
+    if let (Some(cap), Some(written)) = (limits.response_cap, &i.max_response_bytes) {
         if max_response_bytes > cap {
             p.at(written.span(), format!(
                 "max_response_bytes = {max_response_bytes} cannot fit DynamoDB's 400 KB item limit with kind = \"dynamodb\": the maximum is {cap}"
@@ -313,22 +330,23 @@ fn validate_idempotency(
     }
 }
 
-/// The lease must outlast the upstream timeout, or a slow first attempt
-/// could be retried while it still runs.
+/// The lease must outlast the upstream timeout plus the replicas' clock
+/// margin (`minimum`), or a slow first attempt could be retried — by a
+/// replica whose clock runs ahead — while it still runs.
 fn check_lease(
     lease: Duration,
     raw: &RawIdempotency,
     span: Range<usize>,
-    server: &Server,
+    minimum: Duration,
     p: &mut Problems<'_>,
 ) {
-    if lease <= server.upstream_timeout {
+    if lease <= minimum {
         let at = raw.lease_secs.as_ref().map_or(span, |l| l.span());
         p.at(at, format!(
-            "lease_secs ({}) must exceed upstream_timeout_ms ({} ms), or a slow first attempt could run twice; write lease_secs = {}",
+            "lease_secs ({}) must exceed upstream_timeout_ms plus [store] clock_margin_secs ({} ms), or a slow first attempt could run twice; write lease_secs = {}",
             lease.as_secs(),
-            server.upstream_timeout.as_millis(),
-            server.upstream_timeout.as_secs() + 1
+            minimum.as_millis(),
+            minimum.as_secs() + 1
         ));
     }
 }

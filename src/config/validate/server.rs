@@ -212,6 +212,7 @@ pub(super) fn validate_store(
         key_hash_secret,
         max_entries,
         restart_fence: raw.kind == StoreKind::Memory && raw.memory.restart_fence.unwrap_or(true),
+        clock_margin: Duration::from_secs(raw.clock_margin_secs.unwrap_or(5)),
         dynamodb,
     })
 }
