@@ -68,7 +68,8 @@ profile() { # label bin route drive...
     kill -TERM "$pid"
     wait "$pid" 2>/dev/null || true
     local total
-    total=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+    callgrind_annotate "$file" >"$file.txt" 2>/dev/null
+    total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$file.txt")
     python3 -c "import sys; t,n=float(sys.argv[1]),float(sys.argv[2]); print(f'| $label | $route | {int(n)} | {t/max(n,1):,.0f} |')" "$total" "$n"
 }
 

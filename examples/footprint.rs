@@ -45,7 +45,7 @@ async fn main() {
         let value = uuid::Uuid::from_u128(u128::from(i) * 0x9E37_79B9_7F4A_7C15 + 1)
             .simple()
             .to_string();
-        let pk = nonce::record_key(&scope, &value);
+        let pk = nonce::record_key(None, &scope, &value);
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let outcome = store
             .claim_nonce(NonceClaim {
@@ -62,7 +62,7 @@ async fn main() {
         "nonces: {nonces} live, rss +{:.1} MiB, {:.0} bytes per live nonce (key {} bytes)",
         (after - before) as f64 / 1048576.0,
         (after - before) as f64 / nonces as f64,
-        nonce::record_key(&scope, "0123456789abcdef0123456789abcdef").len()
+        nonce::record_key(None, &scope, "0123456789abcdef0123456789abcdef").len()
     );
 
     // Rate-limit identities: one tracked entry per distinct client.

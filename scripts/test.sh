@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
-# Works on a fresh machine: installs the local DynamoDB-compatible server
-# (moto) if missing; the tests start it on a free loopback port and stop it.
+# Works on a fresh machine: installs the local DynamoDB-compatible servers
+# (moto from PyPI; dynalite from npm, with Node.js if absent) if missing; the
+# tests start them on free loopback ports and stop them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,19 @@ fi
 if ! python3 -c "import http_message_signatures, cryptography, requests" >/dev/null 2>&1; then
   echo "==> installing http-message-signatures (RFC 9421 client library)"
   python3 -m pip install --quiet --disable-pip-version-check http-message-signatures cryptography requests
+fi
+
+# The second, stricter DynamoDB-compatible server (dynalite, npm): Node.js
+# from the distribution if absent, dynalite into the project-local .tools/.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "==> installing Node.js and npm (for dynalite)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq nodejs npm >/dev/null
+fi
+if ! node -e "require('./.tools/node_modules/dynalite')" >/dev/null 2>&1; then
+  echo "==> installing dynalite (stricter local DynamoDB-compatible server) into .tools/"
+  npm install --silent --no-audit --no-fund --prefix .tools dynalite@4.0.0
 fi
 
 # Console scripts that pip installs (hadolint) live here, shims or not.

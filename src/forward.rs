@@ -49,8 +49,9 @@ pub struct Peer {
     /// `addr`'s IP as a header value (appended to `X-Forwarded-For`).
     ip: HeaderValue,
     /// This hop's `Forwarded` element without `host` (RFC 7239 §4:
-    /// `for=192.0.2.1;proto=http`, an IPv6 node quoted and bracketed).
-    forwarded: String,
+    /// `for=192.0.2.1;proto=http`, an IPv6 node quoted and bracketed); a
+    /// header value, so a clone per request is a reference count.
+    forwarded: HeaderValue,
     /// The worker event loop serving the connection (its upstream
     /// connections are that worker's).
     pub worker: usize,
@@ -67,6 +68,8 @@ impl Peer {
             std::net::IpAddr::V4(v4) => format!("for={v4};proto={proto}"),
             std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto={proto}"),
         };
+        let forwarded = HeaderValue::from_str(&forwarded)
+            .unwrap_or_else(|_| HeaderValue::from_static("for=unknown"));
         Self {
             addr,
             https,
@@ -185,26 +188,29 @@ fn forwarded(
     peer_trusted: bool,
     client_host: Option<&HeaderValue>,
 ) {
-    let mut value = String::new();
-    if peer_trusted {
-        for earlier in headers
-            .get_all(FORWARDED)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-        {
-            value.push_str(earlier);
-            value.push_str(", ");
+    let host = client_host
+        .and_then(|h| h.to_str().ok())
+        .filter(|host| !host.contains(['"', '\\']));
+    let earlier = peer_trusted.then(|| headers.get_all(FORWARDED).iter().count() > 0);
+    if host.is_none() && earlier != Some(true) {
+        headers.insert(FORWARDED, peer.forwarded.clone());
+        return;
+    }
+    let ours = peer.forwarded.as_bytes();
+    let mut value = Vec::with_capacity(ours.len() + host.map_or(0, |h| h.len() + 8));
+    if earlier == Some(true) {
+        for element in headers.get_all(FORWARDED) {
+            value.extend_from_slice(element.as_bytes());
+            value.extend_from_slice(b", ");
         }
     }
-    value.push_str(&peer.forwarded);
-    if let Some(host) = client_host.and_then(|h| h.to_str().ok()) {
-        if !host.contains(['"', '\\']) {
-            value.push_str(";host=\"");
-            value.push_str(host);
-            value.push('"');
-        }
+    value.extend_from_slice(ours);
+    if let Some(host) = host {
+        value.extend_from_slice(b";host=\"");
+        value.extend_from_slice(host.as_bytes());
+        value.push(b'"');
     }
-    match HeaderValue::from_str(&value) {
+    match HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         Ok(value) => {
             headers.insert(FORWARDED, value);
         }

@@ -45,6 +45,8 @@
 //!   the tests call.
 //! - [`tls`]: the optional TLS listener's certificate and key.
 //! - [`metrics`]: the Prometheus registry and per-route series.
+//! - [`log_output`]: the log writer that never blocks, fails or panics a
+//!   request (lost lines are counted).
 //! - [`clock`]: the injected time source (system and manual clocks).
 //! - [`body`]: the one body type and its constructors.
 //! - [`client`]: client-side signing helpers, used by the binary's `sign`,
@@ -91,6 +93,7 @@ pub mod clock;
 pub mod config;
 pub mod forward;
 pub mod identity;
+pub mod log_output;
 pub mod metrics;
 pub mod path;
 pub mod proxy;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use replay_guard::config::Config;
+use replay_guard::log_output::{FlushGuard, LogOutput};
 use tracing_subscriber::EnvFilter;
 
 mod cli;
@@ -74,21 +75,32 @@ enum Command {
     Probe(cli::probe::ProbeArgs),
 }
 
-fn init_logging(format: LogFormat, default_level: &str) {
+/// Logs go to stderr through [`LogOutput`]: a closed or stalled stderr
+/// drops (and counts) lines, never blocks or fails a request or a signal.
+/// The guard flushes what is queued when `main` returns.
+fn init_logging(format: LogFormat, default_level: &str) -> Option<FlushGuard> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let (writer, guard) = LogOutput::stderr().ok()?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    Some(guard)
+}
+
+/// `eprintln!` that never panics when stderr is gone.
+fn say(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|errors| {
-        eprintln!("{errors}");
+        say(errors);
         ExitCode::from(1)
     })
 }
@@ -98,7 +110,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         .enable_all()
         .build()
         .map_err(|e| {
-            eprintln!("cannot start the async runtime: {e}");
+            say(format_args!("cannot start the async runtime: {e}"));
             ExitCode::from(2)
         })
 }
@@ -137,7 +149,7 @@ fn main() -> ExitCode {
         Command::Demo | Command::Loadgen(_) | Command::Probe(_) => "warn",
         _ => "info",
     };
-    init_logging(cli.log_format, default_level);
+    let _flush = init_logging(cli.log_format, default_level);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => code,

@@ -159,6 +159,11 @@ impl Metrics {
             "Would-be rejections forwarded anyway by routes in report mode",
             report_only.clone(),
         );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines never written (stderr slow, closed or failing); requests are unaffected",
+            crate::log_output::dropped_lines().clone(),
+        );
         Self {
             report_only,
             reloads,

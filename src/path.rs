@@ -186,8 +186,7 @@ pub fn match_key(normalized: &str) -> Cow<'_, str> {
     } else {
         normalized
     };
-    let untrimmed_end = |s: &str| !s.ends_with('.') && !s.contains("./") && !s.contains("%20");
-    if !trimmed.contains(';') && untrimmed_end(trimmed) {
+    if !needs_trimming(trimmed) {
         return Cow::Borrowed(if trimmed.is_empty() { "/" } else { trimmed });
     }
     let mut out = String::with_capacity(trimmed.len());
@@ -201,6 +200,16 @@ pub fn match_key(normalized: &str) -> Cow<'_, str> {
     }
     let out = out.trim_end_matches('/').to_owned();
     Cow::Owned(if out.is_empty() { "/".to_owned() } else { out })
+}
+
+/// Whether a path has anything the match key drops: a `;` parameter, an
+/// escape (an encoded space may end a segment), or a dot ending a segment.
+/// One pass; normal paths (the usual case) need none of it.
+fn needs_trimming(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b == b';' || b == b'%' || (b == b'.' && bytes.get(i + 1).is_none_or(|next| *next == b'/'))
+    })
 }
 
 /// A segment without the dots and encoded spaces at its end.

@@ -1,7 +1,8 @@
 //! Idempotency keys end to end (SPEC §3, issue 4): a real upstream, the
 //! real proxy on loopback, and every case run against both stores by
 //! `store_matrix!` — the memory store (module `memory`) and DynamoDB
-//! (moto, one request at a time; module `dynamodb`). Each case
+//! (moto, one request at a time; module `dynamodb`; and dynalite, the
+//! stricter implementation, module `dynalite`). Each case
 //! asserts the status, the `reason` and what the upstream received.
 
 mod support;
@@ -565,6 +566,7 @@ store_matrix! {
     targets {
         memory => Backend::Memory,
         dynamodb => Backend::Dynamo,
+        dynalite => Backend::Dynalite,
     }
     cases {
         replay_returns_the_stored_answer,

@@ -7,7 +7,9 @@
 //! server puts around every store (module `metered`), a `DynamoStore` on
 //! a fresh table of a local moto server (module `dynamo`), and again on a
 //! moto that returns no old item from a failed conditional write (module
-//! `dynamo_without_old_items`: the fallback-read path). Times are real
+//! `dynamo_without_old_items`: the fallback-read path), and on dynalite,
+//! a stricter independent implementation (module `dynalite`: DynamoDB's
+//! size limits, no old items). Times are real
 //! epoch seconds (moto may honour TTL), but every `now` is passed
 //! explicitly, so nothing sleeps. DynamoDB-only failure behaviour
 //! (outage, hang, `init_table`) is at the end.
@@ -22,7 +24,9 @@ use replay_guard::store::dynamodb::{init_table, DynamoStore};
 use replay_guard::store::{
     Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
 };
-use support::matrix::{dynamo_store, dynamo_store_without_old_items, memory_store, metered_store};
+use support::matrix::{
+    dynalite_store, dynamo_store, dynamo_store_without_old_items, memory_store, metered_store,
+};
 use support::moto::MotoServer;
 
 type Shared = Arc<dyn Store>;
@@ -310,6 +314,7 @@ store_matrix! {
         metered => metered_store(),
         dynamo => dynamo_store().await,
         dynamo_without_old_items => dynamo_store_without_old_items().await,
+        dynalite => dynalite_store().await,
     }
     cases {
         nonce_claim_then_replay,
@@ -427,13 +432,20 @@ async fn dynamo_init_table_is_idempotent() {
     assert!(first.to_string().contains("created"), "{first}");
 }
 
+/// A missing table is a configuration error, not an outage: DynamoDB
+/// answers `ResourceNotFoundException` (a 4xx client error), which is
+/// `Invalid` — never failed open, and `/readyz` stays 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dynamo_missing_table_is_unavailable() {
+async fn dynamo_missing_table_is_invalid_not_an_outage() {
     let moto = MotoServer::shared();
     let settings = moto.settings("rg-test-no-such-table", Duration::from_secs(2));
     let store = DynamoStore::connect(&settings).await.unwrap();
-    assert_unavailable(store.ping()).await;
+    assert!(matches!(store.ping().await, Err(StoreError::Invalid(_))));
     let now = t0();
     let claim = nonce("nonce#x#missing-table-0001", "o", now + 1, now);
-    assert_unavailable(store.claim_nonce(claim)).await;
+    let outcome = store.claim_nonce(claim).await;
+    assert!(
+        matches!(outcome, Err(StoreError::Invalid(_))),
+        "{outcome:?}"
+    );
 }

@@ -13,8 +13,8 @@ use http::header::{HeaderName, SET_COOKIE};
 use http::{HeaderMap, Method};
 use sha2::{Digest, Sha256};
 
-use super::{header_text, owner_token, StoreAccess};
-use crate::config::Idempotency;
+use super::{hashed_key, header_text, owner_token, StoreAccess};
+use crate::config::{Idempotency, Secret};
 use crate::metrics::Metrics;
 use crate::rejection::Rejection;
 use crate::store::{Fenced, IdemClaim, IdemOutcome, Store, StoreError, StoredResponse};
@@ -73,7 +73,7 @@ pub async fn check(
     };
     let key = unquote(key)?;
     validate(&key)?;
-    let pk = record_key(scope, &key);
+    let pk = record_key(access.key_hash, scope, &key);
     let owner = owner_token();
     let fingerprint = fingerprint(
         request.method.as_str(),
@@ -191,9 +191,10 @@ pub fn validate(key: &str) -> Result<(), Rejection> {
     }
 }
 
-/// The store key of an idempotency key for an encoded identity.
-pub fn record_key(identity: &str, key: &str) -> String {
-    format!("idem#{identity}#{key}")
+/// The store key of an idempotency key in a scope: `idem#<h>`, no client
+/// text (see [`hashed_key`]).
+pub fn record_key(key_hash: Option<&Secret>, scope: &str, key: &str) -> String {
+    hashed_key("idem", key_hash, scope, key)
 }
 
 /// Lowercase hex SHA-256 over method, normalised path, raw query and body.

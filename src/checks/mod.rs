@@ -21,8 +21,11 @@ pub mod signature;
 use http::header::HeaderName;
 use http::HeaderMap;
 
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
 use crate::clock::Clock;
-use crate::config::OnStoreError;
+use crate::config::{OnStoreError, Secret};
 use crate::metrics::Metrics;
 use crate::rejection::Rejection;
 use crate::store::{Store, StoreError};
@@ -56,12 +59,17 @@ pub struct StoreAccess<'a> {
     pub metrics: &'a Metrics,
     /// The route's name, for the fail-open count and the log line.
     pub route: &'a str,
+    /// `[store] key_hash_secret_env`: when set, store keys are an HMAC
+    /// under it instead of a plain SHA-256 (see [`hashed_key`]).
+    pub key_hash: Option<&'a Secret>,
 }
 
 impl StoreAccess<'_> {
     /// Apply `on_error` to a failed store call: fail closed with a
-    /// rejection, or fail open (`Ok`, counted and logged). A full memory
-    /// store and a write the store refuses are never failed open.
+    /// rejection, or fail open (`Ok`, counted and logged). Only an outage
+    /// is ever failed open: a full memory store is 503 `store_full`, and a
+    /// call the store refuses as invalid is 500 `internal_error`, logged
+    /// with its cause.
     pub fn failed(&self, error: StoreError, op: &str) -> Result<(), Rejection> {
         let route = self.route;
         match (self.on_error, &error) {
@@ -71,12 +79,40 @@ impl StoreAccess<'_> {
                 Ok(())
             }
             (_, StoreError::Full) => Err(Rejection::StoreFull),
-            _ => {
+            (_, StoreError::Invalid(_)) => {
+                tracing::error!(route, op, error = %error, "store refused the call as invalid; refusing with 500 (a bug of ours, never failed open)");
+                Err(Rejection::Internal)
+            }
+            (_, StoreError::Unavailable(_)) => {
                 tracing::warn!(route, op, error = %error, "store failed; refusing (on_error = \"reject\")");
                 Err(Rejection::StoreUnavailable)
             }
         }
     }
+}
+
+/// A store key holding no client text (SPEC §6): `<kind>#<h>`, `<h>` the
+/// 32 lowercase hex digits of the first 16 bytes of SHA-256 — or of
+/// HMAC-SHA256 under `key_hash` — over an unambiguous encoding of the kind,
+/// the scope and the value (each length-prefixed, so no two different
+/// (scope, value) pairs encode alike).
+pub fn hashed_key(kind: &str, key_hash: Option<&Secret>, scope: &str, value: &str) -> String {
+    let mut input = Vec::with_capacity(kind.len() + scope.len() + value.len() + 12);
+    for part in [kind, scope, value] {
+        let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+        input.extend_from_slice(&len.to_be_bytes());
+        input.extend_from_slice(part.as_bytes());
+    }
+    let digest: [u8; 32] =
+        match key_hash.map(|secret| Hmac::<Sha256>::new_from_slice(secret.expose())) {
+            Some(Ok(mut mac)) => {
+                mac.update(&input);
+                mac.finalize().into_bytes().into()
+            }
+            // HMAC takes a key of any length; unkeyed when none is configured.
+            _ => Sha256::digest(&input).into(),
+        };
+    format!("{kind}#{}", hex::encode(&digest[..16]))
 }
 
 /// A random token identifying one claim attempt (the `owner` of a record).
@@ -110,6 +146,39 @@ impl Fixture {
             on_error: OnStoreError::Reject,
             metrics: &self.metrics,
             route: "r",
+            key_hash: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_keys_hold_no_client_text_and_separate_scopes_kinds_and_secrets() {
+        let key = hashed_key("nonce", None, "header:Bearer tok", "4f9c2a7e1b3d4c5a");
+        let (kind, h) = key.split_once('#').expect("kind#hash");
+        assert_eq!(kind, "nonce");
+        assert_eq!(h.len(), 32);
+        assert!(h
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(!key.contains("Bearer") && !key.contains("4f9c2a7e"));
+        // The length prefixes keep ("a#b", "c") and ("a", "b#c") apart.
+        assert_ne!(
+            hashed_key("nonce", None, "a#b", "c"),
+            hashed_key("nonce", None, "a", "b#c")
+        );
+        assert_ne!(
+            hashed_key("nonce", None, "a", "v"),
+            hashed_key("idem", None, "a", "v")[1..]
+        );
+        let secret = Secret::new(b"k1".to_vec());
+        let other = Secret::new(b"k2".to_vec());
+        let keyed = hashed_key("nonce", Some(&secret), "a", "v");
+        assert_ne!(keyed, hashed_key("nonce", None, "a", "v"));
+        assert_ne!(keyed, hashed_key("nonce", Some(&other), "a", "v"));
+        assert_eq!(keyed, hashed_key("nonce", Some(&secret), "a", "v"));
     }
 }

@@ -11,7 +11,8 @@ use http::header::HeaderName;
 use http::HeaderMap;
 
 use super::freshness::Fresh;
-use super::{header_text, owner_token, StoreAccess};
+use super::{hashed_key, header_text, owner_token, StoreAccess};
+use crate::config::Secret;
 use crate::rejection::Rejection;
 use crate::store::{NonceClaim, NonceOutcome};
 
@@ -54,7 +55,7 @@ pub async fn claim(
         Some(value) => value,
     };
     validate(value)?;
-    let pk = record_key(scope, value);
+    let pk = record_key(access.key_hash, scope, value);
     let owner = owner_token();
     let claim = NonceClaim {
         pk: &pk,
@@ -82,9 +83,10 @@ pub fn validate(nonce: &str) -> Result<(), Rejection> {
     }
 }
 
-/// The store key of a nonce for an encoded identity.
-pub fn record_key(identity: &str, nonce: &str) -> String {
-    format!("nonce#{identity}#{nonce}")
+/// The store key of a nonce in a scope: `nonce#<h>`, no client text
+/// (see [`hashed_key`]).
+pub fn record_key(key_hash: Option<&Secret>, scope: &str, nonce: &str) -> String {
+    hashed_key("nonce", key_hash, scope, nonce)
 }
 
 /// When the record may be forgotten.

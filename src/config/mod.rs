@@ -178,6 +178,9 @@ pub struct StoreConfig {
     pub kind: StoreKind,
     /// Fail closed or open.
     pub on_error: OnStoreError,
+    /// `key_hash_secret_env`: the key of the HMAC that turns scope and
+    /// value into a store key; `None`: plain SHA-256 (SPEC §6).
+    pub key_hash_secret: Option<Secret>,
     /// Memory store bound.
     pub max_entries: usize,
     /// Memory store: refuse timestamps older than the process start for one
@@ -510,6 +513,25 @@ mod tests {
         // The process has none of these: the real environment was not read.
         assert!(std::env::var("RG_FAKE_ONLY_BILLING").is_err());
         assert!(Config::parse(&text, "t.toml").is_err());
+    }
+
+    #[test]
+    fn key_hash_secret_env_is_read_like_every_secret_env() {
+        let set = format!("{MINIMAL}[store]\nkey_hash_secret_env = \"RG_FAKE_ONLY_BILLING\"\n");
+        let config = Config::parse_with(&set, "t.toml", &fake()).unwrap();
+        let secret = config.store.key_hash_secret.as_ref().map(Secret::expose);
+        assert_eq!(secret, Some(&b"from-the-fake-env"[..]));
+        assert!(!format!("{config:?}").contains("from-the-fake-env"));
+        let unset = Config::parse_with(MINIMAL, "t.toml", &fake()).unwrap();
+        assert!(unset.store.key_hash_secret.is_none());
+        for name in ["RG_FAKE_ONLY_EMPTY", "RG_FAKE_ONLY_UNSET"] {
+            let text = format!("{MINIMAL}[store]\nkey_hash_secret_env = \"{name}\"\n");
+            let errs = Config::parse_with(&text, "t.toml", &fake())
+                .unwrap_err()
+                .errors;
+            assert!(errs[0].starts_with("t.toml:5:23:"), "{errs:?}");
+            assert!(errs[0].contains(name), "{errs:?}");
+        }
     }
 
     #[test]

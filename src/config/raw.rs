@@ -74,6 +74,8 @@ pub(super) struct RawStore {
     pub(super) memory: RawMemory,
     pub(super) dynamodb: Option<Spanned<RawDynamo>>,
     pub(super) clock_margin_secs: Option<u64>,
+    /// Environment variable holding the key of the store keys' HMAC.
+    pub(super) key_hash_secret_env: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,7 +187,7 @@ pub(super) struct RawIdempotency {
     pub(super) required: bool,
     pub(super) ttl_secs: Option<Spanned<u64>>,
     pub(super) lease_secs: Option<Spanned<u64>>,
-    pub(super) max_response_bytes: Option<u64>,
+    pub(super) max_response_bytes: Option<Spanned<u64>>,
     #[serde(default)]
     pub(super) release_statuses: Vec<Spanned<u16>>,
 }

@@ -191,6 +191,7 @@ impl Proxy {
             on_error: self.config.store.on_error,
             metrics: &self.metrics,
             route: &rule.name,
+            key_hash: self.config.store.key_hash_secret.as_ref(),
         };
         if let (Some(required), Some(fresh)) = (rule.nonce, &signed.fresh) {
             let claimed = match &signed.nonce {

@@ -27,7 +27,7 @@ use crate::checks::idempotency::{self, Claim};
 use crate::forward;
 use crate::metrics::Outcome;
 use crate::rejection::Rejection;
-use crate::store::{Fenced, StoredResponse};
+use crate::store::{Fenced, StoreError, StoredResponse};
 use crate::upstream::{UpstreamBody, UpstreamError};
 
 /// Response header marking a stored idempotent answer.
@@ -127,6 +127,18 @@ impl Proxy {
             Ok(Fenced::LostOwnership) => {
                 self.metrics.lost_ownership("complete_idempotency");
                 tracing::warn!(route, "idempotency record was taken over before completion; answering the caller anyway");
+            }
+            Err(StoreError::Invalid(cause)) => {
+                // Never leave the record in flight (a retry would execute
+                // again after the lease): keep offering it without the
+                // parts the store refused.
+                tracing::error!(route, error = %cause, "the store refused the idempotent response as invalid; recording it without its body in the background");
+                let not_retained = StoredResponse {
+                    status: stored.status,
+                    headers: Vec::new(),
+                    body: None,
+                };
+                self.complete_later(claim, not_retained, expires_at);
             }
             Err(e) => {
                 tracing::warn!(route, error = %e, "could not store the idempotent response; answering the caller anyway, storing it in the background");

@@ -1,11 +1,21 @@
-//! The admin listener: `/healthz`, `/readyz` (503 while draining or when
-//! the store is unreachable), `/metrics` (OpenMetrics text) and
-//! `POST /reload`, on its own address.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics` (OpenMetrics
+//! text) and `POST /reload`, on its own address.
 //!
-//! This module must never be reachable from the public listener, and must
-//! never forward a request to the upstream.
+//! `/readyz` is 503 while draining, and when the store fails in a way that
+//! refuses requests: an outage under `on_error = "reject"`, or a store that
+//! refuses our calls as invalid (those are never failed open). Under
+//! `on_error = "allow"` an outage keeps the replica ready and the body says
+//! `degraded`, so a store outage does not take every replica out of the
+//! Service at once. `POST /reload` answers loopback peers only (403
+//! otherwise): the admin listener may be bound to the pod network for
+//! probes.
+//!
+//! This module must never be reachable from the public listener, never
+//! forward a request to the upstream, and never reload for a peer that is
+//! not on loopback.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -20,7 +30,9 @@ use tokio::sync::watch;
 
 use super::Reloader;
 use crate::body::{self, Body};
+use crate::config::OnStoreError;
 use crate::proxy::Proxy;
+use crate::store::StoreError;
 
 pub(super) async fn serve_admin(
     listener: TcpListener,
@@ -30,7 +42,7 @@ pub(super) async fn serve_admin(
 ) {
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(_) => continue,
@@ -49,7 +61,7 @@ pub(super) async fn serve_admin(
         let service = service_fn(move |request: Request<Incoming>| {
             let reloader = reloader.clone();
             let draining = draining.clone();
-            async move { Ok::<_, Infallible>(admin(request, &reloader, &draining).await) }
+            async move { Ok::<_, Infallible>(admin(request, peer.ip(), &reloader, &draining).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -62,6 +74,7 @@ pub(super) async fn serve_admin(
 
 async fn admin(
     request: Request<Incoming>,
+    peer: IpAddr,
     reloader: &Reloader,
     draining: &AtomicBool,
 ) -> Response<Body> {
@@ -78,6 +91,12 @@ async fn admin(
     if request.uri().path() == "/reload" {
         if request.method() != Method::POST {
             return text(StatusCode::METHOD_NOT_ALLOWED, "POST /reload\n".into());
+        }
+        if !reload_allowed(peer) {
+            return text(
+                StatusCode::FORBIDDEN,
+                "forbidden: POST /reload answers loopback peers only (or send SIGHUP)\n".into(),
+            );
         }
         return match reloader.reload() {
             Ok(()) => text(StatusCode::OK, "reloaded\n".into()),
@@ -96,13 +115,9 @@ async fn admin(
             if draining.load(Ordering::SeqCst) {
                 return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
             }
-            match proxy.store().ping().await {
-                Ok(()) => text(StatusCode::OK, "ready\n".into()),
-                Err(_) => text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store unreachable\n".into(),
-                ),
-            }
+            let ping = proxy.store().ping().await;
+            let (status, body) = readiness(ping.as_ref().err(), proxy.config().store.on_error);
+            text(status, body.into())
         }
         "/metrics" => {
             let mut response = text(StatusCode::OK, proxy_metrics(&proxy));
@@ -121,6 +136,77 @@ async fn admin(
     }
 }
 
+/// Whether `POST /reload` may be answered for this peer: loopback only
+/// (`127.0.0.0/8`, `::1`, and IPv4-mapped `::ffff:127.x.y.z`).
+pub(super) fn reload_allowed(peer: IpAddr) -> bool {
+    match peer {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// `/readyz` from the store probe: ready unless the store's failure would
+/// refuse requests. An outage under `on_error = "allow"` is `degraded`
+/// but ready; a store that refuses our calls as invalid or is full is
+/// never failed open, so it is not ready whatever `on_error` says.
+pub(super) fn readiness(
+    ping: Option<&StoreError>,
+    on_error: OnStoreError,
+) -> (StatusCode, &'static str) {
+    match (ping, on_error) {
+        (None, _) => (StatusCode::OK, "ready\n"),
+        (Some(StoreError::Unavailable(_)), OnStoreError::Allow) => (
+            StatusCode::OK,
+            "ready, degraded: store unreachable, forwarding unchecked (on_error = \"allow\")\n",
+        ),
+        (Some(StoreError::Unavailable(_)), OnStoreError::Reject) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n")
+        }
+        (Some(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "store failing\n"),
+    }
+}
+
 fn proxy_metrics(proxy: &Proxy) -> String {
     proxy.metrics().encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reload_answers_loopback_peers_only() {
+        for peer in ["127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(reload_allowed(peer.parse().unwrap()), "{peer}");
+        }
+        for peer in [
+            "10.0.0.7",
+            "192.168.1.2",
+            "0.0.0.0",
+            "::",
+            "fe80::1",
+            "::ffff:10.0.0.7",
+        ] {
+            assert!(!reload_allowed(peer.parse().unwrap()), "{peer}");
+        }
+    }
+
+    #[test]
+    fn readiness_reports_the_store_only_where_an_outage_refuses_requests() {
+        let down = StoreError::Unavailable("down".into());
+        assert_eq!(readiness(None, OnStoreError::Reject).0, StatusCode::OK);
+        assert_eq!(
+            readiness(Some(&down), OnStoreError::Reject).0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let (status, body) = readiness(Some(&down), OnStoreError::Allow);
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("degraded"), "{body}");
+        assert_eq!(
+            readiness(Some(&StoreError::Full), OnStoreError::Allow).0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
 }

@@ -7,11 +7,17 @@
 //! when full, a new claim answers [`StoreError::Full`] — a live record is
 //! never evicted, because evicting a nonce would let its replay through.
 //!
+//! Every record is fixed-size, so `max_entries` bounds memory: the map is
+//! keyed by a 16-byte digest of the partition key (the checks' keys are
+//! already hashes, `nonce#<h>`, and hold no client text), the owner token
+//! is kept as a 64-bit hash, and the only variable part — an idempotent
+//! answer — is bounded by `max_response_bytes`.
+//!
 //! This store must never be used by more than one replica: each replica
 //! would have its own memory and a replay sent to another replica would
 //! pass. Use the DynamoDB store for that.
 
-use std::collections::hash_map::{DefaultHasher, Entry};
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 
 use super::{
     Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
@@ -27,8 +34,19 @@ use crate::clock::SharedClock;
 
 const SHARDS: usize = 64;
 
+/// A record's slot in the map: the first 16 bytes of SHA-256 of its
+/// partition key, the same size whatever the key.
+type Slot = [u8; 16];
+
 /// One shard of the record map.
-type Shard = Mutex<HashMap<Box<str>, Record>>;
+type Shard = Mutex<HashMap<Slot, Record>>;
+
+fn slot(pk: &str) -> Slot {
+    let digest = Sha256::digest(pk.as_bytes());
+    let mut slot = [0; 16];
+    slot.copy_from_slice(&digest[..16]);
+    slot
+}
 
 /// One stored record.
 ///
@@ -111,10 +129,8 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn shard(&self, pk: &str) -> MutexGuard<'_, HashMap<Box<str>, Record>> {
-        let mut hasher = DefaultHasher::new();
-        pk.hash(&mut hasher);
-        let index = (hasher.finish() as usize) % self.shards.len();
+    fn shard(&self, slot: &Slot) -> MutexGuard<'_, HashMap<Slot, Record>> {
+        let index = usize::from(u16::from_be_bytes([slot[0], slot[1]])) % self.shards.len();
         // A poisoned shard only means a panic elsewhere; the map is intact.
         self.shards[index]
             .lock()
@@ -149,7 +165,7 @@ impl MemoryStore {
     }
 
     /// Reserve room for one new record, purging this shard first if full.
-    fn reserve(&self, map: &mut HashMap<Box<str>, Record>, now: u64) -> Result<(), StoreError> {
+    fn reserve(&self, map: &mut HashMap<Slot, Record>, now: u64) -> Result<(), StoreError> {
         if self.len.load(Ordering::Relaxed) >= self.max_entries {
             let before = map.len();
             map.retain(|_, record| !record.is_expired(now));
@@ -171,8 +187,9 @@ impl Store for MemoryStore {
             expires_at: claim.expires_at,
             owner,
         };
-        let mut map = self.shard(claim.pk);
-        if let Some(existing) = map.get_mut(claim.pk) {
+        let key = slot(claim.pk);
+        let mut map = self.shard(&key);
+        if let Some(existing) = map.get_mut(&key) {
             let ours = matches!(existing, Record::Nonce { owner: o, .. } if *o == owner);
             if ours || existing.is_expired(claim.now) {
                 *existing = record;
@@ -181,7 +198,7 @@ impl Store for MemoryStore {
             return Ok(NonceOutcome::Replayed);
         }
         self.reserve(&mut map, claim.now)?;
-        map.insert(claim.pk.into(), record);
+        map.insert(key, record);
         Ok(NonceOutcome::Claimed)
     }
 
@@ -194,8 +211,9 @@ impl Store for MemoryStore {
                 lease_until: claim.lease_until,
             },
         }));
-        let mut map = self.shard(claim.pk);
-        if let Some(existing) = map.get_mut(claim.pk) {
+        let key = slot(claim.pk);
+        let mut map = self.shard(&key);
+        if let Some(existing) = map.get_mut(&key) {
             let takeable = match &*existing {
                 Record::Nonce { .. } => true,
                 Record::Idem(idem) => {
@@ -223,7 +241,7 @@ impl Store for MemoryStore {
             });
         }
         self.reserve(&mut map, claim.now)?;
-        map.insert(claim.pk.into(), record);
+        map.insert(key, record);
         Ok(IdemOutcome::Claimed)
     }
 
@@ -234,8 +252,9 @@ impl Store for MemoryStore {
         response: &StoredResponse,
         expires_at: u64,
     ) -> Result<Fenced, StoreError> {
-        let mut map = self.shard(pk);
-        match map.get_mut(pk) {
+        let key = slot(pk);
+        let mut map = self.shard(&key);
+        match map.get_mut(&key) {
             Some(Record::Idem(idem)) if *idem.owner == *owner => {
                 idem.state = IdemState::Completed(response.clone());
                 idem.expires_at = expires_at;
@@ -246,13 +265,13 @@ impl Store for MemoryStore {
     }
 
     async fn release_idempotency(&self, pk: &str, owner: &str) -> Result<Fenced, StoreError> {
-        let mut map = self.shard(pk);
-        let ours = matches!(map.get(pk), Some(Record::Idem(idem)) if *idem.owner == *owner);
+        let key = slot(pk);
+        let mut map = self.shard(&key);
+        let ours = matches!(map.get(&key), Some(Record::Idem(idem)) if *idem.owner == *owner);
         if !ours {
             return Ok(Fenced::LostOwnership);
         }
-        if let Entry::Occupied(entry) = map.entry(pk.into()) {
-            entry.remove();
+        if map.remove(&key).is_some() {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(Fenced::Done)
@@ -271,5 +290,9 @@ mod tests {
     fn a_record_stays_small() {
         // Every map slot is this large; see BENCHMARKS.md (bytes per nonce).
         assert!(std::mem::size_of::<Record>() <= 24);
+        // And the key is a fixed 16 bytes whatever the client sent, so
+        // `max_entries` bounds the map's memory.
+        assert_eq!(std::mem::size_of::<Slot>(), 16);
+        assert_eq!(slot(&format!("nonce#{}", "x".repeat(5000))).len(), 16);
     }
 }

@@ -11,7 +11,9 @@
 //! - a record whose `expires_at` is in the past is absent, whether or not
 //!   it has been physically deleted yet;
 //! - a failed conditional write is an *outcome* (`Replayed`, `InFlight`,
-//!   `Completed`), never an error; errors mean "the store could not answer";
+//!   `Completed`), never an error; errors mean "the store could not answer"
+//!   ([`StoreError::Unavailable`], an outage) or "the store refused the call"
+//!   ([`StoreError::Invalid`], our bug: never failed open);
 //! - a write carrying an `owner` token that finds a record with the same
 //!   token treats it as its own earlier attempt (an SDK retry), not as a
 //!   replay;
@@ -32,15 +34,22 @@ use bytes::Bytes;
 /// Why the store could not answer. Never carries a secret or a key.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Timeout, throttling, connection failure, unexpected server answer.
+    /// An outage: timeout, throttling, a 5xx answer, a connection or
+    /// dispatch failure, an unreadable answer. `on_error` decides.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store refused the call as invalid (`ValidationException` and
+    /// every other 4xx client error), or answered with a record we cannot
+    /// read: a bug or misconfiguration of ours, never an outage, so never
+    /// failed open (500 `internal_error`).
+    #[error("store refused the call as invalid: {0}")]
+    Invalid(String),
     /// The memory store reached `max_entries` live records.
     #[error("store full")]
     Full,
 }
 
-/// A nonce claim: `pk` is `nonce#<identity>#<nonce>`.
+/// A nonce claim: `pk` is `nonce#<h>` (a hash of scope and nonce, SPEC §6).
 #[derive(Debug, Clone)]
 pub struct NonceClaim<'a> {
     /// Partition key of the record.
@@ -63,7 +72,7 @@ pub enum NonceOutcome {
     Replayed,
 }
 
-/// An idempotency claim: `pk` is `idem#<identity>#<key>`.
+/// An idempotency claim: `pk` is `idem#<h>` (a hash of scope and key, SPEC §6).
 #[derive(Debug, Clone)]
 pub struct IdemClaim<'a> {
     /// Partition key of the record.

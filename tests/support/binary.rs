@@ -93,6 +93,17 @@ impl ProxyProcess {
     /// Like [`ProxyProcess::start`], with extra environment variables
     /// (e.g. a `secret_env` secret, or `RUST_LOG`).
     pub fn start_with_env(toml: &str, env: &[(&str, &str)]) -> ProxyProcess {
+        Self::start_inner(toml, env, false)
+    }
+
+    /// Like [`ProxyProcess::start`], then close the read end of the
+    /// child's stderr pipe (a log reader that exited): every later log
+    /// write of the child fails with EPIPE.
+    pub fn start_then_close_stderr(toml: &str) -> ProxyProcess {
+        Self::start_inner(toml, &[], true)
+    }
+
+    fn start_inner(toml: &str, env: &[(&str, &str)], close_stderr: bool) -> ProxyProcess {
         let config = config_file(toml);
         let mut command = command();
         for (name, value) in env {
@@ -118,10 +129,15 @@ impl ProxyProcess {
                 // on a full pipe.
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(addrs) = listening(&line) {
-                        let _ = tx.send(addrs);
-                    }
+                    let addrs = listening(&line);
                     log.lock().unwrap().push(line);
+                    if let Some(addrs) = addrs {
+                        let _ = tx.send(addrs);
+                        if close_stderr {
+                            // Dropping the reader closes the pipe.
+                            return;
+                        }
+                    }
                 }
             });
         }

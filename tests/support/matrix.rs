@@ -25,6 +25,7 @@ use replay_guard::store::dynamodb::DynamoStore;
 use replay_guard::store::memory::MemoryStore;
 use replay_guard::store::Store;
 
+use super::dynalite::DynaliteServer;
 use super::moto::MotoServer;
 
 /// The metered store wrapper; the one place the tests name its module.
@@ -80,13 +81,24 @@ pub async fn dynamo_store_without_old_items() -> Arc<dyn Store> {
     Arc::new(DynamoStore::connect(&settings).await.expect("connect"))
 }
 
+/// A `DynamoStore` on a fresh table of the shared dynalite server: the
+/// stricter implementation (item-size and key-size limits enforced, no
+/// old item from a failed conditional write).
+pub async fn dynalite_store() -> Arc<dyn Store> {
+    let settings = DynaliteServer::shared().fresh_table_settings().await;
+    Arc::new(DynamoStore::connect(&settings).await.expect("connect"))
+}
+
 // ------------------------------------------------------- proxy targets
 
 /// Which store a proxy under test runs on.
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
     Memory,
+    /// DynamoDB on the shared moto server.
     Dynamo,
+    /// DynamoDB on the shared dynalite server.
+    Dynalite,
 }
 
 impl Backend {
@@ -96,14 +108,31 @@ impl Backend {
         match self {
             Backend::Memory => "[store]\nkind = \"memory\"\n".to_owned(),
             Backend::Dynamo => {
-                let moto = MotoServer::shared();
-                let settings = moto.fresh_table_settings().await;
-                format!(
-                    "[store]\nkind = \"dynamodb\"\n[store.dynamodb]\ntable = \"{}\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\ntimeout_ms = 5000\n",
-                    settings.table,
-                    moto.endpoint()
-                )
+                let settings = MotoServer::shared().fresh_table_settings().await;
+                dynamo_toml(&settings)
+            }
+            Backend::Dynalite => {
+                let settings = DynaliteServer::shared().fresh_table_settings().await;
+                dynamo_toml(&settings)
             }
         }
     }
+
+    /// The shared server a DynamoDB backend runs on, as a URL.
+    pub fn endpoint(self) -> Option<String> {
+        match self {
+            Backend::Memory => None,
+            Backend::Dynamo => Some(MotoServer::shared().endpoint()),
+            Backend::Dynalite => Some(DynaliteServer::shared().endpoint()),
+        }
+    }
+}
+
+/// `[store]` on the table `settings` names (5 s timeout).
+pub fn dynamo_toml(settings: &replay_guard::store::dynamodb::DynamoSettings) -> String {
+    format!(
+        "[store]\nkind = \"dynamodb\"\n[store.dynamodb]\ntable = \"{}\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\ntimeout_ms = 5000\n",
+        settings.table,
+        settings.endpoint_url.as_deref().unwrap_or_default()
+    )
 }

@@ -2,7 +2,8 @@
 //!
 //! Behaviour is steered per request by headers the proxy forwards:
 //! `x-test-delay-ms` (sleep before answering), `x-test-status` (status
-//! code), `x-test-body-size` (answer with that many bytes). By default it
+//! code), `x-test-body-size` (answer with that many bytes),
+//! `x-test-header-bytes` (add an `x-test-padding` header that long). By default it
 //! answers 200 with `{"hit":N}` where N counts requests received.
 
 use std::convert::Infallible;
@@ -136,7 +137,12 @@ async fn answer(req: Request<Incoming>, log: Arc<Mutex<Vec<Seen>>>) -> Response<
         Some(size) => Bytes::from(vec![b'x'; size as usize]),
         None => Bytes::from(format!("{{\"hit\":{n}}}")),
     };
-    Response::builder()
+    let padding = "p".repeat(header("x-test-header-bytes").unwrap_or(0) as usize);
+    let mut response = Response::builder();
+    if !padding.is_empty() {
+        response = response.header("x-test-padding", padding);
+    }
+    response
         .status(status)
         .header("content-type", "application/json")
         .header("x-upstream", "legacy")

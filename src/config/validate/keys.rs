@@ -210,7 +210,7 @@ fn previous_secret(key: &RawKey, env: &dyn Environment, p: &mut Problems<'_>) ->
     }
 }
 
-fn read_secret_env(
+pub(super) fn read_secret_env(
     name: &Spanned<String>,
     env: &dyn Environment,
     p: &mut Problems<'_>,

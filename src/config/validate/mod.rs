@@ -25,7 +25,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::RawConfig;
-use super::{Config, Environment};
+use super::{Config, Environment, StoreKind};
+use route::StoreLimits;
 
 /// Collects problems with positions while validating.
 pub(super) struct Problems<'a> {
@@ -132,6 +133,9 @@ pub(super) fn validate(
     env: &dyn Environment,
 ) -> Option<Config> {
     let server = server::validate_server(raw.server, p);
+    // A stored answer must fit one DynamoDB item.
+    let response_cap = (raw.store.kind == StoreKind::Dynamodb)
+        .then_some(crate::store::dynamodb::MAX_RESPONSE_BYTES as u64);
     let store = server::validate_store(raw.store, env, p);
     let keys = keys::validate_keys(raw.keys, env, p);
     let defaults = route::header_names(&raw.defaults.headers, None, p);
@@ -144,9 +148,12 @@ pub(super) fn validate(
             &defaults,
             default_mode,
             server.as_ref(),
-            store
-                .as_ref()
-                .map_or(Duration::from_secs(5), |s| s.clock_margin),
+            StoreLimits {
+                clock_margin: store
+                    .as_ref()
+                    .map_or(Duration::from_secs(5), |s| s.clock_margin),
+                response_cap,
+            },
             &mut names,
             p,
         ) {

@@ -30,7 +30,7 @@ pub(super) fn validate_route(
     defaults: &HeaderNames,
     default_mode: Mode,
     server: Option<&Server>,
-    clock_margin: Duration,
+    limits: StoreLimits,
     names: &mut HashSet<String>,
     p: &mut Problems<'_>,
 ) -> Option<Route> {
@@ -70,7 +70,7 @@ pub(super) fn validate_route(
     let idempotency = raw
         .idempotency
         .as_ref()
-        .map(|i| validate_idempotency(i, server, clock_margin, p));
+        .map(|i| validate_idempotency(i, server, limits, p));
     let rate_limit = raw.rate_limit.as_ref().and_then(|r| validate_rate(r, p));
     ok &= identity.is_some() && (raw.rate_limit.is_none() || rate_limit.is_some());
     ok &= scheme.is_some();
@@ -281,11 +281,22 @@ fn parse_identity(
     }
 }
 
+/// What the store imposes on a route's rules.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StoreLimits {
+    /// `[store] clock_margin_secs`: a lease must outlast the upstream
+    /// timeout by it.
+    pub(super) clock_margin: Duration,
+    /// The largest `max_response_bytes` the store can keep in one record
+    /// (`Some` for DynamoDB's 400 KB item limit).
+    pub(super) response_cap: Option<u64>,
+}
+
 /// The idempotency rule; its problems are reported, never fatal to it.
 fn validate_idempotency(
     raw: &Spanned<RawIdempotency>,
     server: Option<&Server>,
-    clock_margin: Duration,
+    limits: StoreLimits,
     p: &mut Problems<'_>,
 ) -> Idempotency {
     let span = raw.span();
@@ -297,7 +308,7 @@ fn validate_idempotency(
             lease,
             i,
             span.clone(),
-            server.upstream_timeout + clock_margin,
+            server.upstream_timeout + limits.clock_margin,
             p,
         );
     }
@@ -312,11 +323,22 @@ fn validate_idempotency(
             );
         }
     }
+    let max_response_bytes = i
+        .max_response_bytes
+        .as_ref()
+        .map_or(65_536, |m| *m.get_ref());
+    if let (Some(cap), Some(written)) = (limits.response_cap, &i.max_response_bytes) {
+        if max_response_bytes > cap {
+            p.at(written.span(), format!(
+                "max_response_bytes = {max_response_bytes} cannot fit DynamoDB's 400 KB item limit with kind = \"dynamodb\": the maximum is {cap}"
+            ));
+        }
+    }
     Idempotency {
         required: i.required,
         ttl,
         lease,
-        max_response_bytes: size(i.max_response_bytes.unwrap_or(65_536)),
+        max_response_bytes: size(max_response_bytes),
         release_statuses: i.release_statuses.iter().map(|s| *s.get_ref()).collect(),
     }
 }

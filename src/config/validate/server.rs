@@ -199,12 +199,17 @@ pub(super) fn validate_store(
         (_, Some(dynamo)) => validate_dynamo(raw.kind, dynamo, env, p),
         (StoreKind::Memory, None) => None,
     };
+    let key_hash_secret = raw
+        .key_hash_secret_env
+        .as_ref()
+        .and_then(|name| super::keys::read_secret_env(name, env, p));
     if raw.kind == StoreKind::Dynamodb && dynamodb.is_none() {
         return None;
     }
     Some(StoreConfig {
         kind: raw.kind,
         on_error: raw.on_error,
+        key_hash_secret,
         max_entries,
         restart_fence: raw.kind == StoreKind::Memory && raw.memory.restart_fence.unwrap_or(true),
         clock_margin: Duration::from_secs(raw.clock_margin_secs.unwrap_or(5)),

@@ -43,7 +43,7 @@ pub(super) fn idem_decision(
     let Some(item) = item else {
         return Ok(Decision::Retry);
     };
-    let corrupt = || StoreError::Unavailable("corrupt idempotency record".into());
+    let corrupt = || StoreError::Invalid("corrupt idempotency record".into());
     let expires_at = get_n(item, "expires_at").ok_or_else(corrupt)?;
     if expires_at < claim.now || get_s(item, "owner") == Some(claim.owner) {
         // Only a read that raced a change can see this: claim again.
@@ -182,7 +182,7 @@ mod tests {
         corrupt.insert("resp_status".into(), n(70_000));
         assert!(matches!(
             idem_decision(Some(&corrupt), &claim),
-            Err(StoreError::Unavailable(_))
+            Err(StoreError::Invalid(_))
         ));
     }
 }

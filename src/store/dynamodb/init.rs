@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::item::unavailable;
+use super::item::store_error;
 use super::{
     build_client, check_settings, DynamoSettings, INIT_ACTIVE_WAIT, INIT_TIMEOUT, TTL_ATTRIBUTE,
 };
@@ -87,7 +87,7 @@ pub async fn init_table(settings: &DynamoSettings) -> Result<InitReport, StoreEr
         {
             false
         }
-        Err(err) => return Err(unavailable("CreateTable", &err)),
+        Err(err) => return Err(store_error("CreateTable", &err)),
     };
 
     wait_active(&client, table).await?;
@@ -108,7 +108,7 @@ async fn wait_active(client: &Client, table: &str) -> Result<(), StoreError> {
             .table_name(table)
             .send()
             .await
-            .map_err(|e| unavailable("DescribeTable", &e))?;
+            .map_err(|e| store_error("DescribeTable", &e))?;
         let status = out.table.and_then(|t| t.table_status);
         if status == Some(TableStatus::Active) {
             return Ok(());
@@ -129,7 +129,7 @@ async fn ttl_enabled(client: &Client, table: &str) -> Result<bool, StoreError> {
         .table_name(table)
         .send()
         .await
-        .map_err(|e| unavailable("DescribeTimeToLive", &e))?;
+        .map_err(|e| store_error("DescribeTimeToLive", &e))?;
     let Some(description) = out.time_to_live_description else {
         return Ok(false);
     };
@@ -168,7 +168,7 @@ async fn enable_ttl(client: &Client, table: &str) -> Result<bool, StoreError> {
         // then refuses the update. Believe the table, not the error.
         Err(err) => match ttl_enabled(client, table).await {
             Ok(true) => Ok(false),
-            _ => Err(unavailable("UpdateTimeToLive", &err)),
+            _ => Err(store_error("UpdateTimeToLive", &err)),
         },
     }
 }

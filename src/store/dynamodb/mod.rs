@@ -7,7 +7,8 @@
 //! expired items lazily, so every condition treats `expires_at < :now` as
 //! absent, with `:now` taken from the proxy's clock (the caller's `now`).
 //!
-//! Item attributes:
+//! Item attributes (`pk` is `nonce#<h>` / `idem#<h>`, a hash built by the
+//! checks: no client text is stored anywhere in an item):
 //! - nonce: `pk`, `expires_at` (N), `owner` (S);
 //! - idempotency: `pk`, `status` (S: `in_flight` | `completed`),
 //!   `fingerprint` (S), `owner` (S), `expires_at` (N), and
@@ -16,6 +17,12 @@
 //!     [`StoredResponse::encode_headers`]) and `resp_body` (B) **only when
 //!     the body was retained**: the absence of `resp_body` is what marks a
 //!     response as not retained (an empty retained body is an empty `B`).
+//!     A completed item is sized before it is written: one that would
+//!     exceed DynamoDB's 400 KB limit is written without body and headers.
+//!
+//! SDK errors are classified once (`item::store_error`): timeouts,
+//! throttling, 5xx and connection failures are `Unavailable` (an outage);
+//! every other service error is `Invalid` (never failed open).
 //!
 //! Conflicts are read from the failed write itself
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`); only when a server
@@ -51,7 +58,8 @@ use super::{
 
 use decide::{idem_decision, nonce_decision, Decision};
 pub use init::{init_table, InitReport};
-use item::{b, condition_failed_put, n, s, unavailable, Item};
+use item::{b, completed_item_bytes, condition_failed_put, n, s, store_error, Item};
+pub use item::{MAX_ITEM_BYTES, MAX_RESPONSE_BYTES};
 /// Name of the TTL attribute (SPEC §6).
 const TTL_ATTRIBUTE: &str = "expires_at";
 /// `status` value of a claimed, unfinished idempotency record.
@@ -136,7 +144,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| unavailable("GetItem", &e))?;
+            .map_err(|e| store_error("GetItem", &e))?;
         Ok(out.item)
     }
 
@@ -167,7 +175,7 @@ impl DynamoStore {
             Ok(_) => Ok(Write::Landed),
             Err(err) => match condition_failed_put(&err) {
                 Some(old) => Ok(Write::Collided(old)),
-                None => Err(unavailable("PutItem", &err)),
+                None => Err(store_error("PutItem", &err)),
             },
         }
     }
@@ -205,7 +213,7 @@ impl DynamoStore {
             Ok(_) => Ok(Write::Landed),
             Err(err) => match condition_failed_put(&err) {
                 Some(old) => Ok(Write::Collided(old)),
-                None => Err(unavailable("PutItem", &err)),
+                None => Err(store_error("PutItem", &err)),
             },
         }
     }
@@ -260,39 +268,29 @@ impl Store for DynamoStore {
         response: &StoredResponse,
         expires_at: u64,
     ) -> Result<Fenced, StoreError> {
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .condition_expression("#owner = :me")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":me", s(owner))
-            .expression_attribute_values(":completed", s(COMPLETED))
-            .expression_attribute_values(":rs", n(u64::from(response.status)))
-            .expression_attribute_values(":rh", b(response.encode_headers()))
-            .expression_attribute_values(":exp", n(expires_at));
-        let set = "SET #status = :completed, resp_status = :rs, resp_headers = :rh, \
-                   expires_at = :exp";
-        request = match &response.body {
-            Some(body) => request
-                .update_expression(format!("{set}, resp_body = :rb REMOVE lease_until"))
-                .expression_attribute_values(":rb", b(body.to_vec())),
-            None => request.update_expression(format!("{set} REMOVE lease_until, resp_body")),
-        };
-        match request.send().await {
-            Ok(_) => Ok(Fenced::Done),
-            Err(SdkError::ServiceError(ctx))
-                if matches!(
-                    ctx.err(),
-                    UpdateItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(Fenced::LostOwnership)
-            }
-            Err(err) => Err(unavailable("UpdateItem", &err)),
+        let headers = response.encode_headers();
+        let body = response.body.as_ref().map_or(0, |body| body.len());
+        if completed_item_bytes(pk, owner, headers.len(), body) <= MAX_ITEM_BYTES {
+            return self
+                .update_completed(pk, owner, response, headers, expires_at)
+                .await;
         }
+        // DynamoDB would refuse the whole update and leave the record in
+        // flight, so a retry would execute again after the lease: record
+        // the answer completed but not retained instead.
+        tracing::warn!(
+            status = response.status,
+            body_bytes = body,
+            header_bytes = headers.len(),
+            "idempotent answer does not fit one DynamoDB item; recorded without its body (a retry gets idempotency_response_not_retained)"
+        );
+        let not_retained = StoredResponse {
+            status: response.status,
+            headers: Vec::new(),
+            body: None,
+        };
+        self.update_completed(pk, owner, &not_retained, Vec::new(), expires_at)
+            .await
     }
 
     /// Note: if the SDK retries a delete whose first attempt landed, the
@@ -319,7 +317,7 @@ impl Store for DynamoStore {
             {
                 Ok(Fenced::LostOwnership)
             }
-            Err(err) => Err(unavailable("DeleteItem", &err)),
+            Err(err) => Err(store_error("DeleteItem", &err)),
         }
     }
 
@@ -328,5 +326,52 @@ impl Store for DynamoStore {
     /// anyway (no `DescribeTable` grant required).
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(PING_KEY).await.map(|_| ())
+    }
+}
+
+impl DynamoStore {
+    /// The fenced `UpdateItem` that completes a record (SPEC §6), with the
+    /// answer's encoded `headers`.
+    async fn update_completed(
+        &self,
+        pk: &str,
+        owner: &str,
+        response: &StoredResponse,
+        headers: Vec<u8>,
+        expires_at: u64,
+    ) -> Result<Fenced, StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .condition_expression("#owner = :me")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":rs", n(u64::from(response.status)))
+            .expression_attribute_values(":rh", b(headers))
+            .expression_attribute_values(":exp", n(expires_at));
+        let set = "SET #status = :completed, resp_status = :rs, resp_headers = :rh, \
+                   expires_at = :exp";
+        request = match &response.body {
+            Some(body) => request
+                .update_expression(format!("{set}, resp_body = :rb REMOVE lease_until"))
+                .expression_attribute_values(":rb", b(body.to_vec())),
+            None => request.update_expression(format!("{set} REMOVE lease_until, resp_body")),
+        };
+        match request.send().await {
+            Ok(_) => Ok(Fenced::Done),
+            Err(SdkError::ServiceError(ctx))
+                if matches!(
+                    ctx.err(),
+                    UpdateItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Ok(Fenced::LostOwnership)
+            }
+            Err(err) => Err(store_error("UpdateItem", &err)),
+        }
     }
 }
