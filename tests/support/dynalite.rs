@@ -17,16 +17,16 @@
 //! `REPLAY_GUARD_DYNALITE_URL=http://127.0.0.1:PORT` to use a server you
 //! started yourself. Nothing here talks to anything but 127.0.0.1.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use replay_guard::store::dynamodb::{init_table, DynamoSettings};
 
-use super::moto::{safe_aws_env, TEST_TIMEOUT};
+use super::moto::{safe_aws_env, spawn_reporting_port, TEST_TIMEOUT};
 
 /// A running dynalite server; killed on drop.
 pub struct DynaliteServer {
@@ -45,43 +45,16 @@ impl DynaliteServer {
     /// Start a private server on a free port.
     pub fn start() -> DynaliteServer {
         safe_aws_env();
-        let mut child = Command::new("node")
-            .arg(script())
-            .arg("--port")
-            .arg("0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node must be on PATH to run the dynalite tests (scripts/test.sh installs it)");
-        let Some(stdout) = child.stdout.take() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("dynalite_server.js: no stdout pipe");
-        };
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let read = stdout.read_line(&mut line);
-            let port = line.trim().strip_prefix("PORT=").map(str::parse::<u16>);
-            match (read, port) {
-                (Ok(_), Some(Ok(port))) => {
-                    return DynaliteServer {
-                        port,
-                        process: Mutex::new(Some((child, stdout))),
-                    }
-                }
-                (Ok(n), None) if n > 0 => continue,
-                (read, _) => {
-                    let _ = child.kill();
-                    let status = child.wait();
-                    panic!(
-                        "dynalite_server.js did not report its port ({read:?}, {status:?}); \
-                         is dynalite installed? (npm install --prefix .tools dynalite)"
-                    );
-                }
-            }
+        let mut command = Command::new("node");
+        command.arg(script()).arg("--port").arg("0");
+        let (child, stdout, port) = spawn_reporting_port(
+            &mut command,
+            "dynalite_server.js",
+            "is node on PATH and dynalite installed? (scripts/test.sh installs both: npm install --prefix .tools dynalite)",
+        );
+        DynaliteServer {
+            port,
+            process: Mutex::new(Some((child, stdout))),
         }
     }
 

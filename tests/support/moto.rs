@@ -76,16 +76,31 @@ fn spawn(port: u16, no_old_items: bool) -> (Child, BufReader<ChildStdout>, u16) 
     if no_old_items {
         command.arg("--no-old-items");
     }
+    spawn_reporting_port(
+        &mut command,
+        "moto_locked.py",
+        "is `moto[server]` installed? (pip install \"moto[server]\")",
+    )
+}
+
+/// Start a local server process that prints `PORT=<n>` on its stdout once
+/// it listens on 127.0.0.1; its stdout stays open (the server exits when
+/// the pipe closes). `what` and `hint` name it in failures.
+pub fn spawn_reporting_port(
+    command: &mut Command,
+    what: &str,
+    hint: &str,
+) -> (Child, BufReader<ChildStdout>, u16) {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("python3 must be on PATH to run the DynamoDB tests");
+        .unwrap_or_else(|e| panic!("{what} could not be started: {e}; {hint}"));
     let Some(stdout) = child.stdout.take() else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("moto_locked.py: no stdout pipe");
+        panic!("{what}: no stdout pipe");
     };
     let mut stdout = BufReader::new(stdout);
     let mut line = String::new();
@@ -99,10 +114,7 @@ fn spawn(port: u16, no_old_items: bool) -> (Child, BufReader<ChildStdout>, u16) 
             (read, _) => {
                 let _ = child.kill();
                 let status = child.wait();
-                panic!(
-                    "moto_locked.py did not report its port ({read:?}, {status:?}); \
-                     is `moto[server]` installed? (pip install \"moto[server]\")"
-                );
+                panic!("{what} did not report its port ({read:?}, {status:?}); {hint}");
             }
         }
     }
