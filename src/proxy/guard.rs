@@ -126,9 +126,12 @@ impl Proxy {
             &self.config.server.trusted_proxies,
         );
         if let (Some(limiter), false) = (&route.limiter, rule.identity == Identity::KeyId) {
-            let id = identity.clone()?.unwrap_or_default();
-            ctx.identity_tag = Some(identity::log_tag(&id));
-            ctx.rate_limit = Some(limiter.check(&id)?);
+            let id = match &identity {
+                Ok(id) => id.as_deref().unwrap_or(""),
+                Err(rejection) => return Err(rejection.clone()),
+            };
+            ctx.identity_tag = Some(identity::log_tag(id));
+            ctx.rate_limit = Some(limiter.check(id)?);
         }
         // The proxy never holds more than max_body_bytes: refuse a declared
         // larger body before reading anything.
