@@ -20,13 +20,11 @@
 use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use replay_guard::store::dynamodb::{init_table, DynamoSettings};
 
-use super::moto::{safe_aws_env, spawn_reporting_port, TEST_TIMEOUT};
+use super::moto::{safe_aws_env, spawn_reporting_port, unique_table_name, TEST_TIMEOUT};
 
 /// A running dynalite server; killed on drop.
 pub struct DynaliteServer {
@@ -85,16 +83,7 @@ impl DynaliteServer {
     /// Create a uniquely named table (with `init_table`) and return its
     /// settings, with [`TEST_TIMEOUT`].
     pub async fn fresh_table_settings(&self) -> DynamoSettings {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let table = format!(
-            "rg-test-{}-{}-{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let table = unique_table_name();
         let settings = DynamoSettings {
             table,
             region: "us-east-1".to_owned(),

@@ -83,6 +83,20 @@ fn spawn(port: u16, no_old_items: bool) -> (Child, BufReader<ChildStdout>, u16) 
     )
 }
 
+/// A table name no other test (of any process) uses.
+pub fn unique_table_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "rg-test-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Start a local server process that prints `PORT=<n>` on its stdout once
 /// it listens on 127.0.0.1; its stdout stays open (the server exits when
 /// the pipe closes). `what` and `hint` name it in failures.
@@ -199,16 +213,7 @@ impl MotoServer {
     /// Create a uniquely named table (with `init_table`) and return its
     /// settings, with [`TEST_TIMEOUT`]; change `.timeout` as needed.
     pub async fn fresh_table_settings(&self) -> DynamoSettings {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let table = format!(
-            "rg-test-{}-{}-{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        let table = unique_table_name();
         let settings = self.settings(&table, TEST_TIMEOUT);
         init_table(&settings).await.expect("init_table on moto");
         self.tables.lock().unwrap().push(table);
