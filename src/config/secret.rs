@@ -24,7 +24,8 @@ use super::KeyMaterial;
 #[derive(Clone)]
 pub struct Secret {
     bytes: Vec<u8>,
-    keyed: Hmac<Sha256>,
+    /// Boxed: the state is a few hundred bytes and keys are cloned rarely.
+    keyed: Box<Hmac<Sha256>>,
 }
 
 impl Secret {
@@ -34,7 +35,10 @@ impl Secret {
         // fallback (an all-zero key, infallible) is unreachable, not a panic.
         let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&bytes)
             .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
-        Self { bytes, keyed }
+        Self {
+            bytes,
+            keyed: Box::new(keyed),
+        }
     }
 
     /// The bytes, for validation and the client-side tools; the request
@@ -46,7 +50,7 @@ impl Secret {
     /// A fresh HMAC-SHA256 keyed with this secret (a clone of the keyed
     /// state computed once at load).
     pub fn hmac_sha256(&self) -> Hmac<Sha256> {
-        self.keyed.clone()
+        (*self.keyed).clone()
     }
 }
 
