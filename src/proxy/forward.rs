@@ -122,6 +122,10 @@ impl Proxy {
             ctx.verified_key.as_deref(),
             ctx.report,
         );
+        if let Some(provider) = ctx.webhook_provider() {
+            let value = HeaderValue::from_static(provider);
+            parts.headers.insert(forward::WEBHOOK_HEADER, value);
+        }
         let started = Instant::now();
         let result = self
             .upstream
