@@ -229,6 +229,137 @@ pub(crate) fn standard_secret(secret: &Secret) -> Option<Secret> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    /// Secrets that exist only in the test.
+    struct Fake;
+
+    impl Environment for Fake {
+        fn var(&self, name: &str) -> Option<String> {
+            match name {
+                "RG_T_STRIPE" => Some("whsec_stripe".into()),
+                "RG_T_OLD" => Some("whsec_old".into()),
+                "RG_T_SW" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+                _ => None,
+            }
+        }
+
+        fn read_file(&self, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+            match path.to_str() {
+                Some("/fake/gh") => Ok(b"gh-secret\n".to_vec()),
+                _ => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "fake")),
+            }
+        }
+    }
+
+    const SERVER: &str =
+        "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:9000\"\n";
+
+    fn parse(route: &str) -> Result<Config, Vec<String>> {
+        let text = format!("{SERVER}[[routes]]\nname = \"hook\"\npath = \"/hook\"\n{route}\n");
+        Config::parse_with(&text, "t.toml", &Fake).map_err(|e| e.errors)
+    }
+
+    #[test]
+    fn defaults_rotation_and_files() {
+        let config = parse(r#"webhook = { provider = "stripe", secret_env = "RG_T_STRIPE", previous_secret_env = "RG_T_OLD" }"#).unwrap();
+        let hook = config.routes[0].webhook.clone().unwrap();
+        assert_eq!(hook.provider, WebhookProvider::Stripe);
+        assert_eq!(hook.secrets.len(), 2);
+        assert_eq!(hook.secrets[0].expose(), b"whsec_stripe");
+        assert_eq!(hook.tolerance, Duration::from_secs(300));
+        assert_eq!(hook.dedupe.ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            hook.dedupe.release_statuses,
+            (500..=599).collect::<Vec<u16>>()
+        );
+        assert!(
+            hook.dedupe.lease > Duration::from_secs(30),
+            "outlasts the upstream timeout"
+        );
+        assert!(!config.routes[0].is_pass_through());
+        let gh = parse(r#"webhook = { provider = "github", secret_file = "/fake/gh", dedupe_ttl_secs = 3600, release_statuses = [500, 503] }"#).unwrap();
+        let hook = gh.routes[0].webhook.clone().unwrap();
+        assert_eq!(hook.secrets[0].expose(), b"gh-secret");
+        assert_eq!(hook.dedupe.ttl, Duration::from_secs(3600));
+        assert_eq!(hook.dedupe.release_statuses, vec![500, 503]);
+        let sw = parse(r#"webhook = { provider = "standard-webhooks", secret_env = "RG_T_SW", tolerance_secs = 60 }"#).unwrap();
+        let hook = sw.routes[0].webhook.clone().unwrap();
+        assert_eq!(
+            hook.secrets[0].expose().len(),
+            24,
+            "the base64 part, decoded"
+        );
+        assert_eq!(hook.tolerance, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn exclusive_with_the_rules_it_replaces_at_their_positions() {
+        let errors = parse("freshness = { max_skew_secs = 60 }\nnonce = { required = true }\nsignature = { required = true }\nidempotency = { required = true }\nwebhook = { provider = \"slack\", secret_env = \"RG_T_STRIPE\" }").unwrap_err();
+        for (name, line) in [
+            ("freshness", 7),
+            ("nonce", 8),
+            ("signature", 9),
+            ("idempotency", 10),
+        ] {
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.starts_with(&format!("t.toml:{line}:"))
+                        && e.contains(&format!("{name} cannot be combined with webhook"))),
+                "{name}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_position() {
+        let cases = [
+            (
+                r#"webhook = { provider = "paypal", secret_env = "RG_T_STRIPE" }"#,
+                "t.toml:7:24: webhook provider \"paypal\" is unknown",
+            ),
+            (
+                r#"webhook = { provider = "github", secret_env = "RG_T_STRIPE", tolerance_secs = 300 }"#,
+                "t.toml:7:79: GitHub deliveries carry no timestamp",
+            ),
+            (
+                r#"webhook = { provider = "stripe" }"#,
+                "t.toml:7:11: webhook needs exactly one of secret_env or secret_file",
+            ),
+            (
+                r#"webhook = { provider = "stripe", secret_env = "RG_T_UNSET" }"#,
+                "t.toml:7:47: environment variable RG_T_UNSET is not set",
+            ),
+            (
+                r#"webhook = { provider = "standard-webhooks", secret_env = "RG_T_STRIPE" }"#,
+                "t.toml:7:58: a Standard Webhooks secret must be whsec_ followed by base64",
+            ),
+            (
+                r#"webhook = { provider = "stripe", secret_env = "RG_T_STRIPE", release_statuses = [700] }"#,
+                "t.toml:7:82: 700 is not an HTTP status",
+            ),
+            (
+                r#"webhook = { provider = "stripe", secret_env = "RG_T_STRIPE", dedupe_ttl_secs = 10 }"#,
+                "t.toml:7:80: dedupe_ttl_secs must be at least the claim's lease",
+            ),
+            (
+                r#"webhook = { provider = "stripe", secret_env = "RG_T_STRIPE", tolerance = 5 }"#,
+                "t.toml:7:62: unknown field `tolerance`",
+            ),
+        ];
+        for (route, expected) in cases {
+            let errors = parse(route).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.starts_with(expected)),
+                "{route}: {errors:?}"
+            );
+            assert!(
+                !errors.iter().any(|e| e.contains("whsec_stripe")),
+                "no secret in a message: {errors:?}"
+            );
+        }
+    }
 
     #[test]
     fn standard_secrets_decode_with_or_without_prefix_and_padding() {
