@@ -49,7 +49,7 @@ pub fn verify(
     if !any_matches(
         &hook.secrets,
         &[b"v0:", ts.as_bytes(), b":", body],
-        &[candidate.clone()],
+        std::slice::from_ref(&candidate),
     ) {
         return Err(Rejection::BadSignature);
     }

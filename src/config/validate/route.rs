@@ -24,7 +24,11 @@ use crate::config::{
 };
 
 /// One route; `None` (with its problems reported) when it is invalid.
-/// `names` collects the route names seen so far, to refuse duplicates.
+/// `names` collects the route names seen so far, to refuse duplicates;
+/// `env` resolves a webhook table's secrets.
+// Each argument is one independent input; a context struct would only
+// rename them.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn validate_route(
     raw: Spanned<RawRoute>,
     defaults: &HeaderNames,
