@@ -572,3 +572,57 @@ async fn signed_delivery_ids_cannot_be_changed() {
     assert_eq!(upstream.count(), 1);
     proxy.shutdown().await;
 }
+
+/// `check` prints a webhook route's profile and refuses the rules it
+/// replaces, with file:line:col, exiting 1.
+#[test]
+fn check_prints_webhook_routes_and_refuses_mixing_them_with_signature() {
+    use support::binary::{command, config_file};
+    let good = config_file(&format!(
+        "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:9000\"\n\n{}",
+        routes()
+    ));
+    let output = command()
+        .args(["check", "--config"])
+        .arg(good.path())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{table}");
+    for expected in [
+        "webhook(stripe: ±300s, dedupe 604800s)",
+        "webhook(github: no timestamp, dedupe 604800s)",
+        "webhook(slack: ±300s",
+        "webhook(standard-webhooks: ±300s",
+    ] {
+        assert!(table.contains(expected), "{expected} missing in\n{table}");
+    }
+    let dir = secrets_dir().display();
+    let mixed = config_file(&format!(
+        "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:9000\"\n\n[[routes]]\nname = \"s\"\npath = \"/s\"\nfreshness = {{ max_skew_secs = 60 }}\nsignature = {{ required = true }}\nwebhook = {{ provider = \"stripe\", secret_file = \"{dir}/stripe\" }}\n"
+    ));
+    let output = command()
+        .args(["check", "--config"])
+        .arg(mixed.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let name = mixed.path().display().to_string();
+    assert!(
+        stderr.contains(&format!(
+            "{name}:9:13: signature cannot be combined with webhook"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{name}:8:13: freshness cannot be combined with webhook"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("whsec_"),
+        "no secret in a message: {stderr}"
+    );
+}
