@@ -626,3 +626,28 @@ fn check_prints_webhook_routes_and_refuses_mixing_them_with_signature() {
         "no secret in a message: {stderr}"
     );
 }
+
+/// On a report-mode webhook route a forged delivery is forwarded, named
+/// `X-Replay-Guard-Report: bad_signature`, and never marked
+/// `X-Replay-Guard-Webhook` (which means "verified").
+#[tokio::test]
+async fn report_mode_never_marks_a_forgery_verified() {
+    let upstream = Upstream::start().await;
+    let body = format!(
+        "[store]\nkind = \"memory\"\n[defaults]\nmode = \"report\"\n{}",
+        routes()
+    );
+    let proxy = TestProxy::start(&upstream.url(), &body).await;
+    let forged = sign_one(Spec::new(PROVIDERS[0], 10, T0).secret("whsec_guess"));
+    let reply = forged.send(proxy.addr).await;
+    assert_eq!(reply.status, 200, "forwarded in report mode");
+    let seen = upstream.seen().pop().unwrap();
+    assert_eq!(seen.headers["x-replay-guard-report"], "bad_signature");
+    assert!(seen.headers.get("x-replay-guard-webhook").is_none());
+    let valid = sign_one(Spec::new(PROVIDERS[0], 11, T0));
+    assert_eq!(valid.send(proxy.addr).await.status, 200);
+    let seen = upstream.seen().pop().unwrap();
+    assert_eq!(seen.headers["x-replay-guard-webhook"], "stripe");
+    assert!(seen.headers.get("x-replay-guard-report").is_none());
+    proxy.shutdown().await;
+}
