@@ -1,6 +1,8 @@
 //! The checks of the request path, one module each, cheapest first:
 //! [`rate_limit`] → [`freshness`] → [`signature`] (scheme `v1`) or
-//! [`rfc9421`] → [`nonce`] → [`idempotency`].
+//! [`rfc9421`] → [`nonce`] → [`idempotency`]; on a webhook route,
+//! [`webhook`] (the provider's scheme, then its delivery id claimed through
+//! [`idempotency`]) instead of freshness, signature and nonce.
 //!
 //! Each check is whole in its module: it reads its own headers, builds its
 //! own store keys, calls the store (through [`StoreAccess`]), applies
@@ -17,6 +19,7 @@ pub mod nonce;
 pub mod rate_limit;
 pub mod rfc9421;
 pub mod signature;
+pub mod webhook;
 
 use http::header::HeaderName;
 use http::HeaderMap;

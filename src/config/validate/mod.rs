@@ -16,6 +16,7 @@ mod public_key;
 mod route;
 mod server;
 pub(crate) mod signature;
+pub(crate) mod webhook;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -155,6 +156,7 @@ pub(super) fn validate(
                 response_cap,
             },
             &mut names,
+            env,
             p,
         ) {
             routes.push(route);
