@@ -20,7 +20,7 @@ pub mod standard;
 pub mod stripe;
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 use sha2::{Digest, Sha256};
@@ -111,9 +111,7 @@ pub fn verify(
 /// `parts` under any of `secrets` (constant-time per comparison).
 fn any_matches(secrets: &[Secret], parts: &[&[u8]], candidates: &[Vec<u8>]) -> bool {
     secrets.iter().any(|secret| {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose()) else {
-            return false;
-        };
+        let mut mac = secret.hmac_sha256();
         for part in parts {
             mac.update(part);
         }
