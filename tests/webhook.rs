@@ -526,12 +526,13 @@ async fn a_slack_command_is_deduplicated_by_its_signature() {
     proxy.shutdown().await;
 }
 
-/// What GitHub's scheme cannot prevent (README, Webhooks): its delivery
-/// GUID is not signed, so a captured delivery resent under a new GUID is
-/// forwarded — the upstream must treat GitHub payloads idempotently. A
-/// missing GUID is refused.
+/// GitHub signs the body only: its `X-GitHub-Delivery` GUID is not
+/// signed, so the delivery id is the verified MAC. A captured delivery
+/// re-sent under a GUID the attacker chose, without a GUID, or with the
+/// MAC's hex in upper case is the same delivery: the stored answer, and
+/// nothing more reaches the upstream.
 #[tokio::test]
-async fn github_deduplicates_by_its_unsigned_delivery_guid_only() {
+async fn github_deduplicates_by_the_signed_body_not_the_unsigned_guid() {
     let (upstream, proxy) = setup(Backend::Memory, "").await;
     let p = PROVIDERS[1];
     let captured = sign_one(Spec::new(p, 8, T0));
@@ -541,16 +542,17 @@ async fn github_deduplicates_by_its_unsigned_delivery_guid_only() {
     let new_guid = captured
         .clone()
         .replace_header("X-GitHub-Delivery", "a-guid-the-attacker-chose");
-    new_guid.send(proxy.addr).await.assert_not_replayed();
-    assert_eq!(upstream.count(), 2, "the documented limitation");
+    new_guid.send(proxy.addr).await.assert_replayed();
     let no_guid = captured.clone().without_header("X-GitHub-Delivery");
-    assert_refused(
-        &no_guid.send(proxy.addr).await,
-        400,
-        "missing_idempotency_key",
-        "no delivery GUID",
+    no_guid.send(proxy.addr).await.assert_replayed();
+    assert_eq!(
+        upstream.count(),
+        1,
+        "a re-sent delivery never executes twice"
     );
-    assert_eq!(upstream.count(), 2);
+    let other = sign_one(Spec::new(p, 9, T0));
+    assert_eq!(other.send(proxy.addr).await.status, 200);
+    assert_eq!(upstream.count(), 2, "another event is forwarded");
     proxy.shutdown().await;
 }
 

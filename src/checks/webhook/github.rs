@@ -1,11 +1,16 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex>`, an HMAC-SHA256 over the
 //! raw body keyed with the webhook secret's UTF-8 bytes. GitHub signs no
 //! timestamp, so nothing here can tell a fresh delivery from a captured
-//! one: deduplication by `X-GitHub-Delivery` (a GUID GitHub keeps across
-//! redeliveries) is the only replay defence, and that header is not
-//! signed (see the README's Webhooks section for what that means).
+//! one: deduplication is the only replay defence. The delivery id is the
+//! verified MAC (lowercase hex), not `X-GitHub-Delivery`: that GUID is not
+//! signed, so a captured delivery re-sent under a GUID the attacker chose
+//! would otherwise be forwarded again. GitHub's redeliveries carry the
+//! same body, so they are still recognised; two distinct events with
+//! byte-identical bodies within `dedupe_ttl_secs` are one delivery (GitHub
+//! payloads carry their own ids, so this does not happen in practice).
 //!
-//! This module must never accept the legacy SHA-1 `X-Hub-Signature`.
+//! This module must never accept the legacy SHA-1 `X-Hub-Signature`, and
+//! never key a delivery by anything the signature does not cover.
 
 use http::header::HeaderName;
 use http::HeaderMap;
@@ -16,10 +21,8 @@ use crate::rejection::Rejection;
 
 /// GitHub's SHA-256 signature header.
 pub const SIGNATURE: HeaderName = HeaderName::from_static("x-hub-signature-256");
-/// GitHub's delivery GUID.
-pub const DELIVERY: HeaderName = HeaderName::from_static("x-github-delivery");
 
-/// Verify a GitHub delivery; its delivery GUID.
+/// Verify a GitHub delivery; its delivery id (the verified MAC).
 pub fn verify(hook: &Webhook, headers: &HeaderMap, body: &[u8]) -> Result<String, Rejection> {
     let value = header(
         headers,
@@ -31,16 +34,11 @@ pub fn verify(hook: &Webhook, headers: &HeaderMap, body: &[u8]) -> Result<String
         .strip_prefix("sha256=")
         .and_then(|hex| hex::decode(hex).ok())
         .ok_or(Rejection::BadSignature)?;
-    if !any_matches(&hook.secrets, &[body], &[candidate]) {
+    if !any_matches(&hook.secrets, &[body], std::slice::from_ref(&candidate)) {
         return Err(Rejection::BadSignature);
     }
-    let id = header(
-        headers,
-        &DELIVERY,
-        Rejection::MissingIdempotencyKey,
-        Rejection::MalformedIdempotencyKey,
-    )?;
-    Ok(id.to_owned())
+    // Lowercase hex of the verified MAC: one id however it was spelt.
+    Ok(format!("signature:{}", hex::encode(candidate)))
 }
 
 #[cfg(test)]
@@ -61,9 +59,24 @@ mod tests {
     }
 
     #[test]
-    fn the_documented_vector_verifies_and_yields_the_delivery_guid() {
+    fn the_documented_vector_verifies_and_yields_the_verified_mac() {
         let rule = hook(WebhookProvider::Github, &[SECRET]);
-        assert_eq!(run(&rule, SIGNED, BODY).as_deref(), Ok(GUID));
+        let id = format!("signature:{}", SIGNED.trim_start_matches("sha256="));
+        assert_eq!(run(&rule, SIGNED, BODY), Ok(id.clone()));
+        // Another spelling of the same MAC, or another GUID, is the same delivery.
+        assert_eq!(
+            run(
+                &rule,
+                &SIGNED.to_uppercase().replace("SHA256=", "sha256="),
+                BODY
+            ),
+            Ok(id.clone())
+        );
+        let other_guid = headers(&[
+            ("x-hub-signature-256", SIGNED),
+            ("x-github-delivery", "attacker"),
+        ]);
+        assert_eq!(verify(&rule, &other_guid, BODY), Ok(id));
         let rotated = hook(WebhookProvider::Github, &[b"new secret", SECRET]);
         assert!(run(&rotated, SIGNED, BODY).is_ok());
     }
@@ -83,9 +96,9 @@ mod tests {
         let none = headers(&[("x-hub-signature", "sha1=abc"), ("x-github-delivery", GUID)]);
         assert_eq!(verify(&rule, &none, BODY), Err(Rejection::MissingSignature));
         let no_guid = headers(&[("x-hub-signature-256", SIGNED)]);
-        assert_eq!(
-            verify(&rule, &no_guid, BODY),
-            Err(Rejection::MissingIdempotencyKey)
+        assert!(
+            verify(&rule, &no_guid, BODY).is_ok(),
+            "the GUID is not needed"
         );
     }
 }
