@@ -531,6 +531,7 @@ fn take(ops: &Mutex<Vec<String>>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_costs_two_writes_then_one_failed_write_per_replay() {
+    // (and nonce + idempotency: three, then two per retry or replay)
     let moto = MotoServer::shared();
     let table = moto.fresh_table_settings().await.table;
     let moto_addr: SocketAddr = format!("127.0.0.1:{}", moto.port()).parse().unwrap();
@@ -583,6 +584,35 @@ async fn idempotency_costs_two_writes_then_one_failed_write_per_replay() {
     assert_eq!(take(&ops), ["PutItem", "PutItem"]);
     assert_eq!(upstream.count(), 2);
 
+    // Nonce + idempotency: both claims at once, the completion after.
+    let sorted = |ops: &Mutex<Vec<String>>| {
+        let mut ops = take(ops);
+        ops.sort();
+        ops
+    };
+    let pay_once = |n: usize, key: &str| {
+        Req::post("/pay-once")
+            .header("X-Client", "alice")
+            .header("Idempotency-Key", key)
+            .fresh(T0, &nonce(n))
+            .body("pay")
+    };
+    assert_eq!(pay_once(10, "p-1").send(proxy.addr).await.status, 200);
+    until_landed(&updates_landed, 2).await;
+    assert_eq!(sorted(&ops), ["PutItem", "PutItem", "UpdateItem"]);
+    // A retry with a fresh nonce: two writes (the nonce, the failed claim).
+    pay_once(11, "p-1").send(proxy.addr).await.assert_replayed();
+    assert_eq!(sorted(&ops), ["PutItem", "PutItem"]);
+    // Its verbatim replay: both claims fail, two writes.
+    let replay = pay_once(11, "p-1").send(proxy.addr).await;
+    assert_eq!(replay.status_reason(), (409, "replayed_nonce".into()));
+    assert_eq!(sorted(&ops), ["PutItem", "PutItem"]);
+    // A replayed nonce whose key was free: the key it took is released.
+    let replay = pay_once(11, "p-2").send(proxy.addr).await;
+    assert_eq!(replay.status_reason(), (409, "replayed_nonce".into()));
+    assert_eq!(sorted(&ops), ["DeleteItem", "PutItem", "PutItem"]);
+    assert_eq!(upstream.count(), 3);
+
     // The same, from the proxy's own /metrics.
     let metrics = admin_get(proxy.admin.unwrap(), "/metrics").await;
     let text = String::from_utf8_lossy(&metrics.body);
@@ -592,10 +622,10 @@ async fn idempotency_costs_two_writes_then_one_failed_write_per_replay() {
             &format!("replay_guard_store_duration_seconds_count{{op=\"{op}\"}}"),
         )
     };
-    assert_eq!(count("claim_idempotency"), 5.0, "{text}");
-    assert_eq!(count("complete_idempotency"), 1.0, "{text}");
-    assert_eq!(count("release_idempotency"), 0.0, "{text}");
-    assert_eq!(count("claim_nonce"), 2.0, "{text}");
+    assert_eq!(count("claim_idempotency"), 9.0, "{text}");
+    assert_eq!(count("complete_idempotency"), 2.0, "{text}");
+    assert_eq!(count("release_idempotency"), 1.0, "{text}");
+    assert_eq!(count("claim_nonce"), 6.0, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
