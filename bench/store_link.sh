@@ -13,11 +13,16 @@
 #   bench/store_link.sh                     # D=25 N=100, builds release
 #   BIN=/tmp/old/replay-guard bench/store_link.sh   # measure another build
 #   D=50 N=200 bench/store_link.sh
+#   RATE=5 bench/store_link.sh              # spaced: each request alone at moto
+#                                           # (moto serves one call at a time, so a
+#                                           # background completion delays the next
+#                                           # request's claim; DynamoDB would not)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 D=${D:-25}
 N=${N:-100}
+RATE=${RATE:-}   # requests per second (open-loop, spaced); unset: back to back
 OUT=${OUT:-$(mktemp -d /tmp/rg-link.XXXXXX)}
 mkdir -p "$OUT"
 export RG_BENCH_SECRET=${RG_BENCH_SECRET:-bench-secret-$RANDOM$RANDOM}
@@ -67,7 +72,8 @@ wait_port 18094
 
 run() { # name path [loadgen args...]: N sequential requests, report in $OUT/name.json
     local name=$1 path=$2; shift 2
-    "$BIN" loadgen --url "http://127.0.0.1:18094$path" --concurrency 1 --requests "$N" \
+    local pace=(); [ -n "$RATE" ] && pace=(--rate "$RATE")
+    "$BIN" loadgen "${pace[@]}" --url "http://127.0.0.1:18094$path" --concurrency 1 --requests "$N" \
         --body-size 64 --json --quiet "$@" >"$OUT/$name.json"
 }
 SIGN=(--key-id bench-client --secret-env RG_BENCH_SECRET)
@@ -87,7 +93,8 @@ curl -s http://127.0.0.1:19904/metrics >"$OUT/metrics.txt"
 start_link 0
 mixes d0
 
-echo "D = $D ms, N = $N sequential requests per route (one connection); medians in ms."
+PACE="back to back"; [ -n "$RATE" ] && PACE="$RATE per second, open-loop"
+echo "D = $D ms, N = $N sequential requests per route (one connection, $PACE); medians in ms."
 echo "rt = (median at D − pass-through median) / D: round trips the client waits for,"
 echo "moto's own processing included; rt0 = (median at D − median at D = 0) / D: the"
 echo "round trips alone."
