@@ -204,6 +204,69 @@ impl Fixture {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn claim_request_decides_the_nonce_first_and_gives_back_a_key_it_cannot_use() {
+        use crate::checks::freshness::Fresh;
+        use crate::checks::idempotency::{Request, Step};
+        use http::{HeaderValue, Method};
+        let fixture = Fixture::new();
+        let access = fixture.access();
+        let fresh = Fresh {
+            millis: 1_764_326_400_000,
+            seconds_ceil: 1_764_326_400,
+            max_skew_secs: 120,
+        };
+        let rule = crate::config::Idempotency {
+            required: true,
+            ttl: std::time::Duration::from_secs(3600),
+            lease: std::time::Duration::from_secs(60),
+            max_response_bytes: 1024,
+            release_statuses: vec![],
+        };
+        let name = HeaderName::from_static("idempotency-key");
+        let claim = |nonce_value: &'static str, key: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name.clone(), HeaderValue::from_static(key));
+            let request = Request {
+                headers: &headers,
+                method: &Method::POST,
+                path: "/pay",
+                query: None,
+                body: b"{}",
+            };
+            let nonce = nonce::prepare(&access, Some(nonce_value), true, "a", &fresh);
+            let idem = idempotency::prepare(&access, &rule, &name, "a", request);
+            (nonce.unwrap(), idem.unwrap())
+        };
+        let (n, i) = claim("nonce-0000000000001", "k-1");
+        assert!(matches!(
+            claim_request(&access, n, i).await,
+            Ok(Step::Claimed(_))
+        ));
+        // The same nonce with a fresh key: refused, and the key given back.
+        let (n, i) = claim("nonce-0000000000001", "k-2");
+        assert_eq!(
+            claim_request(&access, n, i).await.unwrap_err(),
+            Rejection::ReplayedNonce
+        );
+        let (n, i) = claim("nonce-0000000000002", "k-2");
+        assert!(matches!(
+            claim_request(&access, n, i).await,
+            Ok(Step::Claimed(_))
+        ));
+        // A fresh nonce on a key in flight: 409, and the nonce is consumed.
+        let (n, i) = claim("nonce-0000000000003", "k-1");
+        assert!(matches!(
+            claim_request(&access, n, i).await,
+            Err(Rejection::IdempotencyInFlight { .. })
+        ));
+        let (n, i) = claim("nonce-0000000000003", "k-9");
+        assert_eq!(
+            claim_request(&access, n, i).await.unwrap_err(),
+            Rejection::ReplayedNonce
+        );
+    }
+
     #[test]
     fn hashed_keys_hold_no_client_text_and_separate_scopes_kinds_and_secrets() {
         let key = hashed_key("nonce", None, "header:Bearer tok", "4f9c2a7e1b3d4c5a");
