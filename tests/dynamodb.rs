@@ -8,7 +8,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -44,6 +44,8 @@ fn routes() -> String {
         Route::post("charge", "/charges")
             .identity("header:X-Client")
             .idempotency("{ ttl_secs = 100, lease_secs = 60 }"),
+        fresh_nonce("pay-once", "/pay-once", 120)
+            .idempotency("{ required = true, ttl_secs = 100, lease_secs = 60 }"),
     ])
 }
 
@@ -378,74 +380,49 @@ struct Forwarder {
     /// While set, requests are answered 503 and never reach moto: a store
     /// outage that keeps the table's contents.
     refuse: Arc<AtomicBool>,
+    /// While set, an `UpdateItem` (a completion) is held back before it
+    /// reaches the server.
+    hold_updates: Arc<AtomicBool>,
+    /// `UpdateItem`s the server has answered.
+    updates_landed: Arc<AtomicUsize>,
+    /// While set, a `PutItem` waits (up to 5 s) until another `PutItem` is
+    /// in flight too: claims sent together pass at once, claims sent one
+    /// after the other each wait out the 5 s alone.
+    pair_puts: Arc<AtomicBool>,
+    /// The most `PutItem`s ever in flight at once.
+    peak_puts: Arc<AtomicUsize>,
 }
 
 async fn counting_forwarder(moto: SocketAddr) -> Forwarder {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let ops: Arc<Mutex<Vec<String>>> = Arc::default();
-    let refuse: Arc<AtomicBool> = Arc::default();
-    let log = ops.clone();
-    let refusing = refuse.clone();
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let forwarder = Forwarder {
+        addr,
+        ops: Arc::default(),
+        refuse: Arc::default(),
+        hold_updates: Arc::default(),
+        updates_landed: Arc::default(),
+        pair_puts: Arc::default(),
+        peak_puts: Arc::default(),
+    };
+    let state = Arc::new(LinkState {
+        log: forwarder.ops.clone(),
+        refuse: forwarder.refuse.clone(),
+        hold_updates: forwarder.hold_updates.clone(),
+        updates_landed: forwarder.updates_landed.clone(),
+        pair_puts: forwarder.pair_puts.clone(),
+        peak_puts: forwarder.peak_puts.clone(),
+        puts: AtomicUsize::new(0),
+        client: Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>(),
+        moto,
+    });
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let log = log.clone();
-            let client = client.clone();
-            let refusing = refusing.clone();
+            let state = state.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
-                    let log = log.clone();
-                    let client = client.clone();
-                    let refusing = refusing.load(Ordering::SeqCst);
-                    async move {
-                        let (mut parts, body) = request.into_parts();
-                        let target = parts
-                            .headers
-                            .get("x-amz-target")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.rsplit('.').next())
-                            .unwrap_or("?")
-                            .to_owned();
-                        if refusing {
-                            log.lock().unwrap().push(format!("{target} (refused)"));
-                            let refused = Response::builder()
-                                .status(503)
-                                .body(Full::new(Bytes::new()));
-                            return Ok::<_, Infallible>(refused.unwrap());
-                        }
-                        log.lock().unwrap().push(target);
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes())
-                            .unwrap_or_default();
-                        let path = parts
-                            .uri
-                            .path_and_query()
-                            .map(|p| p.as_str().to_owned())
-                            .unwrap_or_else(|| "/".into());
-                        parts.uri = format!("http://{moto}{path}").parse().unwrap();
-                        let response = match client
-                            .request(Request::from_parts(parts, Full::new(body)))
-                            .await
-                        {
-                            Ok(response) => {
-                                let (parts, body) = response.into_parts();
-                                let body = body
-                                    .collect()
-                                    .await
-                                    .map(|c| c.to_bytes())
-                                    .unwrap_or_default();
-                                Response::from_parts(parts, Full::new(body))
-                            }
-                            Err(_) => Response::builder()
-                                .status(502)
-                                .body(Full::new(Bytes::new()))
-                                .unwrap(),
-                        };
-                        Ok::<_, Infallible>(response)
-                    }
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(state.forward(request).await) }
                 });
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
@@ -453,7 +430,99 @@ async fn counting_forwarder(moto: SocketAddr) -> Forwarder {
             });
         }
     });
-    Forwarder { addr, ops, refuse }
+    forwarder
+}
+
+/// What every connection of a [`Forwarder`] shares.
+struct LinkState {
+    log: Arc<Mutex<Vec<String>>>,
+    refuse: Arc<AtomicBool>,
+    hold_updates: Arc<AtomicBool>,
+    updates_landed: Arc<AtomicUsize>,
+    pair_puts: Arc<AtomicBool>,
+    peak_puts: Arc<AtomicUsize>,
+    /// `PutItem`s in flight now.
+    puts: AtomicUsize,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    moto: SocketAddr,
+}
+
+impl LinkState {
+    async fn forward(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (mut parts, body) = request.into_parts();
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit('.').next())
+            .unwrap_or("?")
+            .to_owned();
+        if self.refuse.load(Ordering::SeqCst) {
+            self.log.lock().unwrap().push(format!("{target} (refused)"));
+            let refused = Response::builder()
+                .status(503)
+                .body(Full::new(Bytes::new()));
+            return refused.unwrap();
+        }
+        self.log.lock().unwrap().push(target.clone());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        if target == "PutItem" {
+            let now = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak_puts.fetch_max(now, Ordering::SeqCst);
+            while self.pair_puts.load(Ordering::SeqCst)
+                && self.puts.load(Ordering::SeqCst) < 2
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        if target == "UpdateItem" {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while self.hold_updates.load(Ordering::SeqCst) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into());
+        parts.uri = format!("http://{}{path}", self.moto).parse().unwrap();
+        let response = match self
+            .client
+            .request(Request::from_parts(parts, Full::new(body)))
+            .await
+        {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                Response::from_parts(parts, Full::new(body))
+            }
+            Err(_) => Response::builder()
+                .status(502)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        };
+        if target == "PutItem" {
+            // Leave the count up a moment so that the partner of a pair,
+            // released by this one, still sees it in flight.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.puts.fetch_sub(1, Ordering::SeqCst);
+        }
+        if target == "UpdateItem" {
+            self.updates_landed.fetch_add(1, Ordering::SeqCst);
+        }
+        response
+    }
 }
 
 fn take(ops: &Mutex<Vec<String>>) -> Vec<String> {
@@ -462,12 +531,14 @@ fn take(ops: &Mutex<Vec<String>>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_costs_two_writes_then_one_failed_write_per_replay() {
+    // (and nonce + idempotency: three, then two per retry or replay)
     let moto = MotoServer::shared();
     let table = moto.fresh_table_settings().await.table;
     let moto_addr: SocketAddr = format!("127.0.0.1:{}", moto.port()).parse().unwrap();
     let Forwarder {
         addr: forwarder,
         ops,
+        updates_landed,
         ..
     } = counting_forwarder(moto_addr).await;
     let upstream = Upstream::start().await;
@@ -488,6 +559,8 @@ async fn idempotency_costs_two_writes_then_one_failed_write_per_replay() {
 
     let first = charge("10").send(proxy.addr).await;
     assert_eq!(first.status, 200);
+    // The completion is written after the answer went out.
+    until_landed(&updates_landed, 1).await;
     assert_eq!(take(&ops), ["PutItem", "UpdateItem"], "claim, complete");
     for _ in 0..3 {
         let replay = charge("10").send(proxy.addr).await;
@@ -511,6 +584,35 @@ async fn idempotency_costs_two_writes_then_one_failed_write_per_replay() {
     assert_eq!(take(&ops), ["PutItem", "PutItem"]);
     assert_eq!(upstream.count(), 2);
 
+    // Nonce + idempotency: both claims at once, the completion after.
+    let sorted = |ops: &Mutex<Vec<String>>| {
+        let mut ops = take(ops);
+        ops.sort();
+        ops
+    };
+    let pay_once = |n: usize, key: &str| {
+        Req::post("/pay-once")
+            .header("X-Client", "alice")
+            .header("Idempotency-Key", key)
+            .fresh(T0, &nonce(n))
+            .body("pay")
+    };
+    assert_eq!(pay_once(10, "p-1").send(proxy.addr).await.status, 200);
+    until_landed(&updates_landed, 2).await;
+    assert_eq!(sorted(&ops), ["PutItem", "PutItem", "UpdateItem"]);
+    // A retry with a fresh nonce: two writes (the nonce, the failed claim).
+    pay_once(11, "p-1").send(proxy.addr).await.assert_replayed();
+    assert_eq!(sorted(&ops), ["PutItem", "PutItem"]);
+    // Its verbatim replay: both claims fail, two writes.
+    let replay = pay_once(11, "p-1").send(proxy.addr).await;
+    assert_eq!(replay.status_reason(), (409, "replayed_nonce".into()));
+    assert_eq!(sorted(&ops), ["PutItem", "PutItem"]);
+    // A replayed nonce whose key was free: the key it took is released.
+    let replay = pay_once(11, "p-2").send(proxy.addr).await;
+    assert_eq!(replay.status_reason(), (409, "replayed_nonce".into()));
+    assert_eq!(sorted(&ops), ["DeleteItem", "PutItem", "PutItem"]);
+    assert_eq!(upstream.count(), 3);
+
     // The same, from the proxy's own /metrics.
     let metrics = admin_get(proxy.admin.unwrap(), "/metrics").await;
     let text = String::from_utf8_lossy(&metrics.body);
@@ -520,10 +622,10 @@ async fn idempotency_costs_two_writes_then_one_failed_write_per_replay() {
             &format!("replay_guard_store_duration_seconds_count{{op=\"{op}\"}}"),
         )
     };
-    assert_eq!(count("claim_idempotency"), 5.0, "{text}");
-    assert_eq!(count("complete_idempotency"), 1.0, "{text}");
-    assert_eq!(count("release_idempotency"), 0.0, "{text}");
-    assert_eq!(count("claim_nonce"), 2.0, "{text}");
+    assert_eq!(count("claim_idempotency"), 9.0, "{text}");
+    assert_eq!(count("complete_idempotency"), 2.0, "{text}");
+    assert_eq!(count("release_idempotency"), 1.0, "{text}");
+    assert_eq!(count("claim_nonce"), 6.0, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -561,10 +663,19 @@ async fn an_answer_the_store_refused_is_stored_once_the_store_is_back() {
         first.status, 200,
         "the caller still gets the upstream's answer"
     );
-    assert!(
-        take(&forwarder.ops).contains(&"UpdateItem (refused)".to_owned()),
-        "the completion met the outage"
-    );
+    // The completion is written after the answer went out: it meets the
+    // outage a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !forwarder
+        .ops
+        .lock()
+        .unwrap()
+        .contains(&"UpdateItem (refused)".to_owned())
+    {
+        assert!(Instant::now() < deadline, "the completion met the outage");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    take(&forwarder.ops);
 
     // While the store is away a retry cannot be checked: 503, not sent on.
     // Once it is back, the background completion lands (until then the
@@ -593,4 +704,125 @@ async fn an_answer_the_store_refused_is_stored_once_the_store_is_back() {
         take(&forwarder.ops).contains(&"UpdateItem".to_owned()),
         "stored by a later completion"
     );
+}
+
+/// Wait (bounded) until the forwarder has seen `n` completions answered.
+async fn until_landed(landed: &AtomicUsize, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while landed.load(Ordering::SeqCst) < n {
+        assert!(Instant::now() < deadline, "{n} completions never landed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Issue 19 on one DynamoDB-compatible server at `endpoint` (a fresh
+/// `table` on it): a request with a nonce and an idempotency key sends
+/// both claims in one round trip, gets its answer while the completion is
+/// still held back on the wire, and a retry in that gap is 409 without
+/// reaching the upstream.
+async fn one_round_trip_then_the_answer_before_the_record(endpoint: &str, table: &str) {
+    let server: SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
+    let link = counting_forwarder(server).await;
+    let upstream = Upstream::start().await;
+    let proxy = proxy_on(
+        &upstream,
+        &format!("http://{}", link.addr),
+        table,
+        "reject",
+        5000,
+    )
+    .await;
+    let attempt = |n: usize| {
+        Req::post("/pay-once")
+            .header("X-Client", "alice")
+            .header("Idempotency-Key", "pay-once-1")
+            .fresh(T0, &nonce(n))
+            .body("pay 10")
+    };
+    link.pair_puts.store(true, Ordering::SeqCst);
+    link.hold_updates.store(true, Ordering::SeqCst);
+
+    let first = attempt(1).send(proxy.addr).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    first.assert_not_replayed();
+    assert_eq!(
+        link.peak_puts.load(Ordering::SeqCst),
+        2,
+        "the nonce and key claims were in flight together: {:?}",
+        take(&link.ops)
+    );
+    // The answer is here; the completion reached the wire and is held.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !link.ops.lock().unwrap().contains(&"UpdateItem".to_owned()) {
+        assert!(Instant::now() < deadline, "no completion was ever sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(link.updates_landed.load(Ordering::SeqCst), 0);
+
+    // A retry in the gap: the key is still in flight, never a second run.
+    let early = attempt(2).send(proxy.addr).await;
+    assert_eq!(early.status_reason(), (409, "idempotency_in_flight".into()));
+    assert!(early.header("retry-after").is_some());
+    assert_eq!(upstream.count(), 1);
+
+    link.hold_updates.store(false, Ordering::SeqCst);
+    until_landed(&link.updates_landed, 1).await;
+    let retry = attempt(3).send(proxy.addr).await;
+    assert_eq!(retry.status, 200);
+    retry.assert_replayed();
+    assert_eq!(retry.body, first.body);
+    // The retry's own transmission replayed: its nonce was consumed.
+    let resend = attempt(3).send(proxy.addr).await;
+    assert_eq!(resend.status_reason(), (409, "replayed_nonce".into()));
+    assert_eq!(link.peak_puts.load(Ordering::SeqCst), 2);
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1, "executed once");
+    assert_eq!(&seen[0].body[..], b"pay 10");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_one_round_trip_then_the_answer_before_the_record() {
+    let settings = MotoServer::shared().fresh_table_settings().await;
+    let endpoint = settings.endpoint_url.clone().unwrap();
+    one_round_trip_then_the_answer_before_the_record(&endpoint, &settings.table).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynalite_one_round_trip_then_the_answer_before_the_record() {
+    let settings = support::dynalite::DynaliteServer::shared()
+        .fresh_table_settings()
+        .await;
+    let endpoint = settings.endpoint_url.clone().unwrap();
+    one_round_trip_then_the_answer_before_the_record(&endpoint, &settings.table).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_held_completion() {
+    let moto = MotoServer::shared();
+    let table = moto.fresh_table_settings().await.table;
+    let moto_addr: SocketAddr = format!("127.0.0.1:{}", moto.port()).parse().unwrap();
+    let link = counting_forwarder(moto_addr).await;
+    let upstream = Upstream::start().await;
+    let endpoint = format!("http://{}", link.addr);
+    let proxy = proxy_on(&upstream, &endpoint, &table, "reject", 5000).await;
+    link.hold_updates.store(true, Ordering::SeqCst);
+    let charge = Req::post("/charges")
+        .header("X-Client", "alice")
+        .header("Idempotency-Key", "held-at-shutdown")
+        .body("charge 10");
+    assert_eq!(charge.send(proxy.addr).await.status, 200);
+    // Shutdown waits for the background completion (held on the wire).
+    let shutdown = tokio::spawn(proxy.shutdown());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown did not wait for the record"
+    );
+    link.hold_updates.store(false, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .expect("shutdown ends once the record landed")
+        .unwrap();
+    assert_eq!(link.updates_landed.load(Ordering::SeqCst), 1);
 }

@@ -94,6 +94,28 @@ async fn until_upstream_saw(upstream: &Upstream, n: usize) {
     }
 }
 
+/// Wait (bounded) until the proxy has finished `n` completion writes. The
+/// record is written after the answer is sent (off the client's critical
+/// path, issue 19), so a retry sent the moment the answer arrives may
+/// still find the key in flight (409); these cases test the stored answer.
+async fn until_recorded(proxy: &TestProxy, n: usize) {
+    let admin = proxy.admin.expect("admin listener");
+    let sample = "replay_guard_store_duration_seconds_count{op=\"complete_idempotency\"} ";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = Req::get("/metrics").send(admin).await;
+        let done = String::from_utf8_lossy(&metrics.body)
+            .lines()
+            .find_map(|line| line.strip_prefix(sample)?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if done >= n as f64 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{n} records never landed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Cases, each run on both stores.
 // ---------------------------------------------------------------------------
@@ -107,6 +129,7 @@ async fn replay_returns_the_stored_answer(backend: Backend) {
     first.assert_not_replayed();
     assert_eq!(first.header("set-cookie").as_deref(), Some("session=abc"));
 
+    until_recorded(&proxy, 1).await;
     for _ in 0..2 {
         let replay = request.send(proxy.addr).await;
         assert_eq!(replay.status, 201);
@@ -283,6 +306,7 @@ async fn keys_are_scoped_per_identity(backend: Backend) {
         "bob's key is his own"
     );
     assert_eq!(upstream.count(), 2);
+    until_recorded(&proxy, 2).await;
     assert_eq!(alice.send(proxy.addr).await.body, a.body);
     assert_eq!(bob.send(proxy.addr).await.body, b.body);
     // Bob reusing his key with another body is his conflict, not alice's.
@@ -347,6 +371,7 @@ async fn timeout_keeps_the_lease_until_it_expires(backend: Backend) {
     assert_eq!(retried.status, 200, "{:?}", retried.body);
     retried.assert_not_replayed();
     assert_eq!(upstream.count(), 2);
+    until_recorded(&proxy, 1).await;
     retry.send(proxy.addr).await.assert_replayed();
     assert_eq!(upstream.count(), 2);
 }
@@ -362,6 +387,7 @@ async fn release_statuses_are_released_and_other_5xx_stored(backend: Backend) {
     assert_eq!(retry.status, 200);
     retry.assert_not_replayed();
     assert_eq!(upstream.count(), 2);
+    until_recorded(&proxy, 1).await;
     pay("alice", "k-503", "a")
         .send(proxy.addr)
         .await
@@ -372,6 +398,7 @@ async fn release_statuses_are_released_and_other_5xx_stored(backend: Backend) {
     let failing = pay("alice", "k-500", "a").header("x-test-status", 500);
     let first = failing.send(proxy.addr).await;
     assert_eq!(first.status, 500);
+    until_recorded(&proxy, 2).await;
     let again = pay("alice", "k-500", "a").send(proxy.addr).await;
     assert_eq!(again.status, 500);
     assert_eq!(again.body, first.body);
@@ -379,6 +406,7 @@ async fn release_statuses_are_released_and_other_5xx_stored(backend: Backend) {
     // So is a 4xx.
     let bad = pay("alice", "k-400", "a").header("x-test-status", 400);
     assert_eq!(bad.send(proxy.addr).await.status, 400);
+    until_recorded(&proxy, 3).await;
     let bad_again = bad.send(proxy.addr).await;
     assert_eq!(bad_again.status, 400);
     bad_again.assert_replayed();
@@ -398,6 +426,7 @@ async fn oversize_response_is_delivered_once_then_not_retained(backend: Backend)
         "the first caller gets the whole body"
     );
     assert!(first.body.iter().all(|&b| b == b'x'));
+    until_recorded(&proxy, 1).await;
     let replay = big.send(proxy.addr).await;
     assert_eq!(
         replay.status_reason(),
@@ -409,6 +438,7 @@ async fn oversize_response_is_delivered_once_then_not_retained(backend: Backend)
     // Exactly at the limit is retained.
     let edge = pay("alice", "k-edge", "a").header("x-test-body-size", 1024);
     assert_eq!(edge.send(proxy.addr).await.body.len(), 1024);
+    until_recorded(&proxy, 2).await;
     let replay = edge.send(proxy.addr).await;
     assert_eq!((replay.status.as_u16(), replay.body.len()), (200, 1024));
     replay.assert_replayed();
@@ -426,6 +456,7 @@ async fn nonce_is_per_transmission_key_per_operation(backend: Backend) {
     };
     let first = attempt(1).send(proxy.addr).await;
     assert_eq!(first.status, 200);
+    until_recorded(&proxy, 1).await;
     // A byte-for-byte resend is a replayed transmission.
     let resend = attempt(1).send(proxy.addr).await;
     assert_eq!(resend.status_reason(), (409, "replayed_nonce".into()));
@@ -451,6 +482,47 @@ async fn nonce_is_per_transmission_key_per_operation(backend: Backend) {
         .await;
     assert_eq!(keyless.status, 200);
     assert_eq!(upstream.count(), 2);
+}
+
+/// A transfer from alice with nonce `n` and `key` (route with both checks).
+fn transfer(n: usize, key: &str) -> Req {
+    Req::post("/transfers")
+        .header("X-Client", "alice")
+        .header("Idempotency-Key", key)
+        .fresh(T0, &nonce(n))
+        .body("move 10")
+}
+
+async fn a_replayed_nonce_never_holds_a_fresh_key(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    assert_eq!(transfer(1, "t-a").send(proxy.addr).await.status, 200);
+    // A captured transmission replayed under another key: both claims go
+    // out in one round trip, the nonce refuses it, and the key its claim
+    // took is given back before the answer.
+    let replay = transfer(1, "t-b").send(proxy.addr).await;
+    assert_eq!(replay.status_reason(), (409, "replayed_nonce".into()));
+    assert_eq!(upstream.count(), 1, "a replayed nonce never forwards");
+    // So the key is free for the request that really carries it.
+    let owner = transfer(2, "t-b").send(proxy.addr).await;
+    assert_eq!(owner.status, 200, "{:?}", owner.body);
+    owner.assert_not_replayed();
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].headers["idempotency-key"], "t-b");
+    assert_eq!(&seen[1].body[..], b"move 10");
+}
+
+async fn a_malformed_key_does_not_burn_the_nonce(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    // Both checks are validated before either claim is written.
+    let malformed = transfer(1, "has space").send(proxy.addr).await;
+    assert_eq!(
+        malformed.status_reason(),
+        (400, "malformed_idempotency_key".into())
+    );
+    assert_eq!(upstream.count(), 0);
+    assert_eq!(transfer(1, "t-ok").send(proxy.addr).await.status, 200);
+    assert_eq!(upstream.count(), 1);
 }
 
 async fn client_giving_up_does_not_abandon_the_first_attempt(backend: Backend) {
@@ -493,6 +565,7 @@ async fn a_stored_idempotent_response_is_never_served_to_another_identity(backen
     assert_eq!(bob.json()["hit"], 2, "bob executed, not alice's replay");
     assert!(bob.header("idempotent-replayed").is_none());
     assert_eq!(upstream.count(), 2);
+    until_recorded(&proxy, 2).await;
     // Retries get each their own stored answer.
     let alice_again = charge("alice").send(proxy.addr).await;
     let bob_again = charge("bob").send(proxy.addr).await;
@@ -551,6 +624,7 @@ async fn stalled_response_body_is_bounded_by_the_upstream_timeout(backend: Backe
     assert_eq!(reply.status_reason(), (504, "upstream_timeout".into()));
     assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+    until_recorded(&proxy, 1).await;
     // It reached the upstream and its head arrived: it executed. The key is
     // recorded completed without the lost answer (#17), so no retry —
     // before or after the lease — executes it again.
@@ -580,6 +654,8 @@ store_matrix! {
         release_statuses_are_released_and_other_5xx_stored,
         oversize_response_is_delivered_once_then_not_retained,
         nonce_is_per_transmission_key_per_operation,
+        a_replayed_nonce_never_holds_a_fresh_key,
+        a_malformed_key_does_not_burn_the_nonce,
         client_giving_up_does_not_abandon_the_first_attempt,
         stalled_response_body_is_bounded_by_the_upstream_timeout,
         a_stored_idempotent_response_is_never_served_to_another_identity,

@@ -308,6 +308,131 @@ async fn ping_answers(store: Shared) {
     store.ping().await.unwrap();
 }
 
+// ------------------------------------------- both claims in one call
+
+/// Both sides of `claim_pair`, unwrapped.
+async fn pair(
+    store: &Shared,
+    nonce_claim: NonceClaim<'_>,
+    idem_claim: IdemClaim<'_>,
+) -> (NonceOutcome, IdemOutcome) {
+    let outcome = store.claim_pair(nonce_claim, idem_claim).await;
+    (outcome.nonce.unwrap(), outcome.idem.unwrap())
+}
+
+async fn pair_claims_both_then_reports_both(store: Shared) {
+    let now = t0();
+    let (n, i) = ("nonce#pair-both", "idem#pair-both");
+    let first = pair(
+        &store,
+        nonce(n, "a", now + 300, now),
+        idem(i, "a", "fp", now),
+    )
+    .await;
+    assert_eq!(first, (NonceOutcome::Claimed, IdemOutcome::Claimed));
+    // Another request with the same nonce and key: each side as alone.
+    let second = pair(
+        &store,
+        nonce(n, "b", now + 300, now),
+        idem(i, "b", "fp", now),
+    )
+    .await;
+    let in_flight = IdemOutcome::InFlight {
+        fingerprint: "fp".into(),
+        lease_until: now + 60,
+    };
+    assert_eq!(second, (NonceOutcome::Replayed, in_flight));
+    // The same attempt again (an SDK retry): both its own.
+    let retry = pair(
+        &store,
+        nonce(n, "a", now + 300, now),
+        idem(i, "a", "fp", now),
+    )
+    .await;
+    assert_eq!(retry, (NonceOutcome::Claimed, IdemOutcome::Claimed));
+    // The single claims see what the pair wrote.
+    nonce_steps(&store, n, &[("c", now + 300, now, NonceOutcome::Replayed)]).await;
+}
+
+async fn pair_sides_are_independent(store: Shared) {
+    let now = t0();
+    let (n, i) = ("nonce#pair-independent", "idem#pair-independent");
+    nonce_steps(&store, n, &[("old", now + 300, now, NonceOutcome::Claimed)]).await;
+    // A replayed nonce does not stop the key's claim from landing: the
+    // caller gives it back, fenced by its owner token.
+    let replay = pair(
+        &store,
+        nonce(n, "r", now + 300, now),
+        idem(i, "r", "fp", now),
+    )
+    .await;
+    assert_eq!(replay, (NonceOutcome::Replayed, IdemOutcome::Claimed));
+    assert_eq!(release(&store, i, "other").await, Fenced::LostOwnership);
+    assert_eq!(release(&store, i, "r").await, Fenced::Done);
+    expect_idem(&store, idem(i, "next", "fp", now), IdemOutcome::Claimed).await;
+}
+
+async fn pair_fresh_nonce_gets_the_stored_answer(store: Shared) {
+    let now = t0();
+    let i = "idem#pair-completed";
+    let stored = response(Some(b"{\"paid\":true}"));
+    let first = pair(
+        &store,
+        nonce("nonce#pair-c1", "a", now + 300, now),
+        idem(i, "a", "fp", now),
+    )
+    .await;
+    assert_eq!(first, (NonceOutcome::Claimed, IdemOutcome::Claimed));
+    assert_eq!(
+        complete(&store, i, "a", &stored, now + 3600).await,
+        Fenced::Done
+    );
+    // A retry: fresh nonce, same key. The nonce is consumed and the
+    // stored answer comes back in the same call.
+    let retry = pair(
+        &store,
+        nonce("nonce#pair-c2", "b", now + 300, now),
+        idem(i, "b", "fp", now),
+    )
+    .await;
+    let completed = IdemOutcome::Completed {
+        fingerprint: "fp".into(),
+        response: stored,
+    };
+    assert_eq!(retry, (NonceOutcome::Claimed, completed));
+    nonce_steps(
+        &store,
+        "nonce#pair-c2",
+        &[("c", now + 300, now, NonceOutcome::Replayed)],
+    )
+    .await;
+}
+
+async fn pair_concurrent_one_winner_per_side(store: Shared) {
+    let now = t0();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("o{i}");
+            let n = nonce("nonce#pair-race", &owner, now + 300, now);
+            let k = idem("idem#pair-race", &owner, "fp", now);
+            pair(&store, n, k).await
+        }));
+    }
+    let (mut nonces, mut keys) = (0, 0);
+    for task in tasks {
+        let (n, i) = task.await.unwrap();
+        nonces += usize::from(n == NonceOutcome::Claimed);
+        keys += usize::from(i == IdemOutcome::Claimed);
+    }
+    assert_eq!(
+        (nonces, keys),
+        (1, 1),
+        "one winner per side of 10 racing pairs"
+    );
+}
+
 store_matrix! {
     targets {
         memory => memory_store(),
@@ -330,6 +455,10 @@ store_matrix! {
         idem_release_by_non_owner_is_refused,
         idem_concurrent_claims_one_winner,
         ping_answers,
+        pair_claims_both_then_reports_both,
+        pair_sides_are_independent,
+        pair_fresh_nonce_gets_the_stored_answer,
+        pair_concurrent_one_winner_per_side,
     }
 }
 

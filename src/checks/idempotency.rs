@@ -3,7 +3,9 @@
 //! means, and the fenced writes that complete or release a claim.
 //!
 //! [`check`] is the entry point: it reads the key header, validates it,
-//! builds the record key and fingerprint, claims it and applies `on_error`.
+//! builds the record key and fingerprint, claims it and applies `on_error`;
+//! its halves [`prepare`] and [`Pending::conclude`] let the request path
+//! send the claim in the same round trip as the nonce claim.
 //! A [`Claim`] it returns is completed or released by its holder (the
 //! request path, after forwarding); every such write is conditional on the
 //! claim's owner token. This module must never talk to the upstream.
@@ -65,47 +67,95 @@ pub async fn check(
     scope: &str,
     request: Request<'_>,
 ) -> Result<Step, Rejection> {
+    let Some(pending) = prepare(access, rule, name, scope, request)? else {
+        return Ok(Step::None);
+    };
+    let outcome = access.store.claim_idempotency(pending.claim()).await;
+    pending.conclude(access, outcome)
+}
+
+/// A validated key whose claim is ready to be sent: the first half of the
+/// check, so that the request path can send it together with the nonce
+/// claim ([`crate::checks::claim_request`]).
+#[derive(Debug)]
+pub struct Pending {
+    claim: Claim,
+    fingerprint: String,
+    lease_until: u64,
+    now: u64,
+}
+
+/// Read and validate the key header and build the claim; `None` when the
+/// request has no key and the rule does not require one. Writes nothing.
+pub fn prepare(
+    access: &StoreAccess<'_>,
+    rule: &Idempotency,
+    name: &HeaderName,
+    scope: &str,
+    request: Request<'_>,
+) -> Result<Option<Pending>, Rejection> {
     let key = match header_text(request.headers, name) {
         None if rule.required => return Err(Rejection::MissingIdempotencyKey),
-        None => return Ok(Step::None),
+        None => return Ok(None),
         Some(Err(())) => return Err(Rejection::MalformedIdempotencyKey),
         Some(Ok(key)) => key,
     };
     let key = unquote(key)?;
     validate(&key)?;
-    let pk = record_key(access.key_hash, scope, &key);
-    let owner = owner_token();
-    let fingerprint = fingerprint(
-        request.method.as_str(),
-        request.path,
-        request.query,
-        request.body,
-    );
     let now = access.clock.now_secs();
-    let lease_until = now + rule.lease.as_secs();
-    let outcome = access
-        .store
-        .claim_idempotency(IdemClaim {
-            pk: &pk,
-            owner: &owner,
-            fingerprint: &fingerprint,
-            lease_until,
-            expires_at: lease_until,
-            now,
-        })
-        .await;
-    match outcome {
-        Ok(outcome) => Ok(match decide(outcome, &fingerprint, now)? {
-            Decision::Forward => Step::Claimed(Claim {
-                pk,
-                owner,
-                rule: rule.clone(),
+    Ok(Some(Pending {
+        claim: Claim {
+            pk: record_key(access.key_hash, scope, &key),
+            owner: owner_token(),
+            rule: rule.clone(),
+        },
+        fingerprint: fingerprint(
+            request.method.as_str(),
+            request.path,
+            request.query,
+            request.body,
+        ),
+        lease_until: now + rule.lease.as_secs(),
+        now,
+    }))
+}
+
+impl Pending {
+    /// The store claim of this key: in flight with a lease.
+    pub fn claim(&self) -> IdemClaim<'_> {
+        IdemClaim {
+            pk: &self.claim.pk,
+            owner: &self.claim.owner,
+            fingerprint: &self.fingerprint,
+            lease_until: self.lease_until,
+            expires_at: self.lease_until,
+            now: self.now,
+        }
+    }
+
+    /// The claim this would hold if its write landed, for a caller that
+    /// must give it back (the request was refused for another reason).
+    pub fn into_claim(self) -> Claim {
+        self.claim
+    }
+
+    /// What the claim's outcome means: forward holding the lease, replay
+    /// the stored answer, a rejection, or the store's failure under
+    /// `on_error` (failed open: forward without idempotency).
+    pub fn conclude(
+        self,
+        access: &StoreAccess<'_>,
+        outcome: Result<IdemOutcome, StoreError>,
+    ) -> Result<Step, Rejection> {
+        match outcome {
+            Ok(outcome) => Ok(match decide(outcome, &self.fingerprint, self.now)? {
+                Decision::Forward => Step::Claimed(self.claim),
+                Decision::Replay(stored) => Step::Replay(stored),
             }),
-            Decision::Replay(stored) => Step::Replay(stored),
-        }),
-        Err(e) => {
-            access.failed(e, "claim_idempotency")?;
-            Ok(Step::None)
+            Err(e) => {
+                access.failed(e, "claim_idempotency")?;
+                Ok(Step::None)
+            }
         }
     }
 }

@@ -7,7 +7,9 @@
 //! Each check is whole in its module: it reads its own headers, builds its
 //! own store keys, calls the store (through [`StoreAccess`]), applies
 //! `on_error` and turns every outcome into a typed
-//! [`Rejection`]. Each has one entry point
+//! [`Rejection`]. The two checks that write to the store, nonce and
+//! idempotency, are also split in halves (`prepare`, `conclude`) so that
+//! [`claim_request`] can send both claims in one store round trip. Each has one entry point
 //! whose inputs (store, clock, rule, headers) are passed in, so it can be
 //! unit-tested against the memory store and a manual clock without a
 //! proxy. None of them builds an HTTP response, forwards anything or knows
@@ -31,7 +33,7 @@ use crate::clock::Clock;
 use crate::config::{OnStoreError, Secret};
 use crate::metrics::Metrics;
 use crate::rejection::Rejection;
-use crate::store::{Store, StoreError};
+use crate::store::{IdemOutcome, Store, StoreError};
 
 /// A header's value as text when present and non-empty (after trimming).
 /// Non-UTF-8 or repeated headers count as present but unreadable: `Err(())`.
@@ -117,6 +119,53 @@ pub fn hashed_key(kind: &str, key_hash: Option<&Secret>, scope: &str, value: &st
     format!("{kind}#{}", hex::encode(&digest[..16]))
 }
 
+/// The store-writing checks of one request, nonce then idempotency, in
+/// **one** store round trip: both claims are sent at once
+/// ([`Store::claim_pair`]) when the request carries both, so a client never
+/// waits for two writes in sequence before its request is forwarded.
+///
+/// Decided in the spec's order, as if the nonce had been claimed first:
+/// - the nonce refused (`replayed_nonce`, or a store failure failing
+///   closed) refuses the request whatever the key's outcome; if the key's
+///   claim landed, it is released before answering (fenced by the owner
+///   token), so a replay never holds a key and never forwards;
+/// - the nonce claimed (or failed open): the key's outcome decides —
+///   forward holding the lease, the stored answer (a retry with a fresh
+///   nonce still gets it), 409 in flight, 422 reused, or the store's
+///   failure under `on_error`. The fresh nonce stays consumed in every one
+///   of these cases, exactly as when the claims ran one after the other.
+pub async fn claim_request(
+    access: &StoreAccess<'_>,
+    nonce: Option<nonce::Pending>,
+    idem: Option<idempotency::Pending>,
+) -> Result<idempotency::Step, Rejection> {
+    let store = access.store;
+    match (nonce, idem) {
+        (None, None) => Ok(idempotency::Step::None),
+        (Some(pending), None) => {
+            nonce::conclude(access, store.claim_nonce(pending.claim()).await)?;
+            Ok(idempotency::Step::None)
+        }
+        (None, Some(pending)) => {
+            let outcome = store.claim_idempotency(pending.claim()).await;
+            pending.conclude(access, outcome)
+        }
+        (Some(nonce_claim), Some(idem_claim)) => {
+            let outcome = store
+                .claim_pair(nonce_claim.claim(), idem_claim.claim())
+                .await;
+            let key_landed = matches!(outcome.idem, Ok(IdemOutcome::Claimed));
+            if let Err(rejection) = nonce::conclude(access, outcome.nonce) {
+                if key_landed {
+                    idem_claim.into_claim().release(store, access.metrics).await;
+                }
+                return Err(rejection);
+            }
+            idem_claim.conclude(access, outcome.idem)
+        }
+    }
+}
+
 /// A random token identifying one claim attempt (the `owner` of a record).
 pub fn owner_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -156,6 +205,69 @@ impl Fixture {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn claim_request_decides_the_nonce_first_and_gives_back_a_key_it_cannot_use() {
+        use crate::checks::freshness::Fresh;
+        use crate::checks::idempotency::{Request, Step};
+        use http::{HeaderValue, Method};
+        let fixture = Fixture::new();
+        let access = fixture.access();
+        let fresh = Fresh {
+            millis: 1_764_326_400_000,
+            seconds_ceil: 1_764_326_400,
+            max_skew_secs: 120,
+        };
+        let rule = crate::config::Idempotency {
+            required: true,
+            ttl: std::time::Duration::from_secs(3600),
+            lease: std::time::Duration::from_secs(60),
+            max_response_bytes: 1024,
+            release_statuses: vec![],
+        };
+        let name = HeaderName::from_static("idempotency-key");
+        let claim = |nonce_value: &'static str, key: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name.clone(), HeaderValue::from_static(key));
+            let request = Request {
+                headers: &headers,
+                method: &Method::POST,
+                path: "/pay",
+                query: None,
+                body: b"{}",
+            };
+            let nonce = nonce::prepare(&access, Some(nonce_value), true, "a", &fresh);
+            let idem = idempotency::prepare(&access, &rule, &name, "a", request);
+            (nonce.unwrap(), idem.unwrap())
+        };
+        let (n, i) = claim("nonce-0000000000001", "k-1");
+        assert!(matches!(
+            claim_request(&access, n, i).await,
+            Ok(Step::Claimed(_))
+        ));
+        // The same nonce with a fresh key: refused, and the key given back.
+        let (n, i) = claim("nonce-0000000000001", "k-2");
+        assert_eq!(
+            claim_request(&access, n, i).await.unwrap_err(),
+            Rejection::ReplayedNonce
+        );
+        let (n, i) = claim("nonce-0000000000002", "k-2");
+        assert!(matches!(
+            claim_request(&access, n, i).await,
+            Ok(Step::Claimed(_))
+        ));
+        // A fresh nonce on a key in flight: 409, and the nonce is consumed.
+        let (n, i) = claim("nonce-0000000000003", "k-1");
+        assert!(matches!(
+            claim_request(&access, n, i).await,
+            Err(Rejection::IdempotencyInFlight { .. })
+        ));
+        let (n, i) = claim("nonce-0000000000003", "k-9");
+        assert_eq!(
+            claim_request(&access, n, i).await.unwrap_err(),
+            Rejection::ReplayedNonce
+        );
+    }
 
     #[test]
     fn hashed_keys_hold_no_client_text_and_separate_scopes_kinds_and_secrets() {

@@ -3,7 +3,10 @@
 //! freshness (`timestamp + max_skew + 60 s`).
 //!
 //! [`check`] is the entry point: it reads the nonce header, validates it,
-//! builds the record key, claims it and applies `on_error`. It must never
+//! builds the record key, claims it and applies `on_error`. Its two halves,
+//! [`prepare`] (validate, build the claim) and [`conclude`] (the outcome's
+//! meaning), let the request path send this claim in the same round trip
+//! as the idempotency claim. It must never
 //! run before freshness (and the signature, where required), so forged or
 //! stale requests never write to the store.
 
@@ -14,7 +17,7 @@ use super::freshness::Fresh;
 use super::{hashed_key, header_text, owner_token, StoreAccess};
 use crate::config::Secret;
 use crate::rejection::Rejection;
-use crate::store::{NonceClaim, NonceOutcome};
+use crate::store::{NonceClaim, NonceOutcome, StoreError};
 
 /// Margin for clock differences between replicas.
 pub const CLOCK_MARGIN_SECS: u64 = 60;
@@ -31,12 +34,17 @@ pub async fn check(
     scope: &str,
     fresh: &Fresh,
 ) -> Result<(), Rejection> {
-    let value = match header_text(headers, name) {
-        None => None,
-        Some(Err(())) => return Err(Rejection::MalformedNonce),
-        Some(Ok(value)) => Some(value),
-    };
-    claim(access, value, required, scope, fresh).await
+    claim(access, read(headers, name)?, required, scope, fresh).await
+}
+
+/// The nonce header's value, if any; a repeated or unreadable one is
+/// malformed.
+pub fn read<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, Rejection> {
+    match header_text(headers, name) {
+        None => Ok(None),
+        Some(Err(())) => Err(Rejection::MalformedNonce),
+        Some(Ok(value)) => Ok(Some(value)),
+    }
 }
 
 /// The nonce check of a value already read — the header's, or an RFC 9421
@@ -49,21 +57,65 @@ pub async fn claim(
     scope: &str,
     fresh: &Fresh,
 ) -> Result<(), Rejection> {
+    let Some(pending) = prepare(access, value, required, scope, fresh)? else {
+        return Ok(());
+    };
+    conclude(access, access.store.claim_nonce(pending.claim()).await)
+}
+
+/// A validated nonce whose record is ready to be claimed: the first half
+/// of the check, so that the request path can send this claim together
+/// with the idempotency claim ([`crate::checks::claim_request`]).
+#[derive(Debug)]
+pub struct Pending {
+    pk: String,
+    owner: String,
+    expires_at: u64,
+    now: u64,
+}
+
+impl Pending {
+    /// The store claim of this nonce.
+    pub fn claim(&self) -> NonceClaim<'_> {
+        NonceClaim {
+            pk: &self.pk,
+            owner: &self.owner,
+            expires_at: self.expires_at,
+            now: self.now,
+        }
+    }
+}
+
+/// Validate a nonce value and build its claim; `None` when the route lets
+/// a request without a nonce pass. Writes nothing.
+pub fn prepare(
+    access: &StoreAccess<'_>,
+    value: Option<&str>,
+    required: bool,
+    scope: &str,
+    fresh: &Fresh,
+) -> Result<Option<Pending>, Rejection> {
     let value = match value.map(str::trim) {
         None | Some("") if required => return Err(Rejection::MissingNonce),
-        None | Some("") => return Ok(()),
+        None | Some("") => return Ok(None),
         Some(value) => value,
     };
     validate(value)?;
-    let pk = record_key(access.key_hash, scope, value);
-    let owner = owner_token();
-    let claim = NonceClaim {
-        pk: &pk,
-        owner: &owner,
+    Ok(Some(Pending {
+        pk: record_key(access.key_hash, scope, value),
+        owner: owner_token(),
         expires_at: expires_at(fresh.seconds_ceil, fresh.max_skew_secs),
         now: access.clock.now_secs(),
-    };
-    match access.store.claim_nonce(claim).await {
+    }))
+}
+
+/// What a nonce claim's outcome means: pass, `replayed_nonce`, or the
+/// store's failure under `on_error`.
+pub fn conclude(
+    access: &StoreAccess<'_>,
+    outcome: Result<NonceOutcome, StoreError>,
+) -> Result<(), Rejection> {
+    match outcome {
         Ok(NonceOutcome::Claimed) => Ok(()),
         Ok(NonceOutcome::Replayed) => Err(Rejection::ReplayedNonce),
         Err(e) => access.failed(e, "claim_nonce"),

@@ -9,6 +9,10 @@
 //! A webhook route runs its provider's check (`webhook`) after the body
 //! instead of signature, nonce and idempotency.
 //!
+//! Nonce and idempotency are validated first and then claimed together in
+//! one store round trip ([`checks::claim_request`]), decided as if the
+//! nonce had been claimed first.
+//!
 //! On a signed route the scope of nonces and idempotency keys is the
 //! verified key ([`identity::scope`]); an identity nobody checked only keys
 //! the rate limit. A request refused as `replayed_nonce` gets its key-id
@@ -36,7 +40,7 @@ use super::scheme::NonceSource;
 use super::{Proxy, RouteState};
 use crate::checks::freshness::{self, Fence, Fresh};
 use crate::checks::idempotency::{self, Step};
-use crate::checks::{nonce, StoreAccess};
+use crate::checks::{self, nonce, StoreAccess};
 use crate::config::Identity;
 use crate::identity;
 use crate::rejection::Rejection;
@@ -203,33 +207,37 @@ impl Proxy {
             route: &rule.name,
             key_hash: self.config.store.key_hash_secret.as_ref(),
         };
-        if let (Some(required), Some(fresh)) = (rule.nonce, &signed.fresh) {
-            let claimed = match &signed.nonce {
-                NonceSource::Header => {
-                    let name = &rule.headers.nonce;
-                    nonce::check(&access, &parts.headers, name, required, &scope, fresh).await
-                }
-                NonceSource::Signed(value) => {
-                    nonce::claim(&access, value.as_deref(), required, &scope, fresh).await
-                }
-            };
-            if let (Err(Rejection::ReplayedNonce), Some((limiter, key))) = (&claimed, charged) {
-                limiter.refund(key);
-                ctx.rate_limit = None;
+        // Both store-writing checks are validated first (a malformed key no
+        // longer burns the nonce), then claimed in one round trip.
+        let nonce = match (rule.nonce, &signed.fresh) {
+            (Some(required), Some(fresh)) => {
+                let value = match &signed.nonce {
+                    NonceSource::Header => nonce::read(&parts.headers, &rule.headers.nonce)?,
+                    NonceSource::Signed(value) => value.as_deref(),
+                };
+                nonce::prepare(&access, value, required, &scope, fresh)?
             }
-            claimed?;
+            _ => None,
+        };
+        let idem = match &rule.idempotency {
+            Some(idem) => {
+                let request = idempotency::Request {
+                    headers: &parts.headers,
+                    method: &parts.method,
+                    path: ctx.target.path(),
+                    query: parts.uri.query(),
+                    body,
+                };
+                let name = &rule.headers.idempotency_key;
+                idempotency::prepare(&access, idem, name, &scope, request)?
+            }
+            None => None,
+        };
+        let claimed = checks::claim_request(&access, nonce, idem).await;
+        if let (Err(Rejection::ReplayedNonce), Some((limiter, key))) = (&claimed, charged) {
+            limiter.refund(key);
+            ctx.rate_limit = None;
         }
-        let Some(idem) = &rule.idempotency else {
-            return Ok(Step::None);
-        };
-        let request = idempotency::Request {
-            headers: &parts.headers,
-            method: &parts.method,
-            path: ctx.target.path(),
-            query: parts.uri.query(),
-            body,
-        };
-        let name = &rule.headers.idempotency_key;
-        idempotency::check(&access, idem, name, &scope, request).await
+        claimed
     }
 }

@@ -1,6 +1,12 @@
 //! Forward / replay / record for idempotency: a claimed request is
 //! forwarded on its own task and its answer recorded (or its claim
 //! released), and a completed record is replayed as the stored answer.
+//! The completion write runs on the tracked background task after the
+//! answer is handed back, so the client never waits for it; the lease
+//! covers the gap (a retry gets 409 `idempotency_in_flight`). A release
+//! (the upstream was never reached, or answered a `release_statuses`
+//! status) is still awaited before answering, so that whoever gets that
+//! answer can retry at once.
 //!
 //! A claimed attempt must end in a recorded answer or a released claim even
 //! when the client hangs up, or the client's retry would wait out the lease
@@ -84,6 +90,8 @@ impl Proxy {
         };
         let status = response.status().as_u16();
         if claim.rule.release_statuses.contains(&status) {
+            // Released before answering: whoever gets this answer may retry
+            // at once and run again (a rare path, worth the round trip).
             claim.release(self.store.as_ref(), &self.metrics).await;
             return Ok(Answer::forwarded(stream_response(response)));
         }
@@ -99,7 +107,7 @@ impl Proxy {
                 // a body — a retry gets `idempotency_response_not_retained`,
                 // never a second execution once the lease ends.
                 let stored = idempotency::record(status, &head.headers, None);
-                self.record(claim, stored, ctx).await;
+                self.record_later(claim, stored, ctx);
                 return Err(match buffered {
                     Err(_) => Rejection::UpstreamTimeout,
                     Ok(_) => Rejection::UpstreamUnavailable,
@@ -108,7 +116,10 @@ impl Proxy {
         };
         let retained = rest.is_none().then(|| kept.clone());
         let stored = idempotency::record(status, &head.headers, retained);
-        self.record(claim, stored, ctx).await;
+        // Off the client's critical path: the answer goes out now; until
+        // the record lands the lease holds, so a retry gets 409
+        // `idempotency_in_flight`, never a second execution.
+        self.record_later(claim, stored, ctx);
         let body = match rest {
             None => body::full(kept),
             Some(rest) => chain(kept, rest),
@@ -116,74 +127,76 @@ impl Proxy {
         Ok(Answer::forwarded(Response::from_parts(head, body)))
     }
 
-    /// Complete the record; when the store cannot take it now, keep
-    /// offering it in the background.
-    async fn record(self: &Arc<Self>, claim: Claim, stored: StoredResponse, ctx: &RequestCtx) {
-        let route = ctx.route_name();
-        let expires_at = self.clock.now_secs() + claim.rule.ttl.as_secs();
-        match claim
-            .complete(self.store.as_ref(), &stored, expires_at)
-            .await
-        {
-            Ok(Fenced::Done) => {}
-            Ok(Fenced::LostOwnership) => {
-                self.metrics.lost_ownership("complete_idempotency");
-                tracing::warn!(route, "idempotency record was taken over before completion; answering the caller anyway");
-            }
-            Err(StoreError::Invalid(cause)) => {
-                // Never leave the record in flight (a retry would execute
-                // again after the lease): keep offering it without the
-                // parts the store refused.
-                tracing::error!(route, error = %cause, "the store refused the idempotent response as invalid; recording it without its body in the background");
-                let not_retained = StoredResponse {
-                    status: stored.status,
-                    headers: Vec::new(),
-                    body: None,
-                };
-                self.complete_later(claim, not_retained, expires_at);
-            }
-            Err(e) => {
-                tracing::warn!(route, error = %e, "could not store the idempotent response; answering the caller anyway, storing it in the background");
-                self.complete_later(claim, stored, expires_at);
-            }
-        }
+    /// Complete the record on the tracked background task, so the caller
+    /// gets the answer as soon as it is buffered (SPEC §6, round trips).
+    /// Shutdown waits for it within `shutdown_grace_secs`.
+    fn record_later(self: &Arc<Self>, claim: Claim, stored: StoredResponse, ctx: &RequestCtx) {
+        let proxy = Arc::clone(self);
+        let route = ctx.route_name().to_owned();
+        self.detached
+            .spawn(async move { proxy.record(claim, stored, &route).await });
     }
 
-    /// An answered request whose answer the store would not take (it was
-    /// unreachable): keep offering the answer, with growing pauses, for one
-    /// lease. While the lease lasts a retry gets 409 `idempotency_in_flight`;
-    /// once the answer is stored, the stored answer — without this, the
-    /// lease would expire and the retry would execute the request again.
-    /// Fenced by the owner token like every completion: if the record was
-    /// taken over meanwhile, nothing is overwritten. Shutdown waits for it
-    /// within `shutdown_grace_secs`.
-    fn complete_later(self: &Arc<Self>, claim: Claim, stored: StoredResponse, expires_at: u64) {
-        let proxy = Arc::clone(self);
-        self.detached.spawn(async move {
-            let give_up = tokio::time::Instant::now() + claim.rule.lease;
-            let mut pause = Duration::from_millis(100);
-            loop {
-                tokio::time::sleep(pause).await;
-                let result = claim
-                    .complete(proxy.store.as_ref(), &stored, expires_at)
-                    .await;
-                match result {
-                    Ok(Fenced::Done) => {
-                        tracing::info!("stored an idempotent response on a later attempt");
-                        return;
+    /// Complete the record; when the store cannot take it now, keep
+    /// offering it, with growing pauses, for one lease. While the lease
+    /// lasts a retry gets 409 `idempotency_in_flight`; once the answer is
+    /// stored, the stored answer — without the retries, the lease would
+    /// expire and the retry would execute the request again. Fenced by the
+    /// owner token like every completion: if the record was taken over
+    /// meanwhile, nothing is overwritten.
+    async fn record(&self, claim: Claim, mut stored: StoredResponse, route: &str) {
+        let expires_at = self.clock.now_secs() + claim.rule.ttl.as_secs();
+        let give_up = tokio::time::Instant::now() + claim.rule.lease;
+        let mut pause = Duration::from_millis(100);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = claim
+                .complete(self.store.as_ref(), &stored, expires_at)
+                .await;
+            match result {
+                Ok(Fenced::Done) => {
+                    if attempt > 1 {
+                        tracing::info!(
+                            route,
+                            attempt,
+                            "stored an idempotent response on a later attempt"
+                        );
                     }
-                    Ok(Fenced::LostOwnership) => {
-                        proxy.metrics.lost_ownership("complete_idempotency");
-                        return;
+                    return;
+                }
+                Ok(Fenced::LostOwnership) => {
+                    self.metrics.lost_ownership("complete_idempotency");
+                    tracing::warn!(route, "idempotency record was taken over before completion; the caller was answered anyway");
+                    return;
+                }
+                Err(StoreError::Invalid(cause))
+                    if stored.body.is_some() || !stored.headers.is_empty() =>
+                {
+                    // Never leave the record in flight (a retry would
+                    // execute again after the lease): offer it without the
+                    // parts the store refused.
+                    tracing::error!(route, error = %cause, "the store refused the idempotent response as invalid; recording it without its body");
+                    stored = StoredResponse {
+                        status: stored.status,
+                        headers: Vec::new(),
+                        body: None,
+                    };
+                    continue;
+                }
+                Err(e) if tokio::time::Instant::now() + pause >= give_up => {
+                    tracing::error!(route, error = %e, "gave up storing an idempotent response: once its lease ends, a retry executes again");
+                    return;
+                }
+                Err(e) => {
+                    if attempt == 1 {
+                        tracing::warn!(route, error = %e, "could not store the idempotent response; the caller was answered, retrying in the background");
                     }
-                    Err(e) if tokio::time::Instant::now() + pause >= give_up => {
-                        tracing::error!(error = %e, "gave up storing an idempotent response: once its lease ends, a retry executes again");
-                        return;
-                    }
-                    Err(_) => pause = (pause * 2).min(Duration::from_secs(5)),
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
                 }
             }
-        });
+        }
     }
 }
 

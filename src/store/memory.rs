@@ -28,7 +28,8 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
+    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, PairOutcome, Store, StoreError,
+    StoredResponse,
 };
 use crate::clock::SharedClock;
 
@@ -279,6 +280,14 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// One call, no I/O: the two claims, each decided as on its own.
+    async fn claim_pair(&self, nonce: NonceClaim<'_>, idem: IdemClaim<'_>) -> PairOutcome {
+        PairOutcome {
+            nonce: self.claim_nonce(nonce).await,
+            idem: self.claim_idempotency(idem).await,
+        }
     }
 }
 

@@ -11,7 +11,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
+    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, PairOutcome, Store, StoreError,
+    StoredResponse,
 };
 use crate::metrics::Metrics;
 
@@ -77,5 +78,18 @@ impl Store for MeteredStore {
         let result = self.inner.ping().await;
         self.metrics.store_call("ping", started, result.is_err());
         result
+    }
+
+    /// Counted as one `claim_nonce` and one `claim_idempotency` call (two
+    /// conditional writes), each timed over the shared round trip, so
+    /// writes per request stay readable from the `op` counts.
+    async fn claim_pair(&self, nonce: NonceClaim<'_>, idem: IdemClaim<'_>) -> PairOutcome {
+        let started = Instant::now();
+        let outcome = self.inner.claim_pair(nonce, idem).await;
+        self.metrics
+            .store_call("claim_nonce", started, outcome.nonce.is_err());
+        self.metrics
+            .store_call("claim_idempotency", started, outcome.idem.is_err());
+        outcome
     }
 }

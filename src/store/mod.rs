@@ -17,7 +17,9 @@
 //! - a write carrying an `owner` token that finds a record with the same
 //!   token treats it as its own earlier attempt (an SDK retry), not as a
 //!   replay;
-//! - complete and release are fenced by the owner token.
+//! - complete and release are fenced by the owner token;
+//! - [`Store::claim_pair`] decides each of its two claims exactly as the
+//!   single claim would, independently, in one round trip.
 //!
 //! This module must never decide HTTP behaviour: it reports outcomes, and
 //! the checks turn them into rejections.
@@ -132,6 +134,18 @@ pub enum Fenced {
     LostOwnership,
 }
 
+/// What each side of [`Store::claim_pair`] came to: each exactly what its
+/// own single claim would have answered, decided independently (a
+/// replayed nonce does not stop the idempotency claim from landing; the
+/// caller gives a key it cannot use back with `release_idempotency`).
+#[derive(Debug)]
+pub struct PairOutcome {
+    /// The nonce claim's outcome.
+    pub nonce: Result<NonceOutcome, StoreError>,
+    /// The idempotency claim's outcome.
+    pub idem: Result<IdemOutcome, StoreError>,
+}
+
 /// The store trait: everything the checks need, nothing more.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -156,6 +170,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap reachability probe for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    // ---- one round trip for a request's two claims (issue #19) ----
+
+    /// Claim a request's nonce and its idempotency key in **one** store
+    /// round trip (both writes in flight at once on DynamoDB; one call on
+    /// the memory store). Each side is decided exactly as
+    /// [`Store::claim_nonce`] / [`Store::claim_idempotency`] would decide
+    /// it; see [`PairOutcome`]. No default: a wrapper that forgot it would
+    /// silently fall back to two sequential calls.
+    async fn claim_pair(&self, nonce: NonceClaim<'_>, idem: IdemClaim<'_>) -> PairOutcome;
 }
 
 impl std::fmt::Debug for dyn Store {

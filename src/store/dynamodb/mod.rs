@@ -31,6 +31,9 @@
 //! (it expired or was released in between), the write is tried again, a
 //! bounded number of times.
 //!
+//! A request with both a nonce and an idempotency key sends both claims
+//! at once ([`Store::claim_pair`]): one round trip before forwarding.
+//!
 //! This module must never: build more than one SDK client per store, use
 //! anything but the standard AWS credential chain, put a key value, owner
 //! token or secret into an error or log line, decide an outcome by
@@ -53,7 +56,8 @@ use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, Store, StoreError, StoredResponse,
+    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, PairOutcome, Store, StoreError,
+    StoredResponse,
 };
 
 use decide::{idem_decision, nonce_decision, Decision};
@@ -326,6 +330,15 @@ impl Store for DynamoStore {
     /// anyway (no `DescribeTable` grant required).
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(PING_KEY).await.map(|_| ())
+    }
+
+    /// Both conditional `PutItem`s in flight at once (two pooled
+    /// connections): one round trip, one write unit each — not a
+    /// `TransactWriteItems`, which costs two per item and which dynalite
+    /// does not implement (docs/dynamodb.md, "One round trip").
+    async fn claim_pair(&self, nonce: NonceClaim<'_>, idem: IdemClaim<'_>) -> PairOutcome {
+        let (nonce, idem) = tokio::join!(self.claim_nonce(nonce), self.claim_idempotency(idem));
+        PairOutcome { nonce, idem }
     }
 }
 
