@@ -187,6 +187,31 @@ fn sign(specs: &[Spec]) -> Vec<Req> {
         .collect()
 }
 
+/// Send a redelivery once `landed` completion records have been written,
+/// as a provider's retry seconds later would find them: the record is
+/// written after the answer (off the client's critical path), and a
+/// redelivery that arrives before it lands gets 409
+/// `idempotency_in_flight` (`tests/idempotency.rs` covers that gap).
+async fn redeliver(req: &Req, proxy: &TestProxy, landed: usize) -> Reply {
+    let sample = "replay_guard_store_duration_seconds_count{op=\"complete_idempotency\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let written = || async {
+        let reply = Req::get("/metrics").send(proxy.admin.unwrap()).await;
+        String::from_utf8_lossy(&reply.body)
+            .lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    while written().await < landed as f64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{landed} records never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    req.clone().send(proxy.addr).await
+}
+
 fn sign_one(spec: Spec) -> Req {
     sign(&[spec]).remove(0)
 }
@@ -257,7 +282,7 @@ async fn valid_deliveries_are_forwarded_once_and_redeliveries_get_the_stored_ans
             .collect();
         assert_eq!(marks, [p.name], "{}: the proxy's mark only", p.name);
 
-        let again = redeliveries[i].send(proxy.addr).await;
+        let again = redeliver(&redeliveries[i], &proxy, i + 1).await;
         assert_eq!(again.status, 200, "{}: {:?}", p.name, again.body);
         again.assert_replayed();
         assert_eq!(again.body, reply.body, "{}: the stored answer", p.name);
@@ -304,7 +329,7 @@ async fn a_delivery_that_failed_is_forwarded_again(backend: Backend) {
         assert_eq!(retried.status, 200, "{}: {:?}", p.name, retried.body);
         retried.assert_not_replayed();
         assert_eq!(upstream.count(), 2 * i + 2, "{}: forwarded again", p.name);
-        let third = thirds[i].send(proxy.addr).await;
+        let third = redeliver(&thirds[i], &proxy, i + 1).await;
         third.assert_replayed();
         assert_eq!(third.body, retried.body);
         assert_eq!(upstream.count(), 2 * i + 2, "{}: then deduplicated", p.name);
@@ -517,7 +542,7 @@ async fn a_slack_command_is_deduplicated_by_its_signature() {
             .replace_header("Content-Type", "application/x-www-form-urlencoded")
     };
     assert_eq!(form(&signed[0]).send(proxy.addr).await.status, 200);
-    let replay = form(&signed[0]).send(proxy.addr).await;
+    let replay = redeliver(&form(&signed[0]), &proxy, 1).await;
     replay.assert_replayed();
     assert_eq!(upstream.count(), 1);
     let resigned = form(&signed[1]).send(proxy.addr).await;
@@ -537,7 +562,7 @@ async fn github_deduplicates_by_the_signed_body_not_the_unsigned_guid() {
     let p = PROVIDERS[1];
     let captured = sign_one(Spec::new(p, 8, T0));
     assert_eq!(captured.send(proxy.addr).await.status, 200);
-    captured.send(proxy.addr).await.assert_replayed();
+    redeliver(&captured, &proxy, 1).await.assert_replayed();
     assert_eq!(upstream.count(), 1);
     let new_guid = captured
         .clone()
