@@ -36,6 +36,7 @@ mod pattern;
 mod raw;
 mod rfc9421;
 mod rules;
+mod schema;
 mod secret;
 mod validate;
 
@@ -259,6 +260,17 @@ impl Config {
         env: &dyn Environment,
     ) -> Result<Config, ConfigErrors> {
         let mut problems = Problems::new(file, text);
+        // Unknown keys, wrong types and bad enum values, all at once,
+        // before serde (which would stop at the first).
+        let schema = schema::problems(text);
+        if !schema.is_empty() {
+            for finding in schema {
+                problems.at(finding.span, hint_for(&finding.message));
+            }
+            return Err(ConfigErrors {
+                errors: problems.into_lines(),
+            });
+        }
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
@@ -287,13 +299,18 @@ impl Config {
 /// Make serde's messages say what to write instead where they do not.
 fn hint_for(message: &str) -> String {
     let message = message.trim_end();
+    // The schema pass's generic "add …" gives way to a worked example.
+    let base = message.split(": add ").next().unwrap_or(message);
     if message.starts_with("missing field `server`") {
+        let message = base;
         return format!("{message}: add a [server] table with listen and upstream");
     }
     if message.starts_with("missing field `listen`") {
+        let message = base;
         return format!("{message}: write listen = \"0.0.0.0:8080\"");
     }
     if message.starts_with("missing field `upstream`") {
+        let message = base;
         return format!("{message}: write upstream = \"http://127.0.0.1:9000\"");
     }
     message.to_owned()
