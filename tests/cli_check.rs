@@ -95,3 +95,104 @@ fn unknown_keys_and_usage_errors_exit_1() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
 }
+
+/// A self-signed certificate and its key, as PEM.
+fn certificate() -> (String, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    (cert.cert.pem(), cert.key_pair.serialize_pem())
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// `check` is the truth about `run`: every startup refusal that can be
+/// known from the file is a `check` error with its position, and `run`
+/// refuses the same file with the same message (before binding anything).
+#[test]
+fn check_refuses_everything_run_refuses_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate();
+    let (_, other_key) = certificate();
+    let cert_file = write(dir.path(), "cert.pem", &cert);
+    let key_file = write(dir.path(), "key.pem", &key);
+    let other_key_file = write(dir.path(), "other-key.pem", &other_key);
+    let garbage = write(dir.path(), "garbage.pem", "not a certificate\n");
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let server = "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9\"\n";
+    let tls = |cert: &str, key: &str| {
+        format!("{server}[server.tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n")
+    };
+    let key_line = key.lines().nth(1).unwrap();
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "admin_listen equal to listen",
+            "[server]\nlisten = \"127.0.0.1:18080\"\nadmin_listen = \"127.0.0.1:18080\"\nupstream = \"http://127.0.0.1:9\"\n".into(),
+            ":3:16: admin_listen 127.0.0.1:18080 and listen 127.0.0.1:18080 cannot both be bound".into(),
+        ),
+        (
+            "admin_listen on the wildcard of listen's port",
+            "[server]\nlisten = \"127.0.0.1:18080\"\nadmin_listen = \"0.0.0.0:18080\"\nupstream = \"http://127.0.0.1:9\"\n".into(),
+            "cannot both be bound".into(),
+        ),
+        (
+            "a missing certificate file",
+            tls(&missing, &key_file),
+            format!(":4:1: cert_file {missing} cannot be read"),
+        ),
+        (
+            "a certificate file that is not PEM",
+            tls(&garbage, &key_file),
+            format!("TLS certificate {garbage}: no PEM certificate found"),
+        ),
+        (
+            "a key file that is not PEM",
+            tls(&cert_file, &garbage),
+            format!("TLS private key {garbage}"),
+        ),
+        (
+            "a key that does not match the certificate",
+            tls(&cert_file, &other_key_file),
+            "TLS configuration".into(),
+        ),
+        (
+            "an unreadable secret file",
+            format!("{server}[[keys]]\nid = \"k\"\nsecret_file = {missing:?}\n"),
+            ":6:15:".into(),
+        ),
+        (
+            "an empty DynamoDB table name",
+            format!("{server}[store]\nkind = \"dynamodb\"\n[store.dynamodb]\ntable = \"\"\nregion = \"us-east-1\"\n"),
+            "is not a DynamoDB table name".into(),
+        ),
+    ];
+    for (case, toml, expected) in cases {
+        let file = config_file(&toml);
+        for subcommand in ["check", "run"] {
+            let output =
+                support::binary::run_cli(&[subcommand, "--config", file.path().to_str().unwrap()]);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(
+                output.status.code(),
+                Some(1),
+                "{case}: {subcommand}: {stderr}"
+            );
+            assert!(
+                stderr.contains(&expected),
+                "{case}: {subcommand}: {expected:?} not in\n{stderr}"
+            );
+            assert!(!stderr.contains(key_line), "no key material in messages");
+        }
+    }
+    // The positive control: a matching pair is OK.
+    let file = config_file(&tls(&cert_file, &key_file));
+    let output = support::binary::run_cli(&["check", "--config", file.path().to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -16,6 +16,7 @@ mod public_key;
 mod route;
 mod server;
 pub(crate) mod signature;
+mod startup;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -132,7 +133,14 @@ pub(super) fn validate(
     file: &str,
     env: &dyn Environment,
 ) -> Option<Config> {
+    let spans = startup::Spans {
+        admin_listen: raw.server.admin_listen.as_ref().map(Spanned::span),
+        tls: raw.server.tls.as_ref().map(Spanned::span),
+    };
     let server = server::validate_server(raw.server, p);
+    if let Some(server) = &server {
+        startup::check(server, &spans, env, p);
+    }
     // A stored answer must fit one DynamoDB item.
     let response_cap = (raw.store.kind == StoreKind::Dynamodb)
         .then_some(crate::store::dynamodb::MAX_RESPONSE_BYTES as u64);
