@@ -164,6 +164,9 @@ fn run(command: Command) -> Result<(), ExitCode> {
         }
         Command::Check { config } => {
             let config = load(&config)?;
+            for warning in &config.warnings {
+                say(warning);
+            }
             print!("{}", cli::check::route_table(&config));
             Ok(())
         }

@@ -196,3 +196,64 @@ fn check_refuses_everything_run_refuses_at_startup() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Valid but almost certainly not meant: `check` warns (exit 0, on stderr,
+/// with the position and what to do) and `run` logs the same lines at
+/// startup.
+#[test]
+fn check_and_run_warn_about_configurations_that_are_valid_but_not_meant() {
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9\"\n\n[[keys]]\nid = \"k\"\nsecret = \"inline-demo-secret\"\n\n[[routes]]\nname = \"pay\"\nmethods = [\"POST\"]\npath = \"/pay\"\nfreshness = { max_skew_secs = 60 }\nsignature = { required = true }\nidempotency = { required = true }\n\n[[routes]]\nname = \"transfers\"\npath = \"/transfers\"\nidentity = \"header:X-Client-Id\"\nfreshness = { max_skew_secs = 60 }\nnonce = { required = true }\n\n[[routes]]\nname = \"status\"\nmethods = [\"GET\"]\npath = \"/status\"\nrate_limit = { per_second = 5 }\n";
+    let file = config_file(toml);
+    let name = file.path().display().to_string();
+    let output = support::binary::run_cli(&["check", "--config", &name]);
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let expected = [
+        format!("{name}:11:12: warning: route \"pay\" checks only POST on /pay, and with [server] unmatched = \"forward\" every other method on /pay"),
+        format!("{name}:15:15: warning: route \"pay\": idempotency on a signed route without a nonce"),
+        format!("{name}:20:12: warning: route \"transfers\": identity = \"header:x-client-id\" without a required signature"),
+    ];
+    for line in &expected {
+        assert!(stderr.contains(line.as_str()), "{line}\nnot in\n{stderr}");
+    }
+    assert_eq!(
+        stderr.matches("warning:").count(),
+        3,
+        "a rate-limit-only GET route is no warning: {stderr}"
+    );
+    assert!(!stderr.contains("inline-demo-secret"));
+    assert!(String::from_utf8(output.stdout)
+        .unwrap()
+        .starts_with("config OK"));
+
+    // The fixes silence them.
+    let fixed = toml
+        .replace("upstream = \"http://127.0.0.1:9\"\n", "upstream = \"http://127.0.0.1:9\"\nunmatched = \"reject\"\n")
+        .replace("idempotency = { required = true }", "idempotency = { required = true }\nnonce = { required = true }")
+        .replace("nonce = { required = true }\n\n[[routes]]\nname = \"status\"", "nonce = { required = true }\nsignature = { required = true }\n\n[[routes]]\nname = \"status\"");
+    let fixed_file = config_file(&fixed);
+    let output =
+        support::binary::run_cli(&["check", "--config", fixed_file.path().to_str().unwrap()]);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("warning:"), "{stderr}");
+
+    // run logs the same warnings at startup (its config is another file
+    // with the same text).
+    let proxy = support::binary::ProxyProcess::start(toml);
+    let logged: Vec<String> = proxy
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["level"] == "WARN")
+        .filter_map(|l| l["fields"]["message"].as_str().map(str::to_owned))
+        .collect();
+    for line in &expected {
+        assert!(
+            logged
+                .iter()
+                .any(|l| l.ends_with(&line[name.len()..]) || l.contains(&line[name.len()..])),
+            "{line}\nnot logged in\n{logged:#?}"
+        );
+    }
+}

@@ -208,6 +208,9 @@ pub struct Config {
     pub keys: BTreeMap<String, Key>,
     /// Routes, in match order.
     pub routes: Vec<Route>,
+    /// Valid but almost certainly not meant (`file:line:col: warning: …`):
+    /// `check` prints them, `run` logs them at startup.
+    pub warnings: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ mod route;
 mod server;
 pub(crate) mod signature;
 mod startup;
+mod warnings;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -34,6 +35,7 @@ pub(super) struct Problems<'a> {
     file: &'a str,
     text: &'a str,
     lines: Vec<String>,
+    warnings: Vec<String>,
 }
 
 impl<'a> Problems<'a> {
@@ -43,7 +45,16 @@ impl<'a> Problems<'a> {
             file,
             text,
             lines: Vec::new(),
+            warnings: Vec::new(),
         }
+    }
+
+    /// A warning at a position: `file:line:col: warning: message`. Warnings
+    /// never make a file invalid.
+    pub(super) fn warn_at(&mut self, span: Range<usize>, message: impl fmt::Display) {
+        let (line, col) = line_col(self.text, span.start);
+        self.warnings
+            .push(format!("{}:{line}:{col}: warning: {message}", self.file));
     }
 
     /// A problem at a position: `file:line:col: message`.
@@ -150,6 +161,21 @@ pub(super) fn validate(
     let default_mode = raw.defaults.mode;
     let mut names = HashSet::new();
     let mut routes = Vec::new();
+    let route_spans: Vec<warnings::RouteSpans> = raw
+        .routes
+        .iter()
+        .map(|r| warnings::RouteSpans {
+            whole: r.span(),
+            methods: r
+                .get_ref()
+                .methods
+                .as_ref()
+                .and_then(|m| m.first())
+                .map(Spanned::span),
+            identity: r.get_ref().identity.as_ref().map(Spanned::span),
+            idempotency: r.get_ref().idempotency.as_ref().map(Spanned::span),
+        })
+        .collect();
     for raw_route in raw.routes {
         if let Some(route) = route::validate_route(
             raw_route,
@@ -169,12 +195,16 @@ pub(super) fn validate(
         }
     }
     if let (Some(server), Some(store)) = (server, store) {
+        if routes.len() == route_spans.len() {
+            warnings::check(&server, &routes, &route_spans, p);
+        }
         return Some(Config {
             source: file.to_owned(),
             server,
             store,
             keys,
             routes,
+            warnings: std::mem::take(&mut p.warnings),
         });
     }
     None
