@@ -299,6 +299,65 @@ impl Config {
     }
 }
 
+/// A file read for its `[store]` table alone (`init-table`): every other
+/// table is ignored, so signing secrets need not be present.
+#[derive(Deserialize)]
+struct StoreOnly {
+    #[serde(default)]
+    store: raw::RawStore,
+}
+
+impl StoreConfig {
+    /// Read a config file's `[store]` table only, validated like
+    /// [`Config::load`] validates it (every problem, with positions).
+    pub fn load(path: &Path) -> Result<StoreConfig, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            errors: vec![format!("{file}: cannot read the config file: {e}")],
+        })?;
+        Self::parse_with(&text, &file, &ProcessEnvironment)
+    }
+
+    /// [`StoreConfig::load`] of TOML text, reading variables from `env`.
+    pub fn parse_with(
+        text: &str,
+        file: &str,
+        env: &dyn Environment,
+    ) -> Result<StoreConfig, ConfigErrors> {
+        let mut problems = Problems::new(file, text);
+        let schema = schema::problems_in(text, "store");
+        if !schema.is_empty() {
+            for finding in schema {
+                problems.at(finding.span, hint_for(&finding.message));
+            }
+            return Err(ConfigErrors {
+                errors: problems.into_lines(),
+            });
+        }
+        let raw: StoreOnly = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                match e.span() {
+                    Some(span) => problems.at(span, e.message().trim_end()),
+                    None => problems.whole(e.message().trim_end()),
+                }
+                return Err(ConfigErrors {
+                    errors: problems.into_lines(),
+                });
+            }
+        };
+        let store = validate::validate_store_only(raw.store, &mut problems, env);
+        let errors = problems.into_lines();
+        match store {
+            Some(store) if errors.is_empty() => Ok(store),
+            _ if errors.is_empty() => Err(ConfigErrors {
+                errors: vec![format!("{file}: invalid [store]")],
+            }),
+            _ => Err(ConfigErrors { errors }),
+        }
+    }
+}
+
 /// Make serde's messages say what to write instead where they do not.
 fn hint_for(message: &str) -> String {
     let message = message.trim_end();

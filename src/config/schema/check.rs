@@ -154,7 +154,13 @@ fn display_key(path: &str) -> &str {
 }
 
 /// One item (a value, a table or an array of tables).
-fn item(item: &Item, key_span: Range<usize>, shape: &Shape, path: &str, out: &mut Vec<Finding>) {
+pub(crate) fn item(
+    item: &Item,
+    key_span: Range<usize>,
+    shape: &Shape,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
     match item {
         Item::None => {}
         Item::Value(v) => value(v, key_span, shape, path, out),

@@ -42,6 +42,33 @@ pub(crate) fn problems(text: &str) -> Vec<Finding> {
     }
 }
 
+/// The schema problems of one top-level table of `text` only (e.g.
+/// `store` for `init-table`, which needs nothing else).
+pub(crate) fn problems_in(text: &str, table: &str) -> Vec<Finding> {
+    let Ok(doc) = toml_edit::ImDocument::parse(text) else {
+        return Vec::new();
+    };
+    let Shape::Table { fields } = config_shape() else {
+        return Vec::new();
+    };
+    let (Some(field), Some((key, item))) = (
+        fields.iter().find(|f| f.name == table),
+        doc.as_table().get_key_value(table),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    check::item(
+        item,
+        key.span().unwrap_or(0..0),
+        &field.shape,
+        table,
+        &mut out,
+    );
+    out.sort_by_key(|f| f.span.start);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

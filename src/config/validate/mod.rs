@@ -210,6 +210,15 @@ pub(super) fn validate(
     None
 }
 
+/// `[store]` alone (for `init-table`).
+pub(super) fn validate_store_only(
+    raw: crate::config::raw::RawStore,
+    p: &mut Problems<'_>,
+    env: &dyn Environment,
+) -> Option<crate::config::StoreConfig> {
+    server::validate_store(raw, env, p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
