@@ -637,7 +637,7 @@ mod tests {
     #[test]
     fn dynamodb_region_comes_from_the_injected_environment() {
         let text =
-            format!("{MINIMAL}[store]\nkind = \"dynamodb\"\n[store.dynamodb]\ntable = \"t\"\n");
+            format!("{MINIMAL}[store]\nkind = \"dynamodb\"\n[store.dynamodb]\ntable = \"rg-t\"\n");
         let config = Config::parse_with(&text, "t.toml", &fake()).unwrap();
         assert_eq!(config.store.dynamodb.unwrap().region, "eu-north-1");
         let errs = Config::parse_with(&text, "t.toml", &FakeEnvironment::default())

@@ -132,6 +132,44 @@ mod tests {
         assert!(untraced.is_empty(), "untraced: {untraced:?}");
     }
 
+    /// serde's aliases are accepted spellings: the traced names include
+    /// them, so the schema pass never refuses what serde would take.
+    #[test]
+    fn aliases_and_renames_are_traced_as_serde_sees_them() {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Raw {
+            #[serde(alias = "old_name", rename = "new-name")]
+            new_name: Option<u8>,
+            switch: Option<Switch>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        #[allow(dead_code)]
+        enum Switch {
+            #[serde(alias = "yes")]
+            On,
+            Off,
+        }
+        let shape = shape_of::<Raw>();
+        let Shape::Table { fields } = &shape else {
+            panic!("{shape:?}")
+        };
+        let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
+        assert!(
+            names.contains(&"new-name") && names.contains(&"old_name"),
+            "{names:?}"
+        );
+        let Shape::Enum { variants } = field(&shape, "switch").shape else {
+            panic!("{shape:?}")
+        };
+        assert!(
+            variants.contains(&"on") && variants.contains(&"yes"),
+            "{variants:?}"
+        );
+    }
+
     #[test]
     fn every_schema_problem_is_found_at_once_with_a_suggestion() {
         let text = "[server]\nlisten = 8080\nupstream = \"http://127.0.0.1:9000\"\nunmached = \"reject\"\nunmatched = \"rejct\"\naccess_log = \"true\"\n\n[[routes]]\nname = \"a\"\npath = \"/a\"\nrate_limit = { per_secnd = 5 }\nidempotency = { release_statuses = [70000] }\n\n[[routes]]\npath = \"/b\"\n";

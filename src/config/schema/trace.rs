@@ -15,6 +15,7 @@
 //! [`Shape::Any`], which the check accepts whatever is written, so an
 //! untraceable type never makes a valid file invalid.
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use serde::de::value::BorrowedStrDeserializer;
@@ -72,7 +73,19 @@ pub(crate) struct Field {
 /// traced once more per field with that field left out, and a field is
 /// required when serde then answers `missing field`.
 pub(crate) fn shape_of<'de, T: Deserialize<'de>>() -> Shape {
-    let mut shape = trace::<T>(None);
+    // serde lists a field's aliases among the field names but refuses a
+    // second spelling of one field ("duplicate field"): find the aliases
+    // first, trace without them, then give each its field's shape.
+    let mut ctx = Ctx::default();
+    for _ in 0..1000 {
+        let _ = trace::<T>(&ctx);
+        let found = std::mem::take(&mut *ctx.found.borrow_mut());
+        if found.is_empty() {
+            break;
+        }
+        ctx.aliases.extend(found);
+    }
+    let mut shape = trace::<T>(&ctx);
     let mut paths = Vec::new();
     field_paths(&shape, &mut Vec::new(), &mut paths);
     for (path, field) in paths {
@@ -80,15 +93,79 @@ pub(crate) fn shape_of<'de, T: Deserialize<'de>>() -> Shape {
             path: path.clone(),
             field,
         };
+        let with_omit = Ctx {
+            omit: Some(omit),
+            aliases: ctx.aliases.clone(),
+            found: RefCell::default(),
+        };
         let required = matches!(
-            trace_result::<T>(Some(&omit)),
+            trace_result::<T>(&with_omit),
             Err(TraceError(message)) if message == format!("missing field `{field}`")
         );
         if required {
             mark_required(&mut shape, &path, field);
         }
     }
+    for alias in &ctx.aliases {
+        add_alias(&mut shape, alias);
+    }
     shape
+}
+
+/// What one trace leaves out and learns.
+#[derive(Default)]
+struct Ctx {
+    /// The field left out to learn whether it is required.
+    omit: Option<Omit>,
+    /// Alias spellings found so far: never presented.
+    aliases: Vec<Alias>,
+    /// Aliases this trace ran into.
+    found: RefCell<Vec<Alias>>,
+}
+
+/// A second spelling of a field of the struct at `path`.
+#[derive(Debug, Clone)]
+struct Alias {
+    path: Vec<&'static str>,
+    alias: &'static str,
+    field: String,
+}
+
+/// Give `alias` the shape of its field (never required: the field's other
+/// spelling satisfies serde).
+fn add_alias(shape: &mut Shape, alias: &Alias) {
+    match shape {
+        Shape::Table { fields } => match alias.path.split_first() {
+            None => {
+                let Some(of) = fields.iter().find(|f| f.name == alias.field).cloned() else {
+                    return;
+                };
+                let at = fields
+                    .iter()
+                    .position(|f| f.name == alias.field)
+                    .map_or(fields.len(), |i| i + 1);
+                fields.insert(
+                    at,
+                    Field {
+                        name: alias.alias,
+                        shape: of.shape,
+                        required: false,
+                    },
+                );
+            }
+            Some((first, rest)) => {
+                if let Some(field) = fields.iter_mut().find(|f| f.name == *first) {
+                    let nested = Alias {
+                        path: rest.to_vec(),
+                        ..alias.clone()
+                    };
+                    add_alias(&mut field.shape, &nested);
+                }
+            }
+        },
+        Shape::Array(inner) | Shape::Map(inner) => add_alias(inner, alias),
+        _ => {}
+    }
 }
 
 /// A field to leave out of one trace: the struct at `path` (field names
@@ -98,7 +175,7 @@ struct Omit {
     field: &'static str,
 }
 
-fn trace<'de, T: Deserialize<'de>>(omit: Option<&Omit>) -> Shape {
+fn trace<'de, T: Deserialize<'de>>(omit: &Ctx) -> Shape {
     let mut shape = Shape::Any;
     // The result is a placeholder value (or an error from a type that
     // refused one); only the recorded shape matters.
@@ -111,7 +188,7 @@ fn trace<'de, T: Deserialize<'de>>(omit: Option<&Omit>) -> Shape {
     shape
 }
 
-fn trace_result<'de, T: Deserialize<'de>>(omit: Option<&Omit>) -> Result<T, TraceError> {
+fn trace_result<'de, T: Deserialize<'de>>(omit: &Ctx) -> Result<T, TraceError> {
     let mut shape = Shape::Any;
     T::deserialize(Capture {
         out: &mut shape,
@@ -187,7 +264,7 @@ struct Capture<'a> {
     depth: usize,
     /// Field names from the top to here.
     path: Vec<&'static str>,
-    omit: Option<&'a Omit>,
+    omit: &'a Ctx,
 }
 
 /// serde_spanned's marker names (toml's `Spanned<T>` is a struct with these
@@ -338,6 +415,7 @@ impl<'de> de::Deserializer<'de> for Capture<'_> {
             depth: self.depth + 1,
             path: self.path,
             omit: self.omit,
+            presented: None,
         })
     }
 
@@ -359,13 +437,26 @@ impl<'de> de::Deserializer<'de> for Capture<'_> {
                 depth: self.depth,
                 path: self.path,
                 omit: self.omit,
+                presented: None,
             });
         }
-        let omitted = self.omit.filter(|o| o.path == self.path).map(|o| o.field);
+        let omitted = self
+            .omit
+            .omit
+            .as_ref()
+            .filter(|o| o.path == self.path)
+            .map(|o| o.field);
         let keys: Vec<&'static str> = fields
             .iter()
             .copied()
             .filter(|f| Some(*f) != omitted)
+            .filter(|f| {
+                !self
+                    .omit
+                    .aliases
+                    .iter()
+                    .any(|a| a.path == self.path && a.alias == *f)
+            })
             .collect();
         *self.out = Shape::Table {
             fields: keys
@@ -380,14 +471,32 @@ impl<'de> de::Deserializer<'de> for Capture<'_> {
         let Shape::Table { fields: slots } = self.out else {
             return Err(TraceError("unreachable".into()));
         };
-        visitor.visit_map(Fields {
+        let presented = Cell::new("");
+        let ctx = self.omit;
+        let path = self.path.clone();
+        let result = visitor.visit_map(Fields {
             keys,
             next: 0,
             values: FieldValues::Struct(slots),
             depth: self.depth + 1,
             path: self.path,
             omit: self.omit,
-        })
+            presented: Some(&presented),
+        });
+        if let Err(TraceError(message)) = &result {
+            // The key just presented is another spelling of that field.
+            if let Some(field) = message
+                .strip_prefix("duplicate field `")
+                .and_then(|m| m.strip_suffix('`'))
+            {
+                ctx.found.borrow_mut().push(Alias {
+                    path,
+                    alias: presented.get(),
+                    field: field.to_owned(),
+                });
+            }
+        }
+        result
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -418,7 +527,7 @@ struct OneElement<'a> {
     out: Option<&'a mut Shape>,
     depth: usize,
     path: Vec<&'static str>,
-    omit: Option<&'a Omit>,
+    omit: &'a Ctx,
 }
 
 impl<'de> de::SeqAccess<'de> for OneElement<'_> {
@@ -459,7 +568,9 @@ struct Fields<'a> {
     values: FieldValues<'a>,
     depth: usize,
     path: Vec<&'static str>,
-    omit: Option<&'a Omit>,
+    omit: &'a Ctx,
+    /// A struct's map: the key presented last.
+    presented: Option<&'a Cell<&'static str>>,
 }
 
 impl<'de> de::MapAccess<'de> for Fields<'_> {
@@ -472,6 +583,9 @@ impl<'de> de::MapAccess<'de> for Fields<'_> {
         let Some(key) = self.keys.get(self.next) else {
             return Ok(None);
         };
+        if let Some(presented) = self.presented {
+            presented.set(key);
+        }
         seed.deserialize(BorrowedStrDeserializer::new(key))
             .map(Some)
     }
