@@ -426,3 +426,64 @@ idempotency = {{ required = true }}
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("part of the signature"));
 }
+
+/// With `--scheme rfc9421`, a `--component` naming a `--header` covers it:
+/// the header is sent and listed in `Signature-Input`.
+#[test]
+fn rfc9421_signs_a_header_given_with_header() {
+    let mut secret_file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(secret_file, "{SECRET}").unwrap();
+    let lines = run(replay_guard_sign()
+        .args([
+            "--scheme",
+            "rfc9421",
+            "--url",
+            "http://127.0.0.1:8080/orders",
+        ])
+        .args(["--body", BODY, "--key-id", "partner", "--secret-file"])
+        .arg(secret_file.path())
+        .args([
+            "--component",
+            "@method",
+            "--component",
+            "@authority",
+            "--component",
+            "@path",
+        ])
+        .args([
+            "--component",
+            "content-digest",
+            "--component",
+            "idempotency-key",
+        ])
+        .args([
+            "--header",
+            "Idempotency-Key: order-7",
+            "--format",
+            "headers",
+        ]));
+    assert_eq!(header_from_lines(&lines, "Idempotency-Key"), "order-7");
+    let input = header_from_lines(&lines, "Signature-Input");
+    assert!(input.contains("\"idempotency-key\""), "{input}");
+    // Without the header, the component cannot be signed.
+    let output = replay_guard_sign()
+        .args([
+            "--scheme",
+            "rfc9421",
+            "--url",
+            "http://127.0.0.1:8080/orders",
+        ])
+        .args(["--key-id", "partner", "--secret-file"])
+        .arg(secret_file.path())
+        .args([
+            "--component",
+            "@method",
+            "--component",
+            "@path",
+            "--component",
+            "idempotency-key",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+}

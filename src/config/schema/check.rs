@@ -121,6 +121,14 @@ fn table(
             }
         }
         Shape::Any => {}
+        Shape::Array(inner) if matches!(**inner, Shape::Table { .. }) => out.push(Finding {
+            span,
+            message: format!(
+                "{} must be an array of tables, not a table: write [[{}]] (two brackets), once per entry",
+                display_key(path),
+                display_key(path)
+            ),
+        }),
         other => out.push(Finding {
             span,
             message: format!(

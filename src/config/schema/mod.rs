@@ -171,6 +171,14 @@ mod tests {
     }
 
     #[test]
+    fn a_single_bracket_routes_table_says_to_write_two() {
+        let text = "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:9000\"\n[routes]\nname = \"a\"\npath = \"/a\"\n";
+        let found = problems(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("write [[routes]]"), "{found:?}");
+    }
+
+    #[test]
     fn every_schema_problem_is_found_at_once_with_a_suggestion() {
         let text = "[server]\nlisten = 8080\nupstream = \"http://127.0.0.1:9000\"\nunmached = \"reject\"\nunmatched = \"rejct\"\naccess_log = \"true\"\n\n[[routes]]\nname = \"a\"\npath = \"/a\"\nrate_limit = { per_secnd = 5 }\nidempotency = { release_statuses = [70000] }\n\n[[routes]]\npath = \"/b\"\n";
         let found: Vec<String> = problems(text)
