@@ -24,7 +24,7 @@
 //! `replay-guard` and `cargo run [--release] --` meaning the binary under
 //! test, `127.0.0.1:8080` the proxy, `127.0.0.1:9901` its admin listener,
 //! `127.0.0.1:9000` the upstream and `/tmp/` the scratch directory (which
-//! links the repository's `clients/`). Each block is bounded to 60 s.
+//! links the repository's `clients/` and `config.example.toml`). Each block is bounded to 60 s.
 
 mod support;
 
@@ -187,7 +187,9 @@ async fn run(test: &DocTest) -> Result<(), String> {
         .map(|_| ProxyProcess::start_with_env(&proxy_toml(test, &upstream.url()), &env));
     let scratch = tempfile::tempdir().unwrap();
     // Blocks name the repository's client snippets by relative path.
-    std::os::unix::fs::symlink(repo().join("clients"), scratch.path().join("clients")).unwrap();
+    for name in ["clients", "config.example.toml"] {
+        std::os::unix::fs::symlink(repo().join(name), scratch.path().join(name)).unwrap();
+    }
     let mut script = test
         .script
         .replace("/tmp/", &format!("{}/", scratch.path().display()));
