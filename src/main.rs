@@ -165,7 +165,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
         }
         Command::Check { config } => {
             let config = load(&config)?;
-            for warning in &config.warnings {
+            for warning in cli::check::warnings(&config) {
                 say(warning);
             }
             print!("{}", cli::check::route_table(&config));

@@ -468,3 +468,41 @@ async fn extra_headers_reach_the_upstream_and_no_progress_line_without_a_termina
         "{stderr}"
     );
 }
+
+/// On a terminal (a pty from util-linux `script`), the progress line is
+/// shown while the run goes on; the report is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_line_is_shown_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("util-linux script not installed: no pty to test with");
+        return;
+    }
+    let (_upstream, proxy) = setup().await;
+    let url = format!("http://{}/unsigned", proxy.addr);
+    let line = format!(
+        "{} loadgen --url {url} --method GET --rate 20 --duration 2500ms",
+        env!("CARGO_BIN_EXE_replay-guard")
+    );
+    let mut command = tokio::process::Command::new("script");
+    command
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("loadgen ends by itself")
+        .expect("script runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("\r[") && text.contains("req/s"),
+        "a progress line: {text:?}"
+    );
+    assert!(text.contains("replays admitted: 0 of 0"), "{text}");
+}
