@@ -120,7 +120,8 @@ fn table(
                 self::item(item, key_span, inner, &join(path, key.get()), out);
             }
         }
-        Shape::Any => {}
+        // A table names an enum variant with data: its contents are not traced.
+        Shape::Any | Shape::Enum { .. } => {}
         Shape::Array(inner) if matches!(**inner, Shape::Table { .. }) => out.push(Finding {
             span,
             message: format!(

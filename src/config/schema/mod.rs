@@ -170,6 +170,39 @@ mod tests {
         );
     }
 
+    /// An enum whose variants carry data (`client_auth = "off"` or a table
+    /// naming a variant) is accepted in every form serde takes, and the
+    /// fields after it are still traced.
+    #[test]
+    fn enum_variants_with_data_are_accepted_in_either_form() {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Raw {
+            auth: Option<Auth>,
+            after: Option<bool>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        #[allow(dead_code)]
+        enum Auth {
+            Required { ca: String },
+            Off,
+        }
+        let shape = shape_of::<Raw>();
+        assert_eq!(field(&shape, "after").shape, Shape::Bool, "{shape:?}");
+        for text in [
+            "auth = \"off\"\n",
+            "auth = { required = { ca = \"x\" } }\n",
+            "[auth.required]\nca = \"x\"\n",
+        ] {
+            let doc = toml_edit::ImDocument::parse(text).unwrap();
+            assert!(check::check(doc.as_table(), &shape).is_empty(), "{text}");
+        }
+        let doc = toml_edit::ImDocument::parse("auth = \"of\"\nafter = 1\n").unwrap();
+        assert_eq!(check::check(doc.as_table(), &shape).len(), 2);
+    }
+
     #[test]
     fn a_single_bracket_routes_table_says_to_write_two() {
         let text = "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:9000\"\n[routes]\nname = \"a\"\npath = \"/a\"\n";

@@ -509,7 +509,11 @@ impl<'de> de::Deserializer<'de> for Capture<'_> {
         let first = variants
             .first()
             .ok_or_else(|| TraceError("an enum without variants".into()))?;
-        visitor.visit_enum(UnitVariant(first))
+        visitor.visit_enum(FirstVariant {
+            name: first,
+            depth: self.depth + 1,
+            ctx: self.omit,
+        })
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, TraceError> {
@@ -634,10 +638,29 @@ impl<'de> de::MapAccess<'de> for Fields<'_> {
     }
 }
 
-/// An enum answered with its first variant, as a unit variant.
-struct UnitVariant(&'static str);
+/// An enum answered with its first variant, whatever its kind: its data
+/// (a newtype or struct variant) is traced into a scratch shape, so the
+/// parent goes on. The check accepts any table for a variant with data.
+struct FirstVariant<'a> {
+    name: &'static str,
+    depth: usize,
+    ctx: &'a Ctx,
+}
 
-impl<'de> de::EnumAccess<'de> for UnitVariant {
+impl FirstVariant<'_> {
+    /// A capture whose shape is thrown away, on a path no omission or
+    /// alias of the real structs can name.
+    fn scratch<'s>(&'s self, out: &'s mut Shape) -> Capture<'s> {
+        Capture {
+            out,
+            depth: self.depth,
+            path: vec!["$variant"],
+            omit: self.ctx,
+        }
+    }
+}
+
+impl<'de, 'a> de::EnumAccess<'de> for FirstVariant<'a> {
     type Error = TraceError;
     type Variant = Self;
 
@@ -645,12 +668,12 @@ impl<'de> de::EnumAccess<'de> for UnitVariant {
         self,
         seed: V,
     ) -> Result<(V::Value, Self), TraceError> {
-        let value = seed.deserialize(BorrowedStrDeserializer::new(self.0))?;
+        let value = seed.deserialize(BorrowedStrDeserializer::new(self.name))?;
         Ok((value, self))
     }
 }
 
-impl<'de> de::VariantAccess<'de> for UnitVariant {
+impl<'de> de::VariantAccess<'de> for FirstVariant<'_> {
     type Error = TraceError;
 
     fn unit_variant(self) -> Result<(), TraceError> {
@@ -659,9 +682,10 @@ impl<'de> de::VariantAccess<'de> for UnitVariant {
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(
         self,
-        _seed: T,
+        seed: T,
     ) -> Result<T::Value, TraceError> {
-        Err(TraceError("only unit variants are traced".into()))
+        let mut scratch = Shape::Any;
+        seed.deserialize(self.scratch(&mut scratch))
     }
 
     fn tuple_variant<V: Visitor<'de>>(
@@ -669,14 +693,15 @@ impl<'de> de::VariantAccess<'de> for UnitVariant {
         _len: usize,
         _visitor: V,
     ) -> Result<V::Value, TraceError> {
-        Err(TraceError("only unit variants are traced".into()))
+        Err(TraceError("tuple variants are not traced".into()))
     }
 
     fn struct_variant<V: Visitor<'de>>(
         self,
-        _fields: &'static [&'static str],
-        _visitor: V,
+        fields: &'static [&'static str],
+        visitor: V,
     ) -> Result<V::Value, TraceError> {
-        Err(TraceError("only unit variants are traced".into()))
+        let mut scratch = Shape::Any;
+        de::Deserializer::deserialize_struct(self.scratch(&mut scratch), "variant", fields, visitor)
     }
 }
