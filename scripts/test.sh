@@ -23,6 +23,15 @@ if ! python3 -c "import http_message_signatures, cryptography, requests" >/dev/n
   python3 -m pip install --quiet --disable-pip-version-check http-message-signatures cryptography requests
 fi
 
+# Each webhook provider's own signing library, for the webhook receiver
+# tests (tests/webhook.rs signs through tests/support/webhook_signer.py):
+# Stripe's, Slack's and the Standard Webhooks reference library from PyPI;
+# GitHub's @octokit/webhooks-methods from npm below, into .tools/.
+if ! python3 -c "import stripe, slack_sdk, standardwebhooks" >/dev/null 2>&1; then
+  echo "==> installing stripe, slack_sdk, standardwebhooks (webhook signing libraries)"
+  python3 -m pip install --quiet --disable-pip-version-check stripe slack_sdk standardwebhooks
+fi
+
 # The second, stricter DynamoDB-compatible server (dynalite, npm): Node.js
 # from the distribution if absent, dynalite into the project-local .tools/.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -34,6 +43,10 @@ fi
 if ! node -e "require('./.tools/node_modules/dynalite')" >/dev/null 2>&1; then
   echo "==> installing dynalite (stricter local DynamoDB-compatible server) into .tools/"
   npm install --silent --no-audit --no-fund --prefix .tools dynalite@4.0.0
+fi
+if [ ! -f .tools/node_modules/@octokit/webhooks-methods/dist-node/index.js ]; then
+  echo "==> installing @octokit/webhooks-methods (GitHub webhook signing) into .tools/"
+  npm install --silent --no-audit --no-fund --prefix .tools @octokit/webhooks-methods@6.0.0
 fi
 
 # Console scripts that pip installs (hadolint) live here, shims or not.

@@ -2,7 +2,8 @@
 //!
 //! Hop-by-hop headers (RFC 9110 §7.6.1, plus those named in `Connection`)
 //! never cross the proxy; `X-Forwarded-For/-Proto/-Host` are set for the
-//! upstream; a client-supplied `X-Replay-Guard-Key-Id` is always dropped.
+//! upstream; client-supplied `X-Replay-Guard-Key-Id`, `-Report` and
+//! `-Webhook` are always dropped.
 //! This module must never decide whether a request may be forwarded — the
 //! checks do that.
 
@@ -15,6 +16,8 @@ use http::HeaderMap;
 pub const KEY_ID_HEADER: HeaderName = HeaderName::from_static("x-replay-guard-key-id");
 /// Header naming the would-be rejection of a route in report mode.
 pub const REPORT_HEADER: HeaderName = HeaderName::from_static("x-replay-guard-report");
+/// Header naming the provider whose webhook signature the proxy verified.
+pub const WEBHOOK_HEADER: HeaderName = HeaderName::from_static("x-replay-guard-webhook");
 /// Request id header.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -33,7 +36,7 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 /// Headers only the proxy may set on the way upstream.
-static PROXY_OWN: [HeaderName; 2] = [KEY_ID_HEADER, REPORT_HEADER];
+static PROXY_OWN: [HeaderName; 3] = [KEY_ID_HEADER, REPORT_HEADER, WEBHOOK_HEADER];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 

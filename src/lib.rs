@@ -27,7 +27,8 @@
 //!   [`checks::freshness`], [`checks::signature`] (scheme `v1`),
 //!   [`checks::rfc9421`] (RFC 9421 HTTP Message Signatures),
 //!   [`checks::nonce`],
-//!   [`checks::idempotency`] — each whole (headers, keys, store call,
+//!   [`checks::idempotency`], [`checks::webhook`] (Stripe, GitHub, Slack,
+//!   Standard Webhooks receivers) — each whole (headers, keys, store call,
 //!   `on_error`) behind one entry point returning a typed rejection.
 //! - [`rejection`]: every reason the proxy answers instead of the upstream
 //!   and its one HTTP mapping (problem+json with a stable `reason`).
@@ -74,6 +75,9 @@
 //!                → rate limit for identity = "key_id"
 //! nonce          claimed in the store for the scope (first store write)
 //! idempotency    claim / replay stored answer / in flight / reused
+//! (webhook)      on a webhook route, instead of signature, nonce and
+//!                idempotency: the provider's signature and timestamp,
+//!                then its delivery id claimed like an Idempotency-Key
 //! report mode    a refused check on a report-mode route is forwarded
 //!                anyway, named in X-Replay-Guard-Report
 //! forward        normalised path, hop-by-hop hygiene, X-Forwarded-*;

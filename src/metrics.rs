@@ -26,6 +26,13 @@ struct RouteReason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    route: String,
+    provider: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
     route: String,
 }
@@ -56,6 +63,7 @@ pub struct Metrics {
     in_flight: Gauge,
     reloads: Family<ResultLabel, Counter>,
     report_only: Family<RouteReason, Counter>,
+    webhooks: Family<WebhookLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -159,12 +167,19 @@ impl Metrics {
             "Would-be rejections forwarded anyway by routes in report mode",
             report_only.clone(),
         );
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries by route, provider and outcome (forwarded, rejected, replayed, error)",
+            webhooks.clone(),
+        );
         registry.register(
             "log_lines_dropped",
             "Log lines never written (stderr slow, closed or failing); requests are unaffected",
             crate::log_output::dropped_lines().clone(),
         );
         Self {
+            webhooks,
             report_only,
             reloads,
             registry,
@@ -236,6 +251,33 @@ impl Metrics {
             .get_or_create(&RouteReason {
                 route: route.to_owned(),
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Export every outcome series of a webhook route, at zero.
+    pub fn webhook_series(&self, route: &str, provider: &str) {
+        for outcome in [
+            Outcome::Forwarded,
+            Outcome::Rejected,
+            Outcome::Replayed,
+            Outcome::Error,
+        ] {
+            drop(self.webhooks.get_or_create(&WebhookLabels {
+                route: route.to_owned(),
+                provider: provider.to_owned(),
+                outcome: outcome.label().to_owned(),
+            }));
+        }
+    }
+
+    /// Count one delivery to a webhook route.
+    pub fn webhook(&self, route: &str, provider: &str, outcome: Outcome) {
+        self.webhooks
+            .get_or_create(&WebhookLabels {
+                route: route.to_owned(),
+                provider: provider.to_owned(),
+                outcome: outcome.label().to_owned(),
             })
             .inc();
     }

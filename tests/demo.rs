@@ -43,6 +43,9 @@ fn demo_exits_zero_and_shows_every_outcome() {
         "Idempotent replay",
         "Idempotent-Replayed: true",
         "idempotency_key_reused",
+        "webhook delivery (Stripe)",
+        "webhook redelivery",
+        "forged webhook",
         "429",
         "rate_limited",
     ] {
@@ -53,7 +56,7 @@ fn demo_exits_zero_and_shows_every_outcome() {
     }
     assert!(!stdout.contains("!! expected"), "{stdout}");
     assert!(
-        stdout.contains("The upstream received 4 of 11 requests"),
+        stdout.contains("The upstream received 5 of 14 requests"),
         "{stdout}"
     );
     assert!(stdout.contains("replay-guard run --config"), "{stdout}");

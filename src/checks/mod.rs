@@ -1,6 +1,8 @@
 //! The checks of the request path, one module each, cheapest first:
 //! [`rate_limit`] → [`freshness`] → [`signature`] (scheme `v1`) or
-//! [`rfc9421`] → [`nonce`] → [`idempotency`].
+//! [`rfc9421`] → [`nonce`] → [`idempotency`]; on a webhook route,
+//! [`webhook`] (the provider's scheme, then its delivery id claimed through
+//! [`idempotency`]) instead of freshness, signature and nonce.
 //!
 //! Each check is whole in its module: it reads its own headers, builds its
 //! own store keys, calls the store (through [`StoreAccess`]), applies
@@ -17,11 +19,12 @@ pub mod nonce;
 pub mod rate_limit;
 pub mod rfc9421;
 pub mod signature;
+pub mod webhook;
 
 use http::header::HeaderName;
 use http::HeaderMap;
 
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
@@ -103,15 +106,14 @@ pub fn hashed_key(kind: &str, key_hash: Option<&Secret>, scope: &str, value: &st
         input.extend_from_slice(&len.to_be_bytes());
         input.extend_from_slice(part.as_bytes());
     }
-    let digest: [u8; 32] =
-        match key_hash.map(|secret| Hmac::<Sha256>::new_from_slice(secret.expose())) {
-            Some(Ok(mut mac)) => {
-                mac.update(&input);
-                mac.finalize().into_bytes().into()
-            }
-            // HMAC takes a key of any length; unkeyed when none is configured.
-            _ => Sha256::digest(&input).into(),
-        };
+    let digest: [u8; 32] = match key_hash.map(Secret::hmac_sha256) {
+        Some(mut mac) => {
+            mac.update(&input);
+            mac.finalize().into_bytes().into()
+        }
+        // Unkeyed when no key_hash secret is configured.
+        None => Sha256::digest(&input).into(),
+    };
     format!("{kind}#{}", hex::encode(&digest[..16]))
 }
 

@@ -66,10 +66,10 @@ pub fn canonical(parts: &Signed<'_>) -> String {
     )
 }
 
-/// HMAC accepts keys of any length, so this is always `Some`; the request
-/// path still treats `None` as a failed verification rather than panic.
+/// The keyed HMAC of a secret (always `Some`: the keyed state is computed
+/// when the secret is loaded).
 fn mac(secret: &Secret) -> Option<HmacSha256> {
-    HmacSha256::new_from_slice(secret.expose()).ok()
+    Some(secret.hmac_sha256())
 }
 
 /// The `X-Signature` value for a request: `v1=<hex>` (client side).

@@ -50,6 +50,18 @@ fn checks(route: &Route) -> String {
             i.lease.as_secs()
         ));
     }
+    if let Some(hook) = &route.webhook {
+        let window = if hook.provider.has_timestamp() {
+            format!("±{}s, ", hook.tolerance.as_secs())
+        } else {
+            "no timestamp, ".into()
+        };
+        parts.push(format!(
+            "webhook({}: {window}dedupe {}s)",
+            hook.provider,
+            hook.dedupe.ttl.as_secs()
+        ));
+    }
     if parts.is_empty() {
         return "pass-through".into();
     }

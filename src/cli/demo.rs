@@ -3,13 +3,15 @@
 //! It starts the built-in upstream ([`super::demo_upstream`]) and the real
 //! proxy in-process on the memory store with the bundled [`DEMO_CONFIG`],
 //! sends one scripted request per outcome — fresh, replayed, stale, forged,
-//! idempotent retry, reused key, rate-limited burst — and prints a table of
+//! idempotent retry, reused key, rate-limited burst, and a Stripe webhook
+//! delivered, redelivered and forged — and prints a table of
 //! what the client got and what the upstream received. It ends by itself
 //! and exits 0 when every step had the expected outcome (2 otherwise).
 //!
 //! Everything listens on and talks to 127.0.0.1 only; the secret is a
 //! throwaway written inline, which the proxy warns about (fine for a demo,
-//! never for production). This module must never be used by `run`.
+//! never for production); the webhook secret, which has no inline form, is
+//! handed to validation by a demo-only [`Environment`]. This module must never be used by `run`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -26,7 +28,7 @@ use hyper_util::rt::TokioExecutor;
 use super::demo_upstream::DemoUpstream;
 use replay_guard::client::{self, SignRequest};
 use replay_guard::clock::{SharedClock, SystemClock};
-use replay_guard::config::{Config, Secret};
+use replay_guard::config::{Config, Environment, ProcessEnvironment, Secret};
 use replay_guard::server;
 
 /// The demo client's key id.
@@ -35,6 +37,10 @@ const KEY_ID: &str = "demo-client";
 const SECRET: &str = "demo-secret-do-not-use-in-production";
 /// What a forger without the secret signs with.
 const FORGED_SECRET: &str = "an-attackers-guess";
+/// The variable the demo's webhook route reads its secret from.
+const WEBHOOK_SECRET_ENV: &str = "DEMO_STRIPE_WEBHOOK_SECRET";
+/// The demo's Stripe endpoint secret (a throwaway: demo only).
+const WEBHOOK_SECRET: &str = "whsec_demo_do_not_use_in_production";
 /// Per-request time limit of the demo client.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -66,6 +72,12 @@ freshness = { max_skew_secs = 120 }
 signature = { required = true }
 nonce = { required = true }
 idempotency = { required = true, ttl_secs = 3600, lease_secs = 60 }
+
+[[routes]]
+name = "stripe-events"
+methods = ["POST"]
+path = "/webhooks/stripe"
+webhook = { provider = "stripe", secret_env = "DEMO_STRIPE_WEBHOOK_SECRET" }
 
 [[routes]]
 name = "quotes"
@@ -298,10 +310,26 @@ fn print_notes(reply: &Reply) {
     }
 }
 
+/// The process's environment, plus the demo's throwaway webhook secret.
+struct DemoEnvironment;
+
+impl Environment for DemoEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        if name == WEBHOOK_SECRET_ENV {
+            return Some(WEBHOOK_SECRET.to_owned());
+        }
+        ProcessEnvironment.var(name)
+    }
+
+    fn read_file(&self, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+        ProcessEnvironment.read_file(path)
+    }
+}
+
 /// The bundled config, compiled for an upstream address.
 pub fn demo_config(upstream: SocketAddr) -> Result<Config, String> {
     let text = DEMO_CONFIG.replace("{upstream}", &upstream.to_string());
-    Config::parse(&text, "demo.toml")
+    Config::parse_with(&text, "demo.toml", &DemoEnvironment)
         .map_err(|e| format!("the bundled demo config is invalid:\n{e}"))
 }
 
@@ -351,6 +379,7 @@ async fn walkthrough() -> Result<usize, String> {
 async fn script(demo: &mut Demo) -> Result<(), String> {
     print_intro(demo);
     payment_steps(demo).await?;
+    webhook_steps(demo).await?;
     rate_limit_steps(demo).await?;
     print_outro(demo);
     Ok(())
@@ -369,6 +398,9 @@ fn print_intro(demo: &Demo) {
     );
     println!(
         "  routes   POST /payments: freshness ±120 s + HMAC signature + nonce + Idempotency-Key"
+    );
+    println!(
+        "           POST /webhooks/stripe: Stripe-Signature verified, each event id forwarded once"
     );
     println!("           GET /quotes: rate limit 3 burst, 6/min per client IP");
     println!();
@@ -437,6 +469,62 @@ async fn payment_steps(demo: &mut Demo) -> Result<(), String> {
         "new nonce, key order-1001, amount 9999",
         &reused,
         Expect::rejected(422, "idempotency_key_reused"),
+    )
+    .await
+}
+
+/// A Stripe delivery as Stripe sends it: `Stripe-Signature: t=..,v1=..`,
+/// an HMAC-SHA256 over `<t>.<body>` with the endpoint secret.
+fn stripe_delivery(body: &'static str, timestamp: u64, secret: &str) -> DemoRequest {
+    use hmac::{Hmac, Mac};
+    let signature = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .map(|mut mac| {
+            mac.update(format!("{timestamp}.").as_bytes());
+            mac.update(body.as_bytes());
+            hex::encode(mac.finalize().into_bytes())
+        })
+        .unwrap_or_default();
+    DemoRequest {
+        method: Method::POST,
+        path: "/webhooks/stripe",
+        headers: vec![
+            ("Content-Type".into(), "application/json".into()),
+            (
+                "Stripe-Signature".into(),
+                format!("t={timestamp},v1={signature}"),
+            ),
+        ],
+        body: Bytes::from_static(body.as_bytes()),
+    }
+}
+
+/// POST /webhooks/stripe: a delivery, Stripe's redelivery of the same
+/// event (a fresh signature), and a forgery.
+async fn webhook_steps(demo: &mut Demo) -> Result<(), String> {
+    const EVENT: &str = r#"{"id":"evt_demo_1","object":"event","type":"invoice.paid"}"#;
+    let now = demo.clock.now_secs();
+    demo.step(
+        "webhook delivery (Stripe)",
+        "POST /webhooks/stripe event evt_demo_1",
+        &stripe_delivery(EVENT, now, WEBHOOK_SECRET),
+        Expect::ok(),
+    )
+    .await?;
+    demo.step(
+        "webhook redelivery",
+        "same event, re-signed 1 s later",
+        &stripe_delivery(EVENT, now + 1, WEBHOOK_SECRET),
+        Expect {
+            idempotent_replayed: true,
+            ..Expect::ok()
+        },
+    )
+    .await?;
+    demo.step(
+        "forged webhook",
+        "signed with a guessed endpoint secret",
+        &stripe_delivery(EVENT, now, "whsec_guess"),
+        Expect::rejected(401, "bad_signature"),
     )
     .await
 }

@@ -39,6 +39,7 @@ mod rules;
 mod schema;
 mod secret;
 mod validate;
+mod webhook;
 
 pub use algorithm::{Algorithm, KeyMaterial, PublicKey};
 pub use environment::{Environment, ProcessEnvironment};
@@ -48,6 +49,9 @@ pub use rules::{
     Freshness, HeaderNames, Idempotency, Identity, Mode, RateLimit, Route, TimestampFormat,
 };
 pub use secret::{Key, Secret};
+#[cfg(test)]
+pub(crate) use validate::webhook::standard_secret as standard_webhook_secret;
+pub use webhook::{Webhook, WebhookProvider};
 
 pub use validate::signature::{
     parse_component, supported as component_supported, DEFAULT_COMPONENTS,

@@ -148,6 +148,7 @@ pub(super) struct RawRoute {
     pub(super) signature: Option<Spanned<RawSignature>>,
     pub(super) idempotency: Option<Spanned<RawIdempotency>>,
     pub(super) rate_limit: Option<Spanned<RawRateLimit>>,
+    pub(super) webhook: Option<Spanned<RawWebhook>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,4 +200,18 @@ pub(super) struct RawRateLimit {
     pub(super) per_minute: Option<Spanned<u32>>,
     pub(super) burst: Option<Spanned<u32>>,
     pub(super) replicas: Option<Spanned<u32>>,
+}
+
+/// `webhook = { provider = ..., secret_env | secret_file, ... }` on a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    pub(super) provider: Spanned<String>,
+    pub(super) secret_env: Option<Spanned<String>>,
+    pub(super) secret_file: Option<Spanned<PathBuf>>,
+    pub(super) previous_secret_env: Option<Spanned<String>>,
+    pub(super) previous_secret_file: Option<Spanned<PathBuf>>,
+    pub(super) tolerance_secs: Option<Spanned<u64>>,
+    pub(super) dedupe_ttl_secs: Option<Spanned<u64>>,
+    pub(super) release_statuses: Option<Vec<Spanned<u16>>>,
 }

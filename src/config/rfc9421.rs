@@ -43,6 +43,9 @@ impl SignatureScheme {
 pub struct Component {
     /// The identifier as an RFC 8941 item: a String with parameters.
     item: sfv::Item,
+    /// The serialization as received (parameters in order): the
+    /// identifier's text in a signature base.
+    serialized: String,
     /// The identity used to compare identifiers: the serialization with
     /// parameters sorted by name (parameter order does not change what is
     /// covered).
@@ -54,10 +57,12 @@ impl Component {
     /// a String (every component name is one).
     pub fn from_item(item: &sfv::Item) -> Option<Component> {
         let name = item.bare_item.as_string()?;
+        let serialized = sfv::FieldType::serialize(item);
         if item.params.len() < 2 {
             // Nothing to sort: the identity is the serialization.
             return Some(Component {
-                identity: sfv::FieldType::serialize(item),
+                identity: serialized.clone(),
+                serialized,
                 item: item.clone(),
             });
         }
@@ -72,6 +77,7 @@ impl Component {
         );
         Some(Component {
             identity: sfv::FieldType::serialize(&sorted),
+            serialized,
             item: item.clone(),
         })
     }
@@ -93,6 +99,12 @@ impl Component {
     /// The identifier as an RFC 8941 item (name and parameters in order).
     pub fn item(&self) -> &sfv::Item {
         &self.item
+    }
+
+    /// The identifier serialized as received (RFC 8941 §4.1.3), as it
+    /// stands in a signature base.
+    pub fn serialized(&self) -> &str {
+        &self.serialized
     }
 
     /// Whether two identifiers name the same component.

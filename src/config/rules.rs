@@ -156,6 +156,9 @@ pub struct Route {
     pub idempotency: Option<Idempotency>,
     /// Rate limit.
     pub rate_limit: Option<RateLimit>,
+    /// Webhook receiver profile: the provider's own signature, timestamp
+    /// and delivery id replace freshness, signature, nonce and idempotency.
+    pub webhook: Option<super::Webhook>,
 }
 
 impl Route {
@@ -166,6 +169,7 @@ impl Route {
             && self.signature.is_none()
             && self.idempotency.is_none()
             && self.rate_limit.is_none()
+            && self.webhook.is_none()
     }
 
     /// Whether the body must be buffered (and capped) before forwarding.

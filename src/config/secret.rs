@@ -6,26 +6,61 @@
 //! This module must never print, log or format a secret value (the bytes
 //! leave only through [`Secret::expose`], for the HMAC), and never read one
 //! from the environment or a file: validation does that.
+//!
+//! Every HMAC a secret keys starts from [`Secret::hmac_sha256`]: the keyed
+//! state (the inner and outer pads, already hashed) is computed once when
+//! the secret is loaded, so a request clones it instead of hashing the key
+//! again (two SHA-256 blocks a request).
 
 use std::fmt;
+
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use super::KeyMaterial;
 
 /// A secret value. `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+#[derive(Clone)]
+pub struct Secret {
+    bytes: Vec<u8>,
+    /// Boxed: the state is a few hundred bytes and keys are cloned rarely.
+    keyed: Box<Hmac<Sha256>>,
+}
 
 impl Secret {
     /// Wrap raw secret bytes.
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self(bytes)
+        // HMAC takes a key of any length, so this cannot fail; the
+        // fallback (an all-zero key, infallible) is unreachable, not a panic.
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&bytes)
+            .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
+        Self {
+            bytes,
+            keyed: Box::new(keyed),
+        }
     }
 
-    /// The bytes, for the HMAC and nothing else.
+    /// The bytes, for validation and the client-side tools; the request
+    /// path keys its HMACs with [`Secret::hmac_sha256`].
     pub fn expose(&self) -> &[u8] {
-        &self.0
+        &self.bytes
+    }
+
+    /// A fresh HMAC-SHA256 keyed with this secret (a clone of the keyed
+    /// state computed once at load).
+    pub fn hmac_sha256(&self) -> Hmac<Sha256> {
+        (*self.keyed).clone()
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

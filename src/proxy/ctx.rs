@@ -97,6 +97,12 @@ impl RequestCtx {
             .map_or(super::UNMATCHED, |route| route.rule.name.as_str())
     }
 
+    /// The matched route's webhook provider, if it is a webhook route.
+    pub fn webhook_provider(&self) -> Option<&'static str> {
+        let route = self.route.as_ref()?;
+        route.rule.webhook.as_ref().map(|hook| hook.provider.name())
+    }
+
     /// The identity tag for log lines, or `-`.
     pub fn identity_tag(&self) -> &str {
         self.identity_tag.as_deref().unwrap_or("-")

@@ -122,6 +122,12 @@ impl Proxy {
             ctx.verified_key.as_deref(),
             ctx.report,
         );
+        // Only a delivery that passed its check is named verified: never one
+        // a report-mode route forwards despite a refusal.
+        if let (Some(provider), None) = (ctx.webhook_provider(), ctx.report) {
+            let value = HeaderValue::from_static(provider);
+            parts.headers.insert(forward::WEBHOOK_HEADER, value);
+        }
         let started = Instant::now();
         let result = self
             .upstream

@@ -6,6 +6,9 @@
 //!   → idempotency
 //! ```
 //!
+//! A webhook route runs its provider's check (`webhook`) after the body
+//! instead of signature, nonce and idempotency.
+//!
 //! On a signed route the scope of nonces and idempotency keys is the
 //! verified key ([`identity::scope`]); an identity nobody checked only keys
 //! the rate limit. A request refused as `replayed_nonce` gets its key-id
@@ -169,6 +172,10 @@ impl Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<Step, Rejection> {
         let rule = &route.rule;
+        if let Some(hook) = &rule.webhook {
+            head.identity?;
+            return self.webhook_checks(route, hook, parts, body, ctx).await;
+        }
         let signed = self.signature_step(route, parts, body, head.fresh, ctx)?;
         let verified = signed.key;
         ctx.verified_key = verified.map(str::to_owned);

@@ -25,6 +25,7 @@ mod guard;
 mod record;
 mod respond;
 mod scheme;
+mod webhook;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -170,6 +171,9 @@ impl Proxy {
                 });
                 let old = previous.iter().find(|old| old.rule.name == rule.name);
                 let restart = config.store.restart_fence.then_some(started);
+                if let Some(hook) = &rule.webhook {
+                    metrics.webhook_series(&rule.name, hook.provider.name());
+                }
                 Arc::new(RouteState {
                     rule: rule.clone(),
                     limiter,

@@ -71,7 +71,9 @@ impl Proxy {
         let response = match self.send(parts, body::full(body), ctx).await {
             Ok(response) => response,
             Err(error) => {
-                if matches!(error, UpstreamError::Connect) {
+                // A webhook delivery that got no answer is the sender's to
+                // retry: its provider redelivers, and the redelivery runs.
+                if matches!(error, UpstreamError::Connect) || ctx.webhook_provider().is_some() {
                     // Never reached the upstream: a retry may run.
                     claim.release(self.store.as_ref(), &self.metrics).await;
                 }

@@ -25,6 +25,14 @@ impl Proxy {
         result: Result<Answer, Rejection>,
         ctx: RequestCtx,
     ) -> Response<Body> {
+        if let Some(provider) = ctx.webhook_provider() {
+            let outcome = match &result {
+                Ok(answer) => answer.outcome,
+                Err(rejection) if rejection.is_server_side() => Outcome::Error,
+                Err(_) => Outcome::Rejected,
+            };
+            self.metrics.webhook(ctx.route_name(), provider, outcome);
+        }
         let mut response = match result {
             Ok(answer) => {
                 self.series(&ctx).request(answer.outcome);
@@ -69,13 +77,28 @@ impl Proxy {
         let route = ctx.route_name();
         let reason = rejection.reason();
         let identity = ctx.identity_tag();
+        let webhook = ctx.webhook_provider();
         let id = ctx.request_id.to_str().unwrap_or("-");
         if rejection.is_server_side() {
             self.series(ctx).request(Outcome::Error);
-            tracing::warn!(request_id = id, route, reason, identity, "request failed");
+            tracing::warn!(
+                request_id = id,
+                route,
+                reason,
+                identity,
+                webhook,
+                "request failed"
+            );
         } else {
             self.series(ctx).request(Outcome::Rejected);
-            tracing::info!(request_id = id, route, reason, identity, "request rejected");
+            tracing::info!(
+                request_id = id,
+                route,
+                reason,
+                identity,
+                webhook,
+                "request rejected"
+            );
         }
         self.metrics.rejection(route, reason);
         let mut response = rejection.to_response(id);

@@ -86,12 +86,17 @@ impl Message<'_> {
                 authority
             }
         };
-        let host = authority.host().to_ascii_lowercase();
-        let default = if self.scheme() == "https" { 443 } else { 80 };
-        Ok(match authority.port_u16() {
-            Some(port) if port != default => format!("{host}:{port}"),
-            _ => host,
-        })
+        let https = self
+            .uri
+            .scheme_str()
+            .map_or(self.https, |scheme| scheme.eq_ignore_ascii_case("https"));
+        let default = if https { 443 } else { 80 };
+        let mut out = authority.host().to_ascii_lowercase();
+        if let Some(port) = authority.port_u16().filter(|port| *port != default) {
+            out.push(':');
+            out.push_str(&port.to_string());
+        }
+        Ok(out)
     }
 
     /// `@path`: as received, `/` when empty.
@@ -258,8 +263,11 @@ pub fn signature_base_of(
     input: &sfv::InnerList,
     covered: &[Component],
 ) -> Result<String, BaseError> {
+    if covered.len() != input.items.len() {
+        return err("the covered components are not those of the input");
+    }
     let mut base = String::with_capacity(256);
-    for (at, (item, component)) in input.items.iter().zip(covered).enumerate() {
+    for (at, component) in covered.iter().enumerate() {
         if covered[..at].iter().any(|c| c.same_as(component)) {
             return err("a component is covered twice");
         }
@@ -270,19 +278,32 @@ pub fn signature_base_of(
         {
             return err("a component value is not printable ASCII");
         }
-        let _ = sfv::ItemSerializer::with_buffer(&mut base)
-            .bare_item(&item.bare_item)
-            .parameters(&item.params)
-            .finish();
+        base.push_str(component.serialized());
         base.push_str(": ");
         base.push_str(&value);
         base.push('\n');
     }
-    base.push_str("\"@signature-params\": ");
-    let mut list = sfv::ListSerializer::with_buffer(&mut base);
-    let mut inner = list.inner_list();
-    inner.items(&input.items);
-    let _ = inner.finish().parameters(&input.params).finish();
+    // The inner list as RFC 8941 §4.1.1.1 serializes it: the items (each
+    // already serialized as received) space-separated in parentheses,
+    // then the parameters.
+    base.push_str("\"@signature-params\": (");
+    for (at, component) in covered.iter().enumerate() {
+        if at > 0 {
+            base.push(' ');
+        }
+        base.push_str(component.serialized());
+    }
+    base.push(')');
+    // sfv serializes parameters only after an item or inner list: an
+    // empty one, whose "()" is dropped.
+    let mut params = String::with_capacity(128);
+    let mut list = sfv::ListSerializer::with_buffer(&mut params);
+    let _ = list
+        .inner_list()
+        .finish()
+        .parameters(&input.params)
+        .finish();
+    base.push_str(params.get(2..).unwrap_or_default());
     Ok(base)
 }
 

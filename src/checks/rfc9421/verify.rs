@@ -8,12 +8,9 @@
 //! `Mac::verify_slice`, never log a signature or a secret, and never
 //! verify with an algorithm other than the key's.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 
 use crate::config::{KeyMaterial, Secret};
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Whether `signature` is valid over `base` for the key's material.
 pub fn verifies(material: &KeyMaterial, base: &[u8], signature: &[u8]) -> bool {
@@ -34,22 +31,16 @@ pub fn verifies(material: &KeyMaterial, base: &[u8], signature: &[u8]) -> bool {
 
 /// Constant-time HMAC-SHA256 verification.
 fn hmac_verifies(secret: &Secret, base: &[u8], signature: &[u8]) -> bool {
-    let Ok(mut mac) = HmacSha256::new_from_slice(secret.expose()) else {
-        return false;
-    };
+    let mut mac = secret.hmac_sha256();
     mac.update(base);
     mac.verify_slice(signature).is_ok()
 }
 
 /// The HMAC-SHA256 of `base` (client side).
 pub fn hmac_sign(secret: &Secret, base: &[u8]) -> Vec<u8> {
-    match HmacSha256::new_from_slice(secret.expose()) {
-        Ok(mut mac) => {
-            mac.update(base);
-            mac.finalize().into_bytes().to_vec()
-        }
-        Err(_) => Vec::new(),
-    }
+    let mut mac = secret.hmac_sha256();
+    mac.update(base);
+    mac.finalize().into_bytes().to_vec()
 }
 
 #[cfg(test)]

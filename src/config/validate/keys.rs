@@ -231,7 +231,7 @@ pub(super) fn read_secret_env(
 }
 
 /// A secret file's bytes without one trailing newline (`\n` or `\r\n`).
-fn read_secret_file(
+pub(super) fn read_secret_file(
     path: &Spanned<PathBuf>,
     env: &dyn Environment,
     p: &mut Problems<'_>,

@@ -18,6 +18,7 @@ mod server;
 pub(crate) mod signature;
 mod startup;
 mod warnings;
+pub(crate) mod webhook;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -189,6 +190,7 @@ pub(super) fn validate(
                 response_cap,
             },
             &mut names,
+            env,
             p,
         ) {
             routes.push(route);

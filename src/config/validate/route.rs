@@ -19,12 +19,16 @@ use toml::Spanned;
 use super::{secs, signature, size, Problems};
 use crate::config::raw::{RawHeaders, RawIdempotency, RawRateLimit, RawRoute};
 use crate::config::{
-    Freshness, HeaderNames, Idempotency, Identity, Mode, PathPattern, RateLimit, Route, Server,
-    SignatureScheme,
+    Environment, Freshness, HeaderNames, Idempotency, Identity, Mode, PathPattern, RateLimit,
+    Route, Server, SignatureScheme,
 };
 
 /// One route; `None` (with its problems reported) when it is invalid.
-/// `names` collects the route names seen so far, to refuse duplicates.
+/// `names` collects the route names seen so far, to refuse duplicates;
+/// `env` resolves a webhook table's secrets.
+// Each argument is one independent input; a context struct would only
+// rename them.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn validate_route(
     raw: Spanned<RawRoute>,
     defaults: &HeaderNames,
@@ -32,6 +36,7 @@ pub(super) fn validate_route(
     server: Option<&Server>,
     limits: StoreLimits,
     names: &mut HashSet<String>,
+    env: &dyn Environment,
     p: &mut Problems<'_>,
 ) -> Option<Route> {
     let route_span = raw.span();
@@ -72,6 +77,11 @@ pub(super) fn validate_route(
         .as_ref()
         .map(|i| validate_idempotency(i, server, limits, p));
     let rate_limit = raw.rate_limit.as_ref().and_then(|r| validate_rate(r, p));
+    let webhook = raw
+        .webhook
+        .as_ref()
+        .map(|w| super::webhook::validate_webhook(&raw, w, server, limits, env, p));
+    ok &= !matches!(webhook, Some(None));
     ok &= identity.is_some() && (raw.rate_limit.is_none() || rate_limit.is_some());
     ok &= scheme.is_some();
     if let (Some(SignatureScheme::Rfc9421(_)), Some(nonce_rule), Some(false)) =
@@ -96,6 +106,7 @@ pub(super) fn validate_route(
         scheme: scheme?,
         idempotency,
         rate_limit,
+        webhook: webhook.flatten(),
     })
 }
 

@@ -1,0 +1,47 @@
+//! The checks phase of a webhook route: the provider's own signature,
+//! timestamp and delivery id ([`crate::checks::webhook`]) instead of
+//! freshness, signature and nonce; what it hands back is the idempotency
+//! step of the delivery id's claim, so forwarding, recording and replaying
+//! are the idempotency path's own.
+//!
+//! This step must never forward or answer, and never fall back to the
+//! route's replay headers.
+
+use bytes::Bytes;
+use http::request::Parts;
+
+use super::ctx::RequestCtx;
+use super::{Proxy, RouteState};
+use crate::checks::idempotency::Step;
+use crate::checks::webhook::{self, Delivery};
+use crate::checks::StoreAccess;
+use crate::config::Webhook;
+use crate::rejection::Rejection;
+
+impl Proxy {
+    /// Verify a delivery and claim its id.
+    pub(super) async fn webhook_checks(
+        &self,
+        route: &RouteState,
+        hook: &Webhook,
+        parts: &Parts,
+        body: &Bytes,
+        ctx: &RequestCtx,
+    ) -> Result<Step, Rejection> {
+        let access = StoreAccess {
+            store: self.store.as_ref(),
+            clock: self.clock.as_ref(),
+            on_error: self.config.store.on_error,
+            metrics: &self.metrics,
+            route: &route.rule.name,
+            key_hash: self.config.store.key_hash_secret.as_ref(),
+        };
+        let delivery = Delivery {
+            headers: &parts.headers,
+            method: &parts.method,
+            path: ctx.target.path(),
+            body,
+        };
+        webhook::check(&access, hook, delivery).await
+    }
+}
