@@ -203,6 +203,25 @@ mod tests {
         assert_eq!(check::check(doc.as_table(), &shape).len(), 2);
     }
 
+    /// Any prefix of a real file never panics the pass (it runs before
+    /// serde on every `check`, start and reload), and mistyped values of a
+    /// real file are each found.
+    #[test]
+    fn truncated_and_mistyped_files_never_panic() {
+        let text = include_str!("../../../config.example.toml");
+        for end in (0..text.len())
+            .filter(|i| text.is_char_boundary(*i))
+            .step_by(3)
+        {
+            let _ = problems(&text[..end]);
+        }
+        let mistyped = text
+            .replace("listen = \"", "listen = 1 #")
+            .replace("max_entries = 1_000_000", "max_entries = \"many\"")
+            .replace("restart_fence = true", "restart_fence = 1");
+        assert_eq!(problems(&mistyped).len(), 4, "{:#?}", problems(&mistyped));
+    }
+
     #[test]
     fn a_single_bracket_routes_table_says_to_write_two() {
         let text = "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:9000\"\n[routes]\nname = \"a\"\npath = \"/a\"\n";
