@@ -11,7 +11,11 @@
 #      `replay-guard check` (dummy secrets in the environment);
 #   4. a few cross-file rules hold (only replay-guard's public port is
 #      published or in the Service, the grace period covers the drain, the
-#      rate-limit `replicas` match the Deployment, the IAM policies parse).
+#      rate-limit `replicas` match the Deployment, the IAM policies parse);
+#   5. deploy/kubernetes-native-sidecar/ (replay-guard as a native sidecar,
+#      Kubernetes >= 1.29) passes `kubernetes-validate --strict` and its own
+#      rules (init container with restartPolicy Always and a startupProbe,
+#      the same probes and security context, the shared ConfigMap).
 #
 # Installs what is missing: docker-compose (apt-get, needs root) and
 # kubernetes-validate (pip, into a private --target folder, so it works on a
@@ -32,6 +36,7 @@ TOOLS_DIR="${TOOLS_DIR:-${HOME:-/root}/.cache/replay-guard/validate-tools}"
 KV_DIR="$TOOLS_DIR/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
 COMPOSE_DIR=deploy/compose
 KUBE_DIR=deploy/kubernetes
+SIDECAR_DIR=deploy/kubernetes-native-sidecar
 
 failures=()
 fail() {
@@ -146,7 +151,11 @@ for toml in "$scratch/kubernetes.toml" "$COMPOSE_DIR/replay-guard.toml"; do
   [ -f "$toml" ] || continue
   if env BILLING_SVC_SECRET=validate-dummy-secret BILLING_SVC_SECRET_OLD= \
     AWS_EC2_METADATA_DISABLED=true "${rg[@]}" check --config "$toml" >"$scratch/check.out" 2>&1; then
-    echo "    $(head -1 "$scratch/check.out")"
+    if grep -q ': warning: ' "$scratch/check.out"; then
+      grep ': warning: ' "$scratch/check.out" >&2
+      fail "replay-guard check warns about $label (an example to copy must not)"
+    fi
+    echo "    $(grep -v ': warning: ' "$scratch/check.out" | head -1)"
   else
     cat "$scratch/check.out" >&2
     if [ -f "$toml.line" ]; then
@@ -267,6 +276,83 @@ print("    ok")
 EOF
 then
   fail "cross-file rules (see above)"
+fi
+
+# --------------------------------------------------- 5. native sidecar
+sidecar_manifests=("$SIDECAR_DIR"/*.yaml)
+# Native sidecars need Kubernetes 1.29: never validate them against less.
+SIDECAR_K8S_VERSION="$(py -c 'import sys
+v = tuple(int(x) for x in sys.argv[1].split("."))
+print(sys.argv[1] if v >= (1, 29) else "1.29.0")' "$K8S_VERSION")"
+echo "==> kubernetes-validate --strict -k $SIDECAR_K8S_VERSION ($SIDECAR_DIR, ${#sidecar_manifests[@]} files)"
+if py -m kubernetes_validate --strict --quiet -k "$SIDECAR_K8S_VERSION" "${sidecar_manifests[@]}"; then
+  echo "    ok: ${sidecar_manifests[*]##*/}"
+else
+  fail "kubernetes-validate --strict -k $SIDECAR_K8S_VERSION rejected a manifest in $SIDECAR_DIR"
+fi
+echo "==> native sidecar rules"
+if ! py - "$SIDECAR_DIR" "$KUBE_DIR" "$scratch/kubernetes.toml" <<'EOF'
+import glob, os, sys, yaml
+try:
+    import tomllib
+except ImportError:
+    import tomli as tomllib
+sidecar_dir, kube_dir, kube_toml = sys.argv[1:4]
+problems = []
+cfg = tomllib.load(open(kube_toml, "rb")) if os.path.getsize(kube_toml) else {}
+grace = cfg.get("server", {}).get("shutdown_grace_secs", 20)
+configmaps = {d["metadata"]["name"] for p in glob.glob(os.path.join(kube_dir, "*.yaml"))
+              for d in yaml.safe_load_all(open(p)) if d and d.get("kind") == "ConfigMap"}
+deps = [d for p in sorted(glob.glob(os.path.join(sidecar_dir, "*.yaml")))
+        for d in yaml.safe_load_all(open(p)) if d and d.get("kind") == "Deployment"]
+if len(deps) != 1:
+    problems.append(f"{sidecar_dir}: expected one Deployment, found {len(deps)}")
+for dep in deps:
+    spec = dep["spec"]["template"]["spec"]
+    if any(c["name"] == "replay-guard" for c in spec.get("containers", [])):
+        problems.append("native sidecar: replay-guard must be an init container, not in containers")
+    rg = [c for c in spec.get("initContainers", []) if c["name"] == "replay-guard"]
+    if not rg:
+        problems.append("native sidecar: no replay-guard init container")
+        continue
+    rg = rg[0]
+    if rg.get("restartPolicy") != "Always":
+        problems.append("native sidecar: replay-guard needs restartPolicy: Always")
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = (rg.get(probe) or {}).get("httpGet", {})
+        if get.get("path") != path or get.get("port") not in ("admin", 9901):
+            problems.append(f"native sidecar: replay-guard {probe} must GET {path} on the admin port")
+    sc = rg.get("securityContext") or {}
+    for k, v in {"runAsNonRoot": True, "runAsUser": 65532, "readOnlyRootFilesystem": True,
+                 "allowPrivilegeEscalation": False}.items():
+        if sc.get(k) != v:
+            problems.append(f"native sidecar: replay-guard securityContext.{k} must be {v}")
+    if (sc.get("capabilities") or {}).get("drop") != ["ALL"]:
+        problems.append("native sidecar: replay-guard must drop ALL capabilities")
+    if "limits" not in (rg.get("resources") or {}):
+        problems.append("native sidecar: replay-guard needs resource limits")
+    for vol in spec.get("volumes", []):
+        name = (vol.get("configMap") or {}).get("name")
+        if name and name not in configmaps:
+            problems.append(f"native sidecar: ConfigMap {name} is not one of {kube_dir}'s {sorted(configmaps)}")
+    pre = max([((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep", {}).get("seconds", 0)
+               for c in spec.get("containers", [])] or [0])
+    tgps = spec.get("terminationGracePeriodSeconds", 30)
+    if tgps <= pre + grace:
+        problems.append(f"native sidecar: terminationGracePeriodSeconds {tgps} must exceed the legacy preStop {pre} + shutdown_grace_secs {grace}")
+    replicas = dep["spec"].get("replicas", 1)
+    for route in cfg.get("routes", []):
+        rl = route.get("rate_limit")
+        if rl and rl.get("replicas", 1) != replicas:
+            problems.append(f"native sidecar: route {route.get('name')} rate_limit.replicas != Deployment replicas {replicas}")
+for p in problems:
+    print(f"    {p}", file=sys.stderr)
+if problems:
+    sys.exit(1)
+print("    ok")
+EOF
+then
+  fail "native sidecar rules (see above)"
 fi
 
 if [ "${#failures[@]}" -gt 0 ]; then

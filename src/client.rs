@@ -111,6 +111,9 @@ pub struct Rfc9421Request<'a> {
     pub label: &'a str,
     /// Covered components.
     pub components: &'a [Component],
+    /// Further headers the request carries (`Name`, `value`): a covered
+    /// header component takes its value from here.
+    pub headers: &'a [(String, String)],
 }
 
 /// Sign one request with RFC 9421: `Content-Digest` (when there is a
@@ -131,6 +134,13 @@ pub fn sign_rfc9421(
     let host = HeaderValue::from_str(request.host)
         .map_err(|_| format!("{:?} is not a host", request.host))?;
     headers.insert(HOST, host);
+    for (name, value) in request.headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{name:?} is not a header name"))?;
+        let value =
+            HeaderValue::from_str(value).map_err(|_| format!("{value:?} is not a header value"))?;
+        headers.append(name, value);
+    }
     let signer = Signer {
         label: request.label,
         components: request.components,

@@ -54,7 +54,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Create the DynamoDB table with TTL enabled (safe to run twice).
+    /// Create the DynamoDB table with TTL enabled (safe to run twice); reads
+    /// only the config's [store] table.
     InitTable {
         /// Configuration file.
         #[arg(long)]
@@ -164,12 +165,19 @@ fn run(command: Command) -> Result<(), ExitCode> {
         }
         Command::Check { config } => {
             let config = load(&config)?;
+            for warning in cli::check::warnings(&config) {
+                say(warning);
+            }
             print!("{}", cli::check::route_table(&config));
             Ok(())
         }
-        Command::InitTable { config } => {
-            let config = load(&config)?;
-            runtime()?.block_on(cli::init_table::run(&config))
+        Command::InitTable { config: path } => {
+            // Only [store] matters: no [server], keys or routes needed.
+            let store = replay_guard::config::StoreConfig::load(&path).map_err(|errors| {
+                say(errors);
+                ExitCode::from(1)
+            })?;
+            runtime()?.block_on(cli::init_table::run(&store, &path.display().to_string()))
         }
         Command::Sign(args) => cli::sign::run(&args),
         Command::Healthcheck(args) => runtime()?.block_on(cli::healthcheck::run(&args)),

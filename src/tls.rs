@@ -44,11 +44,26 @@ fn display(path: &Path) -> String {
 
 /// Build the acceptor from the configured files.
 pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
-        .map_err(|e| TlsError::Cert {
-            path: display(&files.cert_file),
-            why: e.to_string(),
-        })?
+    let cert = std::fs::read(&files.cert_file).map_err(|e| TlsError::Cert {
+        path: display(&files.cert_file),
+        why: e.to_string(),
+    })?;
+    let key = std::fs::read(&files.key_file).map_err(|e| TlsError::Key {
+        path: display(&files.key_file),
+        why: e.to_string(),
+    })?;
+    acceptor_from_pem(files, &cert, &key)
+}
+
+/// Build the acceptor from the files' contents (`files` names them in
+/// errors). Config validation calls this too, so `check` refuses exactly
+/// the certificates and keys that startup refuses.
+pub fn acceptor_from_pem(
+    files: &TlsFiles,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<TlsAcceptor, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Cert {
             path: display(&files.cert_file),
@@ -60,7 +75,7 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
             why: "no PEM certificate found".into(),
         });
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key_file).map_err(|e| TlsError::Key {
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Key {
         path: display(&files.key_file),
         why: e.to_string(),
     })?;

@@ -341,11 +341,24 @@ async fn init_table_twice_via_the_binary() {
         .unwrap()
         .subsec_nanos();
     let table = format!("rg-init-{}-{nanos}", std::process::id());
+    // Only [store] is read: no [server], and a key whose secret is not in
+    // this environment (init-table runs where signing secrets are not).
     let config = config_file(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9\"\n{}",
+        "{}\n[[keys]]\nid = \"k\"\nsecret_env = \"RG_INIT_TABLE_SURELY_UNSET\"\n",
         dynamo_store(&moto.endpoint(), &table, 5000, "reject")
     ));
     let path = config.path().to_str().unwrap().to_owned();
+    // A typo in [store] is still an error, with its position.
+    let typo = config_file(&format!(
+        "{}tabel = \"x\"\n",
+        dynamo_store(&moto.endpoint(), &table, 5000, "reject")
+    ));
+    let output = run_cli(&["init-table", "--config", typo.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("did you mean `table`?"),
+        "{output:?}"
+    );
     // `replay-guard init-table --config <path>`: must succeed; its stdout.
     let init_table = |path: String| async move {
         let output =

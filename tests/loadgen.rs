@@ -53,6 +53,12 @@ nonce = {{ required = true }}
 idempotency = {{ required = true, lease_secs = 60 }}
 
 [[routes]]
+name = "throttled"
+path = "/throttled"
+identity = "client_ip"
+rate_limit = {{ per_minute = 1, burst = 1 }}
+
+[[routes]]
 name = "nonce-only"
 path = "/unsigned"
 identity = "client_ip"
@@ -345,4 +351,158 @@ async fn binary_prints_json_and_exits_zero() {
     assert_eq!(json["statuses"]["200"].as_u64(), Some(fresh));
     assert_eq!(upstream.count() as u64, fresh);
     proxy.shutdown().await;
+}
+
+/// A run that measures refusals says so and exits 3: nothing admitted
+/// (a wrong secret: every answer 401 `bad_signature`), or nearly every
+/// answer a refusal (one admitted, the rest 429 `rate_limited`). The
+/// report is still printed; nothing refused reached the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_the_target_refuses_exits_3_and_says_why() {
+    let (upstream, proxy) = setup().await;
+    let payments = format!("http://{}/payments", proxy.addr);
+    let (status, stdout, stderr) = loadgen_output(
+        &[
+            "--url",
+            &payments,
+            "--requests",
+            "50",
+            "--concurrency",
+            "2",
+            "--key-id",
+            "lg",
+            "--secret-env",
+            "RG_LOADGEN_WRONG_SECRET",
+        ],
+        &[("RG_LOADGEN_WRONG_SECRET", "not-the-secret")],
+    )
+    .await;
+    assert_eq!(status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "nothing was admitted: 0 of 50 new requests answered 2xx (bad_signature x50)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("replays admitted: 0 of 0 (none sent"),
+        "{stdout}"
+    );
+    assert_eq!(upstream.count(), 0);
+
+    let throttled = format!("http://{}/throttled", proxy.addr);
+    let (status, stdout, stderr) = loadgen_output(
+        &[
+            "--url",
+            &throttled,
+            "--method",
+            "GET",
+            "--requests",
+            "60",
+            "--concurrency",
+            "2",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("nearly every answer was a refusal: 1 of 60 new requests answered 2xx (rate_limited x59)"),
+        "{stderr}"
+    );
+    assert_eq!(upstream.count(), 1);
+}
+
+/// `--header` goes on every request as given; without a terminal on
+/// stderr there is no progress line even without `--quiet`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_headers_reach_the_upstream_and_no_progress_line_without_a_terminal() {
+    let (upstream, proxy) = setup().await;
+    let url = format!("http://{}/payments", proxy.addr);
+    let (status, stdout, stderr) = loadgen_output(
+        &[
+            "--url",
+            &url,
+            "--duration",
+            "1200ms",
+            "--requests",
+            "30",
+            "--concurrency",
+            "1",
+            "--key-id",
+            "lg",
+            "--secret-env",
+            "RG_LOADGEN_TEST_SECRET_H",
+            "--header",
+            "X-Tenant: blue",
+            "--header",
+            "X-Trace: a",
+        ],
+        &[("RG_LOADGEN_TEST_SECRET_H", SECRET)],
+    )
+    .await;
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stderr, "", "no progress line on a pipe");
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 30);
+    assert!(seen
+        .iter()
+        .all(|s| s.headers["x-tenant"] == "blue" && s.headers["x-trace"] == "a"));
+
+    let (status, _, stderr) = loadgen_output(
+        &[
+            "--url",
+            &url,
+            "--requests",
+            "1",
+            "--idempotency",
+            "--header",
+            "Idempotency-Key: k",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("--idempotency writes one per operation"),
+        "{stderr}"
+    );
+}
+
+/// On a terminal (a pty from util-linux `script`), the progress line is
+/// shown while the run goes on; the report is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_line_is_shown_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("util-linux script not installed: no pty to test with");
+        return;
+    }
+    let (_upstream, proxy) = setup().await;
+    let url = format!("http://{}/unsigned", proxy.addr);
+    let line = format!(
+        "{} loadgen --url {url} --method GET --rate 20 --duration 2500ms",
+        env!("CARGO_BIN_EXE_replay-guard")
+    );
+    let mut command = tokio::process::Command::new("script");
+    command
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("loadgen ends by itself")
+        .expect("script runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("\r[") && text.contains("req/s"),
+        "a progress line: {text:?}"
+    );
+    assert!(text.contains("replays admitted: 0 of 0"), "{text}");
 }

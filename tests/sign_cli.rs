@@ -334,3 +334,156 @@ async fn sign_signs_the_normalised_path() {
         );
     }
 }
+
+/// `sign --header 'Idempotency-Key: …' | sh` works on a route that needs
+/// the key: the header is in the curl command (and in `--format headers`),
+/// the upstream executes once, a freshly signed retry with the same key
+/// gets the stored answer. Without `--header` the route refuses.
+#[tokio::test]
+async fn sign_header_option_reaches_a_route_that_needs_an_idempotency_key() {
+    let mut secret_file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(secret_file, "{SECRET}").unwrap();
+    let upstream = Upstream::start().await;
+    let toml = format!(
+        r#"
+[[keys]]
+id = "billing-svc"
+secret_file = "{}"
+
+[[routes]]
+name = "create-payment"
+methods = ["POST"]
+path = "/payments"
+freshness = {{ max_skew_secs = 120 }}
+nonce = {{ required = true }}
+signature = {{ required = true }}
+idempotency = {{ required = true }}
+"#,
+        secret_file.path().display()
+    );
+    let proxy = TestProxy::start(&upstream.url(), &toml).await;
+    proxy
+        .clock
+        .set(SystemTime::now().duration_since(UNIX_EPOCH).unwrap());
+    let url = format!("http://{}/payments", proxy.addr);
+    let sign = |extra: &[&str]| {
+        run(replay_guard_sign()
+            .args(["--url", &url, "--body", BODY, "--key-id", "billing-svc"])
+            .arg("--secret-file")
+            .arg(secret_file.path())
+            .args(extra))
+    };
+    let lines = sign(&[
+        "--header",
+        "Idempotency-Key: order-42",
+        "--format",
+        "headers",
+    ]);
+    assert_eq!(header_from_lines(&lines, "Idempotency-Key"), "order-42");
+
+    let sh = |command: String| async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new("sh")
+                .args(["-c", &format!("{} -i --max-time 10", command.trim_end())])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    // Without the header: refused, nothing forwarded.
+    let refused = sh(sign(&[])).await;
+    let text = String::from_utf8_lossy(&refused.stdout).into_owned();
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(
+        text.contains("\"reason\":\"missing_idempotency_key\""),
+        "{text}"
+    );
+    assert_eq!(upstream.count(), 0);
+
+    // With it: executed once, then the stored answer for a fresh signature.
+    let first = sh(sign(&["--header", "Idempotency-Key: order-42"])).await;
+    let text = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let retry = sh(sign(&["--header", "Idempotency-Key: order-42"])).await;
+    let text = String::from_utf8_lossy(&retry.stdout).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("idempotent-replayed: true"),
+        "{text}"
+    );
+    assert_eq!(upstream.count(), 1, "the retry was not executed again");
+    assert_eq!(upstream.seen()[0].headers["idempotency-key"], "order-42");
+
+    // A header that is part of the signature cannot be overridden.
+    let output = replay_guard_sign()
+        .args(["--url", &url, "--key-id", "billing-svc", "--secret-file"])
+        .arg(secret_file.path())
+        .args(["--header", "X-Signature: v1=00"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("part of the signature"));
+}
+
+/// With `--scheme rfc9421`, a `--component` naming a `--header` covers it:
+/// the header is sent and listed in `Signature-Input`.
+#[test]
+fn rfc9421_signs_a_header_given_with_header() {
+    let mut secret_file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(secret_file, "{SECRET}").unwrap();
+    let lines = run(replay_guard_sign()
+        .args([
+            "--scheme",
+            "rfc9421",
+            "--url",
+            "http://127.0.0.1:8080/orders",
+        ])
+        .args(["--body", BODY, "--key-id", "partner", "--secret-file"])
+        .arg(secret_file.path())
+        .args([
+            "--component",
+            "@method",
+            "--component",
+            "@authority",
+            "--component",
+            "@path",
+        ])
+        .args([
+            "--component",
+            "content-digest",
+            "--component",
+            "idempotency-key",
+        ])
+        .args([
+            "--header",
+            "Idempotency-Key: order-7",
+            "--format",
+            "headers",
+        ]));
+    assert_eq!(header_from_lines(&lines, "Idempotency-Key"), "order-7");
+    let input = header_from_lines(&lines, "Signature-Input");
+    assert!(input.contains("\"idempotency-key\""), "{input}");
+    // Without the header, the component cannot be signed.
+    let output = replay_guard_sign()
+        .args([
+            "--scheme",
+            "rfc9421",
+            "--url",
+            "http://127.0.0.1:8080/orders",
+        ])
+        .args(["--key-id", "partner", "--secret-file"])
+        .arg(secret_file.path())
+        .args([
+            "--component",
+            "@method",
+            "--component",
+            "@path",
+            "--component",
+            "idempotency-key",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+}

@@ -71,6 +71,19 @@ fn checks(route: &Route) -> String {
     parts.join(" ")
 }
 
+/// Every warning `check` prints: the config's own (positioned), and the
+/// inline-secret warning that `run` logs at startup for each such key.
+pub fn warnings(config: &Config) -> Vec<String> {
+    let mut out = config.warnings.clone();
+    for key in config.keys.values().filter(|k| k.inline) {
+        out.push(format!(
+            "{}: warning: key {:?}: the secret is written inline in the config file: use secret_env or secret_file outside demos",
+            config.source, key.id
+        ));
+    }
+    out
+}
+
 /// The human-readable route table `check` prints.
 pub fn route_table(config: &Config) -> String {
     let mut out = String::new();

@@ -560,11 +560,12 @@ const NEXT_STEPS: &str = r#"Run it in front of your own upstream:
      a [[keys]] entry with secret_env, and a [[routes]] entry per endpoint to protect.
   2. replay-guard check --config replay-guard.toml
   3. BILLING_SVC_SECRET=... replay-guard run --config replay-guard.toml
-  4. Sign a request as a client would and send it:
+  4. Sign a request as a client would and send it (the example's /payments needs an Idempotency-Key):
      replay-guard sign --url http://127.0.0.1:8080/payments --key-id billing-svc \
-       --secret-env BILLING_SVC_SECRET --body '{"amount":1250}'   # prints a curl command
-  5. Put it under load: replay-guard loadgen --url http://127.0.0.1:8080/payments \
-       --key-id billing-svc --secret-env BILLING_SVC_SECRET --concurrency 16 --duration 10s --replay-ratio 0.1
+       --secret-env BILLING_SVC_SECRET --body '{"amount":1250}' --header 'Idempotency-Key: order-42' | sh
+  5. Put it under load, below the example's rate limit of 50/s, one Idempotency-Key per operation:
+     replay-guard loadgen --url http://127.0.0.1:8080/payments --key-id billing-svc \
+       --secret-env BILLING_SVC_SECRET --idempotency --rate 40 --duration 10s --replay-ratio 0.1
 "#;
 
 /// The tally of what reached the upstream, and how to go on.

@@ -2,17 +2,15 @@
 
 use std::process::ExitCode;
 
-use replay_guard::config::Config;
+use replay_guard::config::StoreConfig;
 use replay_guard::server::dynamo_settings;
 use replay_guard::store::dynamodb;
 
-/// Create the table named in `[store.dynamodb]`.
-pub async fn run(config: &Config) -> Result<(), ExitCode> {
-    let Some(dynamo) = &config.store.dynamodb else {
-        eprintln!(
-            "{}: init-table needs a [store.dynamodb] table with table and region",
-            config.source
-        );
+/// Create the table named in `[store.dynamodb]` of `source` (only the
+/// `[store]` table was read: no signing secret is needed).
+pub async fn run(store: &StoreConfig, source: &str) -> Result<(), ExitCode> {
+    let Some(dynamo) = &store.dynamodb else {
+        eprintln!("{source}: init-table needs a [store.dynamodb] table with table and region");
         return Err(ExitCode::from(1));
     };
     match dynamodb::init_table(&dynamo_settings(dynamo)).await {

@@ -16,6 +16,10 @@ const LOG_TARGET: &str = "replay_guard";
 
 /// Serve until SIGTERM or Ctrl-C; SIGHUP reloads the config file.
 pub async fn serve(config: Config) -> Result<(), ExitCode> {
+    // Valid but almost certainly not meant: the same lines `check` prints.
+    for warning in &config.warnings {
+        tracing::warn!(target: LOG_TARGET, "{warning}");
+    }
     let clock: SharedClock = std::sync::Arc::new(SystemClock);
     let running = server::start(config, clock).await.map_err(|e| {
         tracing::error!(target: LOG_TARGET, error = %e, "cannot start");

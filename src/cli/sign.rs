@@ -52,6 +52,11 @@ pub struct SignArgs {
     /// Nonce to sign (default: 32 random hex characters).
     #[arg(long)]
     pub nonce: Option<String>,
+    /// A further header the request carries, 'Name: value' (repeatable),
+    /// e.g. `--header 'Idempotency-Key: order-42'`: printed with the signed
+    /// ones; with `--scheme rfc9421` a `--component` naming it covers it.
+    #[arg(long = "header", value_name = "'NAME: value'")]
+    pub headers: Vec<String>,
     /// Output form.
     #[arg(long, value_enum, default_value_t = SignFormat::Curl)]
     pub format: SignFormat,
@@ -95,9 +100,10 @@ pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
     };
     let method = args.method.to_ascii_uppercase();
     let body = body(args).map_err(fail)?;
-    let headers = match args.scheme {
+    let extra = parse_headers(&args.headers).map_err(fail)?;
+    let mut headers = match args.scheme {
         Scheme::Rfc9421 => {
-            sign_rfc9421::headers(args, &method, &body, || secret(args)).map_err(fail)?
+            sign_rfc9421::headers(args, &method, &body, &extra, || secret(args)).map_err(fail)?
         }
         Scheme::V1 => {
             if let Some(option) = args.rfc9421.given() {
@@ -106,12 +112,47 @@ pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
             sign_v1(args, &method, &body).map_err(fail)?
         }
     };
+    headers.extend(extra);
     match args.format {
         SignFormat::Headers => print_header_lines(&headers),
         SignFormat::Json => print_json(&headers),
         SignFormat::Curl => println!("{}", curl_command(args, &method, &headers)),
     }
     Ok(())
+}
+
+/// The headers a request's signature is made of: a `--header` must not
+/// replace one of them.
+const SIGNED: [&str; 7] = [
+    "x-request-timestamp",
+    "x-request-nonce",
+    "x-signature",
+    "x-key-id",
+    "signature",
+    "signature-input",
+    "content-digest",
+];
+
+/// `--header 'Name: value'` lines, validated (also loadgen's).
+pub fn parse_headers(lines: &[String]) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::with_capacity(lines.len());
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("--header {line:?}: write 'Name: value'"))?;
+        let (name, value) = (name.trim(), value.trim());
+        http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("--header {line:?}: {name:?} is not a header name"))?;
+        http::HeaderValue::from_str(value)
+            .map_err(|_| format!("--header {line:?}: the value is not a header value"))?;
+        if SIGNED.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "--header {name}: this header is part of the signature; sign writes it itself"
+            ));
+        }
+        out.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(out)
 }
 
 /// The headers of one `v1` request.

@@ -82,6 +82,7 @@ pub fn headers(
     args: &SignArgs,
     method: &str,
     body: &[u8],
+    extra: &[(String, String)],
     secret: impl FnOnce() -> Result<Secret, String>,
 ) -> Result<Vec<(String, String)>, String> {
     let opts = &args.rfc9421;
@@ -114,6 +115,7 @@ pub fn headers(
             tag: opts.tag.as_deref(),
             label: &opts.label,
             components: &components,
+            headers: extra,
         },
     )?;
     Ok(signed.headers)

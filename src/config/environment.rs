@@ -1,6 +1,7 @@
 //! The one source validation reads the outside world from: environment
 //! variables (`secret_env`, `previous_secret_env`, `AWS_REGION`) and files
-//! (`secret_file`, `previous_secret_file`).
+//! (`secret_file`, `previous_secret_file`, `public_key_file`, the TLS
+//! `cert_file` and `key_file`).
 //!
 //! [`Config::parse`](super::Config::parse) uses the real process
 //! ([`ProcessEnvironment`]); [`Config::parse_with`](super::Config::parse_with)

@@ -36,6 +36,7 @@ mod pattern;
 mod raw;
 mod rfc9421;
 mod rules;
+mod schema;
 mod secret;
 mod validate;
 mod webhook;
@@ -211,6 +212,9 @@ pub struct Config {
     pub keys: BTreeMap<String, Key>,
     /// Routes, in match order.
     pub routes: Vec<Route>,
+    /// Valid but almost certainly not meant (`file:line:col: warning: …`):
+    /// `check` prints them, `run` logs them at startup.
+    pub warnings: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -263,6 +267,17 @@ impl Config {
         env: &dyn Environment,
     ) -> Result<Config, ConfigErrors> {
         let mut problems = Problems::new(file, text);
+        // Unknown keys, wrong types and bad enum values, all at once,
+        // before serde (which would stop at the first).
+        let schema = schema::problems(text);
+        if !schema.is_empty() {
+            for finding in schema {
+                problems.at(finding.span, hint_for(&finding.message));
+            }
+            return Err(ConfigErrors {
+                errors: problems.into_lines(),
+            });
+        }
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
@@ -288,16 +303,80 @@ impl Config {
     }
 }
 
+/// A file read for its `[store]` table alone (`init-table`): every other
+/// table is ignored, so signing secrets need not be present.
+#[derive(Deserialize)]
+struct StoreOnly {
+    #[serde(default)]
+    store: raw::RawStore,
+}
+
+impl StoreConfig {
+    /// Read a config file's `[store]` table only, validated like
+    /// [`Config::load`] validates it (every problem, with positions).
+    pub fn load(path: &Path) -> Result<StoreConfig, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            errors: vec![format!("{file}: cannot read the config file: {e}")],
+        })?;
+        Self::parse_with(&text, &file, &ProcessEnvironment)
+    }
+
+    /// [`StoreConfig::load`] of TOML text, reading variables from `env`.
+    pub fn parse_with(
+        text: &str,
+        file: &str,
+        env: &dyn Environment,
+    ) -> Result<StoreConfig, ConfigErrors> {
+        let mut problems = Problems::new(file, text);
+        let schema = schema::problems_in(text, "store");
+        if !schema.is_empty() {
+            for finding in schema {
+                problems.at(finding.span, hint_for(&finding.message));
+            }
+            return Err(ConfigErrors {
+                errors: problems.into_lines(),
+            });
+        }
+        let raw: StoreOnly = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                match e.span() {
+                    Some(span) => problems.at(span, e.message().trim_end()),
+                    None => problems.whole(e.message().trim_end()),
+                }
+                return Err(ConfigErrors {
+                    errors: problems.into_lines(),
+                });
+            }
+        };
+        let store = validate::validate_store_only(raw.store, &mut problems, env);
+        let errors = problems.into_lines();
+        match store {
+            Some(store) if errors.is_empty() => Ok(store),
+            _ if errors.is_empty() => Err(ConfigErrors {
+                errors: vec![format!("{file}: invalid [store]")],
+            }),
+            _ => Err(ConfigErrors { errors }),
+        }
+    }
+}
+
 /// Make serde's messages say what to write instead where they do not.
 fn hint_for(message: &str) -> String {
     let message = message.trim_end();
+    // The schema pass's generic "add …" gives way to a worked example.
+    let base = message.split(": add ").next().unwrap_or(message);
     if message.starts_with("missing field `server`") {
+        let message = base;
         return format!("{message}: add a [server] table with listen and upstream");
     }
     if message.starts_with("missing field `listen`") {
+        let message = base;
         return format!("{message}: write listen = \"0.0.0.0:8080\"");
     }
     if message.starts_with("missing field `upstream`") {
+        let message = base;
         return format!("{message}: write upstream = \"http://127.0.0.1:9000\"");
     }
     message.to_owned()
@@ -562,7 +641,7 @@ mod tests {
     #[test]
     fn dynamodb_region_comes_from_the_injected_environment() {
         let text =
-            format!("{MINIMAL}[store]\nkind = \"dynamodb\"\n[store.dynamodb]\ntable = \"t\"\n");
+            format!("{MINIMAL}[store]\nkind = \"dynamodb\"\n[store.dynamodb]\ntable = \"rg-t\"\n");
         let config = Config::parse_with(&text, "t.toml", &fake()).unwrap();
         assert_eq!(config.store.dynamodb.unwrap().region, "eu-north-1");
         let errs = Config::parse_with(&text, "t.toml", &FakeEnvironment::default())

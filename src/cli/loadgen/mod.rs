@@ -117,13 +117,18 @@ pub struct LoadgenArgs {
     /// operation with a fresh nonce and the same key.
     #[arg(long, default_value_t = 0.1)]
     pub retry_ratio: f64,
+    /// A further header on every request, 'Name: value' (repeatable), sent
+    /// as is (not signed), e.g. an Authorization header the upstream needs.
+    #[arg(long = "header", value_name = "'NAME: value'")]
+    pub headers: Vec<String>,
     /// Per-request time limit (connect to last body byte).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// No progress line on stderr.
+    /// No progress line on stderr (it is shown only when stderr is a
+    /// terminal anyway).
     #[arg(long)]
     pub quiet: bool,
 }
@@ -174,7 +179,65 @@ pub async fn execute(args: &LoadgenArgs) -> Result<Report, LoadgenError> {
     Ok(Report::new(&run.plan, total, elapsed))
 }
 
-/// Run `loadgen`: print the report; exit 2 if a replay was admitted.
+/// Below this share of 2xx answers to new operations, the run measured
+/// the target's refusals, not its work: loadgen says so and exits 3.
+const MIN_ADMITTED_SHARE: f64 = 0.05;
+
+/// Why a finished run does not measure what it was meant to: nothing new
+/// was admitted, or nearly every answer was a refusal (with the top
+/// reasons, so the operator sees `rate_limited` or `bad_signature`).
+fn refused_load(report: &Report) -> Option<String> {
+    let fresh = &report.fresh;
+    if fresh.sent == 0 {
+        return Some("no request was sent".into());
+    }
+    if fresh.ok as f64 >= fresh.sent as f64 * MIN_ADMITTED_SHARE {
+        return None;
+    }
+    let mut causes: Vec<(String, u64)> = report
+        .reasons
+        .iter()
+        .map(|(reason, n)| (reason.clone(), *n))
+        .chain(
+            report
+                .errors
+                .iter()
+                .map(|(e, n)| (format!("{e} error"), *n)),
+        )
+        .collect();
+    if causes.is_empty() {
+        causes = report
+            .statuses
+            .iter()
+            .filter(|(status, _)| !(200..300).contains(*status))
+            .map(|(status, n)| (format!("status {status}"), *n))
+            .collect();
+    }
+    causes.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let top: Vec<String> = causes
+        .iter()
+        .take(3)
+        .map(|(cause, n)| format!("{cause} x{n}"))
+        .collect();
+    let what = if fresh.ok == 0 {
+        format!(
+            "nothing was admitted: 0 of {} new requests answered 2xx",
+            fresh.sent
+        )
+    } else {
+        format!(
+            "nearly every answer was a refusal: {} of {} new requests answered 2xx",
+            fresh.ok, fresh.sent
+        )
+    };
+    Some(format!(
+        "{what} ({}); the numbers above measure refusals, not the target's work (a rate limit below --rate/--concurrency, a wrong key or secret, or a route that needs --idempotency?)",
+        if top.is_empty() { "no answer".to_owned() } else { top.join(", ") }
+    ))
+}
+
+/// Run `loadgen`: print the report; exit 2 if a replay was admitted, 3 if
+/// the target refused (nearly) everything new.
 pub async fn run(args: LoadgenArgs) -> Result<(), ExitCode> {
     let report = execute(&args).await.map_err(|e| {
         eprintln!("loadgen: {e}");
@@ -197,6 +260,10 @@ pub async fn run(args: LoadgenArgs) -> Result<(), ExitCode> {
             report.replays_admitted
         );
         return Err(ExitCode::from(2));
+    }
+    if let Some(why) = refused_load(&report) {
+        eprintln!("loadgen: {why}");
+        return Err(ExitCode::from(3));
     }
     Ok(())
 }

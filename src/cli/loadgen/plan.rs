@@ -68,6 +68,8 @@ pub(super) struct Plan {
     pub timeout: Duration,
     /// Makes this run's nonces and idempotency keys its own.
     run_id: u64,
+    /// `--header`s, on every new transmission.
+    extra_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Plan {
@@ -84,6 +86,7 @@ impl Plan {
             normal_path(&uri)?;
         }
         check_load(args)?;
+        let extra_headers = extra_headers(args)?;
         let plan = Self {
             url: args.url.clone(),
             uri,
@@ -101,6 +104,7 @@ impl Plan {
             rate: args.rate,
             timeout: args.timeout,
             run_id: rand::random(),
+            extra_headers,
         };
         // Sign once now, so that signing cannot fail mid-run.
         if let Some(key) = &plan.key {
@@ -194,6 +198,9 @@ impl Plan {
         if !self.body.is_empty() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
+        for (name, value) in &self.extra_headers {
+            headers.append(name.clone(), value.clone());
+        }
         headers
     }
 
@@ -224,6 +231,28 @@ impl Plan {
             nonce: self.nonce(slot),
         }
     }
+}
+
+/// `--header`s, parsed like `sign`'s; `Idempotency-Key` is loadgen's own
+/// with `--idempotency` (one per operation).
+fn extra_headers(args: &LoadgenArgs) -> Result<Vec<(HeaderName, HeaderValue)>, LoadgenError> {
+    let pairs = crate::cli::sign::parse_headers(&args.headers).map_err(usage)?;
+    let mut out = Vec::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        if args.idempotency && name.eq_ignore_ascii_case("idempotency-key") {
+            return Err(usage(
+                "--header Idempotency-Key: --idempotency writes one per operation".into(),
+            ));
+        }
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) else {
+            return Err(usage(format!("--header {name}: not a header")));
+        };
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 fn usage(message: String) -> LoadgenError {

@@ -31,15 +31,14 @@ impl Progress {
     }
 }
 
-/// A progress line on stderr until `finished` is set: rewritten in place
-/// on a terminal, one line every 5 s otherwise.
+/// A progress line on stderr until `finished` is set, rewritten in place
+/// every second — only when stderr is a terminal (logs and CI get none).
 pub(super) async fn show(progress: Arc<Progress>, started: Instant, finished: Arc<AtomicBool>) {
     let tty = std::io::stderr().is_terminal();
-    let every = if tty {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(5)
-    };
+    if !tty {
+        return;
+    }
+    let every = Duration::from_secs(1);
     let mut tick = tokio::time::interval_at((started + every).into(), every);
     let mut last = 0;
     let mut printed = false;
@@ -58,13 +57,9 @@ pub(super) async fn show(progress: Arc<Progress>, started: Instant, finished: Ar
         );
         last = done;
         printed = true;
-        if tty {
-            eprint!("\r{line}   ");
-        } else {
-            eprintln!("{line}");
-        }
+        eprint!("\r{line}   ");
     }
-    if tty && printed {
+    if printed {
         eprintln!();
     }
 }

@@ -180,7 +180,9 @@ impl Report {
         let _ = writeln!(out, "status: {}", counts_list(&self.statuses));
         let _ = writeln!(out, "reasons: {}", counts_list(&self.reasons));
         let _ = writeln!(out, "errors: {}", counts_list(&self.errors));
-        let verdict = if self.replays_admitted == 0 {
+        let verdict = if self.replays_admitted == 0 && self.replays.sent == 0 {
+            "none sent: nothing admitted to replay yet, or --replay-ratio 0"
+        } else if self.replays_admitted == 0 {
             "OK"
         } else {
             "FAILED: the target forwarded replays"

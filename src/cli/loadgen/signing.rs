@@ -131,6 +131,7 @@ impl Signing {
                     tag: tag.as_deref(),
                     label: "sig1",
                     components,
+                    headers: &[],
                 },
             )
             .map(|signed| signed.headers),

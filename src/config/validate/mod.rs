@@ -16,6 +16,8 @@ mod public_key;
 mod route;
 mod server;
 pub(crate) mod signature;
+mod startup;
+mod warnings;
 pub(crate) mod webhook;
 
 use std::collections::HashSet;
@@ -34,6 +36,7 @@ pub(super) struct Problems<'a> {
     file: &'a str,
     text: &'a str,
     lines: Vec<String>,
+    warnings: Vec<String>,
 }
 
 impl<'a> Problems<'a> {
@@ -43,7 +46,16 @@ impl<'a> Problems<'a> {
             file,
             text,
             lines: Vec::new(),
+            warnings: Vec::new(),
         }
+    }
+
+    /// A warning at a position: `file:line:col: warning: message`. Warnings
+    /// never make a file invalid.
+    pub(super) fn warn_at(&mut self, span: Range<usize>, message: impl fmt::Display) {
+        let (line, col) = line_col(self.text, span.start);
+        self.warnings
+            .push(format!("{}:{line}:{col}: warning: {message}", self.file));
     }
 
     /// A problem at a position: `file:line:col: message`.
@@ -99,7 +111,7 @@ impl<'a> Problems<'a> {
 }
 
 /// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
@@ -133,7 +145,14 @@ pub(super) fn validate(
     file: &str,
     env: &dyn Environment,
 ) -> Option<Config> {
+    let spans = startup::Spans {
+        admin_listen: raw.server.admin_listen.as_ref().map(Spanned::span),
+        tls: raw.server.tls.as_ref().map(Spanned::span),
+    };
     let server = server::validate_server(raw.server, p);
+    if let Some(server) = &server {
+        startup::check(server, &spans, env, p);
+    }
     // A stored answer must fit one DynamoDB item.
     let response_cap = (raw.store.kind == StoreKind::Dynamodb)
         .then_some(crate::store::dynamodb::MAX_RESPONSE_BYTES as u64);
@@ -143,6 +162,21 @@ pub(super) fn validate(
     let default_mode = raw.defaults.mode;
     let mut names = HashSet::new();
     let mut routes = Vec::new();
+    let route_spans: Vec<warnings::RouteSpans> = raw
+        .routes
+        .iter()
+        .map(|r| warnings::RouteSpans {
+            whole: r.span(),
+            methods: r
+                .get_ref()
+                .methods
+                .as_ref()
+                .and_then(|m| m.first())
+                .map(Spanned::span),
+            identity: r.get_ref().identity.as_ref().map(Spanned::span),
+            idempotency: r.get_ref().idempotency.as_ref().map(Spanned::span),
+        })
+        .collect();
     for raw_route in raw.routes {
         if let Some(route) = route::validate_route(
             raw_route,
@@ -163,15 +197,28 @@ pub(super) fn validate(
         }
     }
     if let (Some(server), Some(store)) = (server, store) {
+        if routes.len() == route_spans.len() {
+            warnings::check(&server, &routes, &route_spans, p);
+        }
         return Some(Config {
             source: file.to_owned(),
             server,
             store,
             keys,
             routes,
+            warnings: std::mem::take(&mut p.warnings),
         });
     }
     None
+}
+
+/// `[store]` alone (for `init-table`).
+pub(super) fn validate_store_only(
+    raw: crate::config::raw::RawStore,
+    p: &mut Problems<'_>,
+    env: &dyn Environment,
+) -> Option<crate::config::StoreConfig> {
+    server::validate_store(raw, env, p)
 }
 
 #[cfg(test)]

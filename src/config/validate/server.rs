@@ -243,6 +243,21 @@ fn validate_dynamo(
             );
         }
     }
+    let table_ok = (3..=255).contains(&dynamo.table.len())
+        && dynamo
+            .table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !table_ok {
+        // The store refuses it at startup; say so here.
+        p.at(
+            span.clone(),
+            format!(
+                "[store.dynamodb] table {:?} is not a DynamoDB table name: write 3-255 letters, digits, '_', '-' or '.', e.g. table = \"replay-guard\"",
+                dynamo.table
+            ),
+        );
+    }
     match region {
         Some(region) if !region.is_empty() => Some(DynamoConfig {
             table: dynamo.table,
