@@ -132,8 +132,12 @@ impl JwtVerifier {
                 let Some(verifier) = verifier.upgrade() else {
                     break;
                 };
+                // A refresh a request ran meanwhile counts for this round.
+                let seen = verifier.generation.load(Ordering::Acquire);
                 let _guard = verifier.refreshing.lock().await;
-                verifier.refresh().await;
+                if verifier.generation.load(Ordering::Acquire) == seen {
+                    verifier.refresh().await;
+                }
             }
         });
     }
@@ -242,7 +246,11 @@ impl JwtVerifier {
         if last.is_some_and(|at| at.elapsed() < ON_DEMAND_INTERVAL) {
             return;
         }
-        *last = Some(Instant::now());
+        // The first load of an empty set (a jwks_url before its first
+        // fetch) is not rate-limited, nor does it count.
+        if !self.keys.load().keys.is_empty() {
+            *last = Some(Instant::now());
+        }
         self.refresh().await;
     }
 
