@@ -337,8 +337,22 @@ fn decode(
         .map_err(|e| bad("verification", &e))
 }
 
+/// Log why a token was refused by category only: the crate's messages may
+/// quote parts of the token.
 fn bad(step: &str, error: &jsonwebtoken::errors::Error) -> Rejection {
-    tracing::debug!(step, error = ?error.kind(), "bearer token refused");
+    use jsonwebtoken::errors::ErrorKind;
+    let why = match error.kind() {
+        ErrorKind::InvalidSignature => "signature",
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => "algorithm",
+        ErrorKind::InvalidIssuer => "issuer",
+        ErrorKind::InvalidAudience => "audience",
+        ErrorKind::MissingRequiredClaim(_) => "missing claim",
+        ErrorKind::InvalidKeyFormat | ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidEcdsaKey => {
+            "key"
+        }
+        _ => "malformed",
+    };
+    tracing::debug!(step, why, "bearer token refused");
     Rejection::BadToken
 }
 
