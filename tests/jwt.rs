@@ -322,13 +322,54 @@ async fn forged_expired_misaddressed_and_confused_tokens_are_refused() {
 }
 
 #[tokio::test]
+async fn a_remembered_token_still_expires_on_the_proxy_clock() {
+    let (upstream, proxy, _dir) = start_with_file("").await;
+    let token = keys().token("ES256", claims_with("alice", json!({"exp": T0 + 100})));
+    // Verified once, then served from the verification cache.
+    assert_eq!(order(&token, 1).send(proxy.addr).await.status, 200);
+    assert_eq!(order(&token, 2).send(proxy.addr).await.status, 200);
+    // Past exp but within the leeway: still accepted.
+    proxy.clock.advance(std::time::Duration::from_secs(120));
+    let reply = Req::post("/orders")
+        .fresh(T0 + 120, &nonce(3))
+        .header("Authorization", format!("Bearer {token}"))
+        .send(proxy.addr)
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    // Past exp + leeway: refused, cached or not.
+    proxy.clock.advance(std::time::Duration::from_secs(11));
+    let reply = Req::post("/orders")
+        .fresh(T0 + 131, &nonce(4))
+        .header("Authorization", format!("Bearer {token}"))
+        .send(proxy.addr)
+        .await;
+    assert_refused(&reply, 401, "bad_token", "expired while remembered");
+    assert_eq!(upstream.count(), 3);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_jwks_url_rotates_on_an_unknown_kid_once_and_keeps_its_keys_when_the_server_goes() {
     let next = KeySet::generate("next");
     let server = JwksServer::start(&keys().jwks).await;
     let upstream = Upstream::start().await;
     let body = config(&format!("jwks_url = {:?}", server.url()), 300);
     let proxy = TestProxy::start(&upstream.url(), &body).await;
+    // Every token is minted first: the on-demand refresh interval is
+    // wall-clock time, and minting (Python) can be slow on a busy machine.
     let old = keys().token("RS256", claims("alice"));
+    let stranger = KeySet::generate("made-up");
+    let specs: Vec<Value> = (0..5)
+        .map(|i| {
+            let mut spec = stranger.spec("RS256", claims("mallory"));
+            spec["kid"] = json!(format!("made-up-{i}"));
+            spec
+        })
+        .collect();
+    let made_up = mint(&specs);
+    let new = next.token("ES256", claims("bob"));
+    let again = next.token("EdDSA", claims("bob"));
+    let later = next.token("RS256", claims("bob"));
     // The first fetch runs at start; a request that arrives before it
     // ends waits for it.
     let reply = order(&old, 1).send(proxy.addr).await;
@@ -339,7 +380,6 @@ async fn a_jwks_url_rotates_on_an_unknown_kid_once_and_keeps_its_keys_when_the_s
     // Rotation: the issuer publishes a new kid; a token signed with it is
     // accepted after exactly one more fetch, and a second one costs none.
     server.serve(&keys().jwks_with(&next));
-    let new = next.token("ES256", claims("bob"));
     let reply = order(&new, 2).send(proxy.addr).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(
@@ -347,21 +387,12 @@ async fn a_jwks_url_rotates_on_an_unknown_kid_once_and_keeps_its_keys_when_the_s
         after_start + 1,
         "the new kid was fetched once"
     );
-    let again = next.token("EdDSA", claims("bob"));
     let reply = order(&again, 3).send(proxy.addr).await;
     assert_eq!(reply.status, 200);
     assert_eq!(server.hits(), after_start + 1, "a known kid costs no fetch");
 
     // A flood of made-up kids: refused, and the refresh is rate-limited.
-    let stranger = KeySet::generate("made-up");
-    let specs: Vec<Value> = (0..5)
-        .map(|i| {
-            let mut spec = stranger.spec("RS256", claims("mallory"));
-            spec["kid"] = json!(format!("made-up-{i}"));
-            spec
-        })
-        .collect();
-    for (i, token) in mint(&specs).iter().enumerate() {
+    for (i, token) in made_up.iter().enumerate() {
         let reply = order(token, 10 + i).send(proxy.addr).await;
         assert_refused(&reply, 401, "bad_token", "unknown kid");
     }
@@ -373,9 +404,7 @@ async fn a_jwks_url_rotates_on_an_unknown_kid_once_and_keeps_its_keys_when_the_s
 
     // The JWKS server goes away: the last good set is kept.
     server.stop();
-    let reply = order(&next.token("RS256", claims("bob")), 20)
-        .send(proxy.addr)
-        .await;
+    let reply = order(&later, 20).send(proxy.addr).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(upstream.count(), 4);
     proxy.shutdown().await;

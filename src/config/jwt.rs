@@ -49,6 +49,9 @@ pub struct JwtConfig {
     pub refresh: Duration,
     /// Allowed clock difference for `exp` and `nbf`, in seconds.
     pub leeway_secs: u64,
+    /// Verified tokens remembered (by their SHA-256) until their `exp`, at
+    /// most this many; 0 verifies every request's token.
+    pub cache_entries: usize,
 }
 
 /// One verification key from a JWKS.

@@ -44,6 +44,7 @@ pub(super) struct RawJwt {
     pub(super) secret_env: Option<Spanned<String>>,
     pub(super) jwks_refresh_secs: Option<Spanned<u64>>,
     pub(super) leeway_secs: Option<u64>,
+    pub(super) cache_entries: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -33,6 +33,7 @@ use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Empty, Limited};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Header, Validation};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::checks::header_text;
 use crate::clock::SharedClock;
@@ -67,6 +68,57 @@ pub struct JwtVerifier {
     fetches: AtomicU64,
     /// The proxy's clock for `exp` and `nbf`.
     clock: SharedClock,
+    /// Tokens that verified, by SHA-256, until their `exp`.
+    cache: Cache,
+}
+
+/// Verified tokens: SHA-256 of the token → `exp` and the claims a route
+/// asked for. Bounded (`cache_entries`; full: emptied, then refilled),
+/// emptied on every JWKS refresh (a key withdrawn from the set stops
+/// verifying at once), and per config generation. Only successes are
+/// remembered; every hit still checks `exp` on the proxy's clock. No token
+/// text is kept.
+#[derive(Debug, Default)]
+struct Cache {
+    capacity: usize,
+    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], Cached>>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    /// The token's `exp`.
+    exp: u64,
+    /// The verified claims (the token's own, as decoded).
+    claims: Arc<Map<String, Value>>,
+}
+
+impl Cache {
+    fn get(&self, digest: &[u8; 32], now: u64, leeway: u64) -> Option<Arc<Map<String, Value>>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let entries = self.entries.lock().ok()?;
+        let hit = entries.get(digest)?;
+        (hit.exp.saturating_add(leeway) > now).then(|| hit.claims.clone())
+    }
+
+    fn put(&self, digest: [u8; 32], exp: u64, claims: Arc<Map<String, Value>>) {
+        if self.capacity == 0 {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+            entries.insert(digest, Cached { exp, claims });
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
 }
 
 impl JwtVerifier {
@@ -106,6 +158,10 @@ impl JwtVerifier {
             refreshing: tokio::sync::Mutex::new(None),
             fetches: AtomicU64::new(0),
             clock,
+            cache: Cache {
+                capacity: config.cache_entries,
+                ..Cache::default()
+            },
         })
     }
 
@@ -154,6 +210,30 @@ impl JwtVerifier {
     /// `malformed_identity`.
     pub async fn verify(&self, headers: &HeaderMap, claim: &str) -> Result<String, Rejection> {
         let token = bearer(headers, &self.config.header)?;
+        let now = self.clock.now_secs();
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let claims = match self.cache.get(&digest, now, self.config.leeway_secs) {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.verify_token(token).await?);
+                if let Some(exp) = claims.get("exp").and_then(numeric_date) {
+                    self.cache.put(digest, exp, claims.clone());
+                }
+                claims
+            }
+        };
+        match claims.get(claim) {
+            None | Some(Value::Null) => Err(Rejection::MissingIdentity),
+            Some(Value::String(text)) if text.is_empty() => Err(Rejection::MissingIdentity),
+            Some(Value::String(text)) => Ok(text.clone()),
+            Some(Value::Number(number)) => Ok(number.to_string()),
+            Some(_) => Err(Rejection::MalformedIdentity),
+        }
+    }
+
+    /// Verify one token: header, algorithm, key, signature, `iss`, `aud`,
+    /// lifetime. The claims, or `bad_token`.
+    async fn verify_token(&self, token: &str) -> Result<Map<String, Value>, Rejection> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| bad("header", &e))?;
         let Some((alg, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg)
         else {
@@ -168,13 +248,7 @@ impl JwtVerifier {
                 .await?
         };
         self.check_lifetime(&claims)?;
-        match claims.get(claim) {
-            None | Some(Value::Null) => Err(Rejection::MissingIdentity),
-            Some(Value::String(text)) if text.is_empty() => Err(Rejection::MissingIdentity),
-            Some(Value::String(text)) => Ok(text.clone()),
-            Some(Value::Number(number)) => Ok(number.to_string()),
-            Some(_) => Err(Rejection::MalformedIdentity),
-        }
+        Ok(claims)
     }
 
     /// Verify against the JWKS key(s) the token may name; an unknown `kid`
@@ -271,6 +345,7 @@ impl JwtVerifier {
             Ok(keys) => {
                 tracing::debug!(keys = keys.keys.len(), "JWKS refreshed");
                 self.keys.store(Arc::new(keys));
+                self.cache.clear();
             }
             Err(why) => {
                 tracing::warn!(error = %why, "JWKS refresh failed; keeping the last good key set");

@@ -125,6 +125,7 @@ pub(super) fn validate_jwt(
         secret,
         refresh,
         leeway_secs: raw.leeway_secs.unwrap_or(30),
+        cache_entries: super::size(raw.cache_entries.unwrap_or(10_000)),
     })
 }
 
