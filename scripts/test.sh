@@ -32,6 +32,14 @@ if ! python3 -c "import stripe, slack_sdk, standardwebhooks" >/dev/null 2>&1; th
   python3 -m pip install --quiet --disable-pip-version-check stripe slack_sdk standardwebhooks
 fi
 
+# A JWT library nobody here wrote, for the bearer-token tests (tests/jwt.rs
+# mints RS256, ES256, EdDSA and HS256 tokens with it through
+# tests/support/jwt_client.py).
+if ! python3 -c "import jwt, cryptography; jwt.algorithms.OKPAlgorithm" >/dev/null 2>&1; then
+  echo "==> installing PyJWT[crypto] (JWT library)"
+  python3 -m pip install --quiet --disable-pip-version-check "PyJWT[crypto]"
+fi
+
 # The second, stricter DynamoDB-compatible server (dynalite, npm): Node.js
 # from the distribution if absent, dynalite into the project-local .tools/.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

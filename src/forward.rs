@@ -2,18 +2,25 @@
 //!
 //! Hop-by-hop headers (RFC 9110 §7.6.1, plus those named in `Connection`)
 //! never cross the proxy; `X-Forwarded-For/-Proto/-Host` are set for the
-//! upstream; client-supplied `X-Replay-Guard-Key-Id`, `-Report` and
-//! `-Webhook` are always dropped.
+//! upstream; client-supplied copies of the proxy's own headers
+//! (`X-Replay-Guard-Key-Id`, `X-Replay-Guard-Client-Cert-Identity`,
+//! `X-Replay-Guard-Report`, `X-Replay-Guard-Webhook`) are always dropped.
 //! This module must never decide whether a request may be forwarded — the
 //! checks do that.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::header::{HeaderName, HeaderValue, CONNECTION, FORWARDED, HOST};
 use http::HeaderMap;
 
+use crate::identity::CertIdentity;
+
 /// Header the proxy sets after a verified signature.
 pub const KEY_ID_HEADER: HeaderName = HeaderName::from_static("x-replay-guard-key-id");
+/// Header carrying the verified client certificate's identity (mTLS).
+pub const CLIENT_CERT_HEADER: HeaderName =
+    HeaderName::from_static("x-replay-guard-client-cert-identity");
 /// Header naming the would-be rejection of a route in report mode.
 pub const REPORT_HEADER: HeaderName = HeaderName::from_static("x-replay-guard-report");
 /// Header naming the provider whose webhook signature the proxy verified.
@@ -36,7 +43,12 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 /// Headers only the proxy may set on the way upstream.
-static PROXY_OWN: [HeaderName; 3] = [KEY_ID_HEADER, REPORT_HEADER, WEBHOOK_HEADER];
+static PROXY_OWN: [HeaderName; 4] = [
+    KEY_ID_HEADER,
+    REPORT_HEADER,
+    WEBHOOK_HEADER,
+    CLIENT_CERT_HEADER,
+];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -58,6 +70,11 @@ pub struct Peer {
     /// The worker event loop serving the connection (its upstream
     /// connections are that worker's).
     pub worker: usize,
+    /// The identity of the client certificate the TLS handshake verified
+    /// (mTLS), once per connection.
+    client_cert: Option<Arc<CertIdentity>>,
+    /// `client_cert`'s name as a header value for the upstream.
+    client_cert_header: Option<HeaderValue>,
 }
 
 impl Peer {
@@ -79,7 +96,28 @@ impl Peer {
             ip,
             forwarded,
             worker: 0,
+            client_cert: None,
+            client_cert_header: None,
         }
+    }
+
+    /// The same peer, with the client certificate its handshake verified.
+    pub fn with_client_cert(self, cert: Option<CertIdentity>) -> Self {
+        // Names are text; one with bytes a header cannot carry (controls)
+        // still identifies the client, but is not passed on.
+        let client_cert_header = cert
+            .as_ref()
+            .and_then(|c| HeaderValue::from_bytes(c.name.as_bytes()).ok());
+        Self {
+            client_cert: cert.map(Arc::new),
+            client_cert_header,
+            ..self
+        }
+    }
+
+    /// The verified client certificate's identity, if any.
+    pub fn client_cert(&self) -> Option<&CertIdentity> {
+        self.client_cert.as_deref()
     }
 
     /// The same peer, served by worker `index`.
@@ -149,6 +187,9 @@ pub fn upstream_headers(
     }
     if let Some(key) = verified_key.and_then(|k| HeaderValue::from_str(k).ok()) {
         headers.insert(KEY_ID_HEADER, key);
+    }
+    if let Some(identity) = &peer.client_cert_header {
+        headers.insert(CLIENT_CERT_HEADER, identity.clone());
     }
     // Earlier hops first; usually there are none and nothing is formatted.
     let mut appended = String::new();
@@ -264,7 +305,9 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(KEY_ID_HEADER, HeaderValue::from_static("forged"));
         headers.insert(REPORT_HEADER, HeaderValue::from_static("forged"));
+        headers.insert(CLIENT_CERT_HEADER, HeaderValue::from_static("forged"));
         upstream_headers(&mut headers, &peer, false, None, &id, None, None);
+        assert!(!headers.contains_key(CLIENT_CERT_HEADER));
         assert_eq!(headers[X_FORWARDED_FOR], "2001:db8::7");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert!(!headers.contains_key(KEY_ID_HEADER));

@@ -32,9 +32,12 @@
 //!   `on_error`) behind one entry point returning a typed rejection.
 //! - [`rejection`]: every reason the proxy answers instead of the upstream
 //!   and its one HTTP mapping (problem+json with a stable `reason`).
-//! - [`identity`]: who the client is (client address behind trusted
-//!   proxies, header identities) and how an identity appears in store keys
-//!   and log tags.
+//! - [`identity`]: who the client is, one module per kind (client address
+//!   behind trusted proxies and header identities; [`identity::jwt`]
+//!   bearer-token claims verified against `[jwt]`; [`identity::client_cert`]
+//!   the names of a verified client certificate), resolved in one place
+//!   ([`identity::resolve`]), and how identities become scopes, store-key
+//!   text and log tags.
 //! - [`forward`]: header hygiene both ways and the proxy's own headers.
 //! - [`upstream`]: the pooled keep-alive connections to the upstream, one
 //!   idle stack per worker, and their timeouts.
@@ -44,7 +47,8 @@
 //! - [`server`]: store construction, worker event loops and connections,
 //!   the admin listener, reload; [`server::start`] is what the binary and
 //!   the tests call.
-//! - [`tls`]: the optional TLS listener's certificate and key.
+//! - [`tls`]: the optional TLS listener's certificate and key, and client
+//!   certificate verification (mTLS).
 //! - [`metrics`]: the Prometheus registry and per-route series.
 //! - [`log_output`]: the log writer that never blocks, fails or panics a
 //!   request (lost lines are counted).
@@ -66,8 +70,10 @@
 //! route          first route whose methods and normalised path match;
 //!                unmatched → forward, or 404 (unmatched = "reject");
 //!                a route with no rules streams straight to forward
-//! head checks    rate limit (identity known before parsing: client_ip,
-//!                header:) → declared size (413) → freshness
+//! identity       client_ip, header:, a verified jwt: claim (401
+//!                missing_token / bad_token) or client_cert
+//! head checks    rate limit (by that identity) → declared size (413)
+//!                → freshness
 //! body           read whole, capped at max_body_bytes, timed
 //! signature      v1 HMAC over method, host, path, query, timestamp,
 //!                nonce, body hash; or RFC 9421 (scheme = "rfc9421":

@@ -5,10 +5,10 @@
 //! request path never builds an error response itself. The body is
 //! `application/problem+json` (RFC 9457) with a stable `reason` member and
 //! says only what the client needs: details go to the log. This module must
-//! never put a secret, a nonce, an idempotency key or a signature into a
-//! response.
+//! never put a secret, a nonce, an idempotency key, a signature or a bearer
+//! token into a response.
 
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use serde_json::json;
 
@@ -67,6 +67,11 @@ pub enum Rejection {
     /// The route's identity header is repeated, not UTF-8 or longer than
     /// 256 bytes.
     MalformedIdentity,
+    /// The bearer token a `jwt:` identity needs is absent.
+    MissingToken,
+    /// The bearer token does not verify (signature, algorithm, `iss`,
+    /// `aud`, `exp`, `nbf`, or it does not parse).
+    BadToken,
     /// The key-id or signature header is absent or empty.
     MissingSignature,
     /// The key id names no configured key.
@@ -133,6 +138,8 @@ impl Rejection {
             Rejection::ReplayedNonce => "replayed_nonce",
             Rejection::MissingIdentity => "missing_identity",
             Rejection::MalformedIdentity => "malformed_identity",
+            Rejection::MissingToken => "missing_token",
+            Rejection::BadToken => "bad_token",
             Rejection::MissingSignature => "missing_signature",
             Rejection::UnknownKey => "unknown_key",
             Rejection::BadSignature => "bad_signature",
@@ -173,9 +180,11 @@ impl Rejection {
             Rejection::ReplayedNonce
             | Rejection::IdempotencyInFlight { .. }
             | Rejection::IdempotencyResponseNotRetained { .. } => StatusCode::CONFLICT,
-            Rejection::MissingSignature | Rejection::UnknownKey | Rejection::BadSignature => {
-                StatusCode::UNAUTHORIZED
-            }
+            Rejection::MissingSignature
+            | Rejection::UnknownKey
+            | Rejection::BadSignature
+            | Rejection::MissingToken
+            | Rejection::BadToken => StatusCode::UNAUTHORIZED,
             Rejection::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Rejection::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -230,6 +239,8 @@ impl Rejection {
             Rejection::ReplayedNonce => "Request replayed",
             Rejection::MissingIdentity => "Client identity missing",
             Rejection::MalformedIdentity => "Client identity malformed",
+            Rejection::MissingToken => "Bearer token missing",
+            Rejection::BadToken => "Bearer token invalid",
             Rejection::MissingSignature => "Signature missing",
             Rejection::UnknownKey => "Unknown key",
             Rejection::BadSignature => "Signature invalid",
@@ -263,7 +274,9 @@ impl Rejection {
             Rejection::MissingNonce => "The route requires a nonce header.".into(),
             Rejection::MalformedNonce => "A nonce is 16 to 128 characters of A-Z a-z 0-9 . _ ~ + / = -.".into(),
             Rejection::ReplayedNonce => "This nonce was already used; every transmission needs a new nonce.".into(),
-            Rejection::MissingIdentity => "The route identifies clients by a request header that is absent.".into(),
+            Rejection::MissingIdentity => "The route identifies clients by a request header, a bearer-token claim or a client certificate, and the request carries none.".into(),
+            Rejection::MissingToken => "The route requires a bearer token.".into(),
+            Rejection::BadToken => "The bearer token is not valid here (signature, algorithm, issuer, audience or lifetime).".into(),
             Rejection::MalformedIdentity => "The client identity header must appear once, as text of at most 256 bytes.".into(),
             Rejection::MissingSignature => "The route requires a signature: a key id and a v1 signature header, or RFC 9421 Signature-Input and Signature with a keyid.".into(),
             Rejection::UnknownKey => "The key id is not known.".into(),
@@ -316,6 +329,19 @@ impl Rejection {
         };
         if let Some(secs) = retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        // RFC 6750 §3: the challenge, and why a presented token failed.
+        match self {
+            Rejection::MissingToken => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Rejection::BadToken => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            _ => {}
         }
         if let Rejection::RateLimited { policy, limit, .. } = self {
             if let Ok(value) = HeaderValue::from_str(policy) {

@@ -1,15 +1,20 @@
-//! TLS for the public listener (rustls), loaded once at startup.
+//! TLS for the public listener (rustls), loaded at startup and again on
+//! every reload.
 //!
 //! Certificates and keys are PEM files named in `[server.tls]`; a missing or
-//! unreadable file, or a key that does not match, is a startup error naming
-//! the file. ALPN offers `h2` and `http/1.1`. This module must never log key
-//! material.
+//! unreadable file, or a key that does not match, is a startup (or reload)
+//! error naming the file. ALPN offers `h2` and `http/1.1`. With
+//! `client_ca_file` the handshake verifies client certificates against
+//! those CAs (rustls' WebPKI client verifier): under `client_auth =
+//! "required"` a client without one is refused, under `"optional"` it is
+//! let in without an identity. This module must never log key material.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsFiles;
@@ -33,6 +38,14 @@ pub enum TlsError {
         /// What went wrong.
         why: String,
     },
+    /// The client CA certificates cannot verify anything.
+    #[error("TLS client CA file {path}: {why}")]
+    ClientCa {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
     /// rustls refused the pair.
     #[error("TLS configuration: {0}")]
     Config(String),
@@ -41,6 +54,9 @@ pub enum TlsError {
 fn display(path: &Path) -> String {
     path.display().to_string()
 }
+
+/// The listener's acceptor, swapped by reload.
+pub type SharedAcceptor = Arc<arc_swap::ArcSwap<TlsAcceptor>>;
 
 /// Build the acceptor from the configured files.
 pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
@@ -80,12 +96,38 @@ pub fn acceptor_from_pem(
         why: e.to_string(),
     })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match &files.client_auth {
+        None => builder.with_no_client_auth(),
+        Some(auth) => {
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(auth.roots.clone(), provider.clone());
+            let verifier = if auth.required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier.build().map_err(|e| TlsError::ClientCa {
+                path: display(&auth.ca_file),
+                why: e.to_string(),
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The verified client certificate of an accepted connection, read once:
+/// `None` without mTLS, or when an optional certificate was not sent.
+pub fn client_identity(
+    connection: &rustls::ServerConnection,
+) -> Option<crate::identity::CertIdentity> {
+    let end_entity = connection.peer_certificates()?.first()?;
+    crate::identity::CertIdentity::from_der(end_entity.as_ref())
 }

@@ -109,6 +109,46 @@ pub fn route_table(config: &Config) -> String {
     };
     let on_error = format!("{:?}", config.store.on_error).to_lowercase();
     let _ = writeln!(out, "store {store}  on_error {on_error}");
+    if let Some(tls) = &s.tls {
+        let mtls = match &tls.client_auth {
+            Some(auth) => format!(
+                "client certificates {} (CA {})",
+                if auth.required {
+                    "required"
+                } else {
+                    "optional"
+                },
+                auth.ca_file.display()
+            ),
+            None => "no client certificates".to_owned(),
+        };
+        let _ = writeln!(out, "tls {}  {mtls}", tls.cert_file.display());
+    }
+    if let Some(jwt) = &config.jwt {
+        let algorithms: Vec<String> = jwt.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        let keys = match (&jwt.jwks, &jwt.file_keys) {
+            (Some(replay_guard::config::JwksSource::File(path)), Some(keys)) => {
+                format!("jwks_file {} ({} keys)", path.display(), keys.keys.len())
+            }
+            (Some(replay_guard::config::JwksSource::Url(url)), _) => format!("jwks_url {url}"),
+            _ => String::new(),
+        };
+        let secret = if jwt.secret.is_some() {
+            " secret_env"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "jwt header {}  issuer {}  audiences [{}]  algorithms [{}]  {keys}{secret}  refresh {}s  leeway {}s",
+            jwt.header,
+            jwt.issuer.as_deref().unwrap_or("(any)"),
+            jwt.audiences.join(", "),
+            algorithms.join(", "),
+            jwt.refresh.as_secs(),
+            jwt.leeway_secs
+        );
+    }
     let keys: Vec<&str> = config.keys.keys().map(String::as_str).collect();
     let _ = writeln!(out, "keys [{}]", keys.join(", "));
     let _ = writeln!(out, "routes (first match wins):");

@@ -32,6 +32,7 @@ use serde::Deserialize;
 
 mod algorithm;
 mod environment;
+mod jwt;
 mod pattern;
 mod raw;
 mod rfc9421;
@@ -43,6 +44,7 @@ mod webhook;
 
 pub use algorithm::{Algorithm, KeyMaterial, PublicKey};
 pub use environment::{Environment, ProcessEnvironment};
+pub use jwt::{JwksSource, JwtConfig, JwtKey, JwtKeys};
 pub use pattern::PathPattern;
 pub use rfc9421::{Component, Rfc9421Rule, SignatureScheme};
 pub use rules::{
@@ -104,6 +106,22 @@ pub struct TlsFiles {
     pub cert_file: PathBuf,
     /// PEM private key.
     pub key_file: PathBuf,
+    /// Client certificates (mTLS), when `client_ca_file` is set.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// `[server.tls] client_ca_file` and `client_auth`: which CAs vouch for
+/// client certificates, and whether a client must present one.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// The CA file (for messages).
+    pub ca_file: PathBuf,
+    /// The CA certificates read from it when the config was loaded.
+    pub roots: std::sync::Arc<rustls::RootCertStore>,
+    /// `client_auth = "required"` (the default): the handshake refuses a
+    /// client without a verified certificate. `optional`: it is let in,
+    /// and only `identity = "client_cert"` routes refuse it.
+    pub required: bool,
 }
 
 /// The upstream, split for building request URIs.
@@ -210,6 +228,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// HMAC keys by id.
     pub keys: BTreeMap<String, Key>,
+    /// `[jwt]`: bearer-token verification for `jwt:<claim>` identities.
+    pub jwt: Option<JwtConfig>,
     /// Routes, in match order.
     pub routes: Vec<Route>,
     /// Valid but almost certainly not meant (`file:line:col: warning: …`):

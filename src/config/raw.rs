@@ -27,6 +27,24 @@ pub(super) struct RawConfig {
     pub(super) defaults: RawDefaults,
     #[serde(default)]
     pub(super) routes: Vec<Spanned<RawRoute>>,
+    pub(super) jwt: Option<Spanned<RawJwt>>,
+}
+
+/// `[jwt]`: bearer-token verification.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJwt {
+    pub(super) header: Option<Spanned<String>>,
+    pub(super) issuer: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) audiences: Vec<Spanned<String>>,
+    pub(super) algorithms: Option<Vec<Spanned<String>>>,
+    pub(super) jwks_file: Option<Spanned<PathBuf>>,
+    pub(super) jwks_url: Option<Spanned<String>>,
+    pub(super) secret_env: Option<Spanned<String>>,
+    pub(super) jwks_refresh_secs: Option<Spanned<u64>>,
+    pub(super) leeway_secs: Option<u64>,
+    pub(super) cache_entries: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +79,8 @@ pub(super) struct RawServer {
 pub(super) struct RawTls {
     pub(super) cert_file: PathBuf,
     pub(super) key_file: PathBuf,
+    pub(super) client_ca_file: Option<Spanned<PathBuf>>,
+    pub(super) client_auth: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

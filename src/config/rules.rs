@@ -79,6 +79,20 @@ pub enum Identity {
     ClientIp,
     /// The value of a request header (not authenticated).
     Header(HeaderName),
+    /// A claim of the bearer token verified against `[jwt]`.
+    Jwt(String),
+    /// The verified client certificate (mTLS): first URI SAN, else first
+    /// DNS SAN, else subject CN.
+    ClientCert,
+}
+
+impl Identity {
+    /// Whether the identity is verified by the proxy before it scopes
+    /// anything (`jwt:`, `client_cert`), as opposed to a claim nobody
+    /// checked (`client_ip`, `header:`) or the signing key.
+    pub fn is_verified_claim(&self) -> bool {
+        matches!(self, Identity::Jwt(_) | Identity::ClientCert)
+    }
 }
 
 impl fmt::Display for Identity {
@@ -87,6 +101,8 @@ impl fmt::Display for Identity {
             Identity::KeyId => f.write_str("key_id"),
             Identity::ClientIp => f.write_str("client_ip"),
             Identity::Header(name) => write!(f, "header:{name}"),
+            Identity::Jwt(claim) => write!(f, "jwt:{claim}"),
+            Identity::ClientCert => f.write_str("client_cert"),
         }
     }
 }

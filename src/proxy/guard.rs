@@ -1,7 +1,8 @@
 //! The checks phase of a matched, protected route, in the spec's order:
 //!
 //! ```text
-//! head checks (rate limit by an unverified identity, declared size, freshness)
+//! identity (client_ip, header:, a verified jwt: claim or client_cert)
+//!   → head checks (rate limit by that identity, declared size, freshness)
 //!   → body (capped) → signature → identity → rate limit by key id → nonce
 //!   → idempotency
 //! ```
@@ -14,8 +15,9 @@
 //! nonce had been claimed first.
 //!
 //! On a signed route the scope of nonces and idempotency keys is the
-//! verified key ([`identity::scope`]); an identity nobody checked only keys
-//! the rate limit. A request refused as `replayed_nonce` gets its key-id
+//! verified key, with a verified `jwt:` / `client_cert` identity
+//! ([`identity::scope`]); an identity nobody checked only keys the rate
+//! limit. A request refused as `replayed_nonce` gets its key-id
 //! rate-limit cell back, so a captured request never spends the budget of
 //! the key it claims to be (and still costs one store write at most); a
 //! throttled request never reaches the nonce claim, so it never burns its
@@ -42,7 +44,7 @@ use crate::checks::freshness::{self, Fence, Fresh};
 use crate::checks::idempotency::{self, Step};
 use crate::checks::{self, nonce, StoreAccess};
 use crate::config::Identity;
-use crate::identity;
+use crate::identity::{self, RouteIdentity};
 use crate::rejection::Rejection;
 
 /// What the checks established for a request that passed them.
@@ -73,9 +75,10 @@ pub enum BodyState {
 
 /// What the head checks learnt before the body was read.
 struct Head {
-    /// The identity known without verification (`client_ip`, `header:`),
-    /// or why it cannot be known: refused where it is first needed.
-    identity: Result<Option<String>, Rejection>,
+    /// The route's identity known before the body (`client_ip`,
+    /// `header:`, `jwt:`, `client_cert`), or why it cannot be known:
+    /// refused where it is first needed.
+    identity: Result<Option<RouteIdentity>, Rejection>,
     /// The timestamp that passed freshness, when the route checks it.
     fresh: Option<Fresh>,
 }
@@ -89,7 +92,16 @@ impl Proxy {
         body: Incoming,
         ctx: &mut RequestCtx,
     ) -> Result<Checked, Refused> {
-        let head = match self.head_checks(route, parts, ctx) {
+        // The one place the route's identity is determined.
+        let identity = identity::resolve(
+            &route.rule.identity,
+            &parts.headers,
+            &ctx.peer,
+            &self.config.server.trusted_proxies,
+            self.jwt.as_deref(),
+        )
+        .await;
+        let head = match self.head_checks(route, parts, identity, ctx) {
             Ok(head) => head,
             Err(rejection) => {
                 return Err(Refused {
@@ -117,24 +129,19 @@ impl Proxy {
         }
     }
 
-    /// Rate limit by an identity known before any parsing, the declared
+    /// Rate limit by an identity known before the body, the declared
     /// body size, freshness.
     fn head_checks(
         &self,
         route: &RouteState,
         parts: &Parts,
+        identity: Result<Option<RouteIdentity>, Rejection>,
         ctx: &mut RequestCtx,
     ) -> Result<Head, Rejection> {
         let rule = &route.rule;
-        let identity = identity::unverified(
-            &rule.identity,
-            &parts.headers,
-            ctx.peer.addr.ip(),
-            &self.config.server.trusted_proxies,
-        );
         if let (Some(limiter), false) = (&route.limiter, rule.identity == Identity::KeyId) {
             let id = match &identity {
-                Ok(id) => id.as_deref().unwrap_or(""),
+                Ok(id) => id.as_ref().map_or("", RouteIdentity::as_str),
                 Err(rejection) => return Err(rejection.clone()),
             };
             ctx.identity_tag = Some(identity::log_tag(id));
@@ -183,11 +190,11 @@ impl Proxy {
         let signed = self.signature_step(route, parts, body, head.fresh, ctx)?;
         let verified = signed.key;
         ctx.verified_key = verified.map(str::to_owned);
-        let unverified = head.identity?;
+        let identity = head.identity?;
         if rule.identity == Identity::KeyId && verified.is_none() {
             return Err(Rejection::MissingSignature);
         }
-        let scope = identity::scope(verified, unverified.as_deref());
+        let scope = identity::scope(verified, identity.as_ref());
         if ctx.identity_tag.is_none() {
             ctx.identity_tag = Some(identity::log_tag(&scope));
         }

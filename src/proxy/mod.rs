@@ -46,6 +46,7 @@ use crate::checks::rate_limit::Limiter;
 use crate::clock::SharedClock;
 use crate::config::{Config, Mode, Route, Unmatched};
 use crate::forward::Peer;
+use crate::identity::JwtVerifier;
 use crate::metrics::{Metrics, Outcome, RouteMetrics};
 use crate::path;
 use crate::rejection::Rejection;
@@ -80,6 +81,9 @@ pub struct Proxy {
     /// Claimed idempotent requests running on their own tasks; shared by
     /// every config generation so that shutdown can wait for them.
     detached: TaskTracker,
+    /// Bearer-token verification for `jwt:` identities (`[jwt]`), with
+    /// this generation's JWKS.
+    jwt: Option<Arc<JwtVerifier>>,
 }
 
 /// One configured route and its state: the rule, its rate limiter and its
@@ -132,6 +136,7 @@ impl Proxy {
             metrics,
             started,
             detached: TaskTracker::new(),
+            jwt: None,
         };
         Self::build(config, parts, &[])
     }
@@ -145,6 +150,7 @@ impl Proxy {
             metrics: self.metrics.clone(),
             started: self.started,
             detached: self.detached.clone(),
+            jwt: self.jwt.clone(),
         };
         Self::build(config, parts, self.routes.routes())
     }
@@ -156,7 +162,13 @@ impl Proxy {
             metrics,
             started,
             detached,
+            jwt: previous_jwt,
         } = shared;
+        let jwt = config.jwt.as_ref().map(|jwt| {
+            let verifier = JwtVerifier::new(jwt, clock.clone(), previous_jwt.as_deref());
+            verifier.spawn_refresh();
+            verifier
+        });
         let routes = config
             .routes
             .iter()
@@ -199,6 +211,7 @@ impl Proxy {
             upstream,
             metrics,
             detached,
+            jwt,
         }
     }
 
@@ -210,6 +223,11 @@ impl Proxy {
     /// The metrics, for `/metrics`.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The bearer-token verifier, when `[jwt]` is configured.
+    pub fn jwt(&self) -> Option<&Arc<JwtVerifier>> {
+        self.jwt.as_ref()
     }
 
     /// The store, for `/readyz`.
@@ -393,4 +411,6 @@ struct Shared {
     metrics: Arc<Metrics>,
     started: std::time::Duration,
     detached: TaskTracker,
+    /// The previous generation's verifier (its fetched JWKS is kept).
+    jwt: Option<Arc<JwtVerifier>>,
 }

@@ -127,7 +127,8 @@ pub async fn start_with_store(
         .tls
         .as_ref()
         .map(crate::tls::acceptor)
-        .transpose()?;
+        .transpose()?
+        .map(|acceptor| Arc::new(ArcSwap::from_pointee(acceptor)));
     let listen = config.server.listen;
     let listener = bind(listen).await?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
@@ -153,6 +154,7 @@ pub async fn start_with_store(
     let reloader = Reloader {
         current: current.clone(),
         path,
+        tls: tls.clone(),
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let draining = Arc::new(AtomicBool::new(false));

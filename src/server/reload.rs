@@ -2,8 +2,9 @@
 //! and swaps in a new configuration generation for new requests, while
 //! in-flight requests finish on the one they started with.
 //!
-//! This module must never rebind a listener, restart workers or rebuild the
-//! store: those settings are only warned about and take effect after a
+//! The TLS listener's certificate, key and client CA file are re-read and
+//! its acceptor swapped for new connections. This module must never
+//! rebind a listener, restart workers or rebuild the store: those settings are only warned about and take effect after a
 //! restart. An invalid file must never replace the config being served.
 
 use std::path::PathBuf;
@@ -17,12 +18,24 @@ use crate::proxy::Proxy;
 
 /// Swaps in a new configuration generation for new requests; in-flight
 /// requests finish on the one they started with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Reloader {
     /// The configuration generation new requests run on.
     pub(super) current: Arc<ArcSwap<Proxy>>,
     /// The config file re-read on reload.
     pub(super) path: PathBuf,
+    /// The TLS listener's acceptor, rebuilt from the new file's
+    /// `[server.tls]` (certificate, key, client CA file).
+    pub(super) tls: Option<crate::tls::SharedAcceptor>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("path", &self.path)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Reloader {
@@ -32,15 +45,34 @@ impl Reloader {
     pub fn reload(&self) -> Result<(), ConfigErrors> {
         let old = self.current.load_full();
         let result = Config::load(&self.path);
-        old.metrics().reload(result.is_ok());
         let config = match result {
             Ok(config) => config,
             Err(errors) => {
+                old.metrics().reload(false);
                 tracing::error!(target: LOG_TARGET, errors = %errors, "config reload failed; still serving the previous config");
                 return Err(errors);
             }
         };
+        // Certificates and the client CA file are re-read with the config;
+        // one that cannot be loaded keeps the old config and acceptor.
+        let acceptor = match (&self.tls, &config.server.tls) {
+            (Some(_), Some(files)) => match crate::tls::acceptor(files) {
+                Ok(acceptor) => Some(acceptor),
+                Err(e) => {
+                    old.metrics().reload(false);
+                    tracing::error!(target: LOG_TARGET, error = %e, "config reload failed; still serving the previous config");
+                    return Err(ConfigErrors {
+                        errors: vec![format!("{}: {e}", self.path.display())],
+                    });
+                }
+            },
+            _ => None,
+        };
         warn_restart_only_changes(old.config(), &config);
+        old.metrics().reload(true);
+        if let (Some(shared), Some(acceptor)) = (&self.tls, acceptor) {
+            shared.store(Arc::new(acceptor));
+        }
         self.current.store(Arc::new(old.reload(Arc::new(config))));
         tracing::info!(target: LOG_TARGET, path = %self.path.display(), "config reloaded");
         Ok(())

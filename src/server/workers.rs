@@ -22,7 +22,8 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
+
+use crate::tls::SharedAcceptor;
 
 use super::{StartError, LOG_TARGET};
 use crate::config::Config;
@@ -40,7 +41,7 @@ use crate::proxy::Proxy;
 /// drained.
 pub(super) fn spawn_workers(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<SharedAcceptor>,
     current: Arc<ArcSwap<Proxy>>,
     config: Arc<Config>,
     draining: Arc<AtomicBool>,
@@ -173,7 +174,9 @@ async fn accept_loop(
 struct Worker {
     /// Which worker: names its stack of idle upstream connections.
     index: usize,
-    tls: Option<TlsAcceptor>,
+    /// The TLS acceptor of the current config generation (swapped by
+    /// reload: a new CA file applies to new connections).
+    tls: Option<SharedAcceptor>,
     current: Arc<ArcSwap<Proxy>>,
     config: Arc<Config>,
     accepted: mpsc::UnboundedReceiver<Accepted>,
@@ -274,12 +277,19 @@ struct Client {
     worker: usize,
 }
 
+/// How the client reached us: TLS or not, and with which verified client
+/// certificate.
+struct Transport {
+    https: bool,
+    client_cert: Option<crate::identity::CertIdentity>,
+}
+
 /// One accepted connection: wait (bounded) for its first byte or its TLS
 /// handshake, then serve it.
 async fn serve_accepted(
     stream: TcpStream,
     client: Client,
-    tls: Option<TlsAcceptor>,
+    tls: Option<SharedAcceptor>,
     builder: auto::Builder<TokioExecutor>,
     proxy: Arc<ArcSwap<Proxy>>,
     watcher: Watcher,
@@ -294,7 +304,11 @@ async fn serve_accepted(
             let mut first = [0u8; 1];
             match tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await {
                 Ok(Ok(n)) if n > 0 => {
-                    serve_connection(builder, TokioIo::new(stream), proxy, client, false, watcher)
+                    let plain = Transport {
+                        https: false,
+                        client_cert: None,
+                    };
+                    serve_connection(builder, TokioIo::new(stream), proxy, client, plain, watcher)
                         .await
                 }
                 _ => {
@@ -303,15 +317,21 @@ async fn serve_accepted(
             }
         }
         Some(acceptor) => {
+            let acceptor = acceptor.load_full();
             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
+                    // The certificate the handshake verified, read once.
+                    let tls = Transport {
+                        https: true,
+                        client_cert: crate::tls::client_identity(stream.get_ref().1),
+                    };
                     // ALPN decided the protocol: no sniffing needed.
                     let builder = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                         builder.http2_only()
                     } else {
                         builder.http1_only()
                     };
-                    serve_connection(builder, TokioIo::new(stream), proxy, client, true, watcher)
+                    serve_connection(builder, TokioIo::new(stream), proxy, client, tls, watcher)
                         .await
                 }
                 Ok(Err(e)) => {
@@ -329,12 +349,14 @@ async fn serve_connection<I>(
     io: I,
     current: Arc<ArcSwap<Proxy>>,
     client: Client,
-    https: bool,
+    transport: Transport,
     watcher: Watcher,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let peer = Peer::new(client.peer, https).on_worker(client.worker);
+    let peer = Peer::new(client.peer, transport.https)
+        .on_worker(client.worker)
+        .with_client_cert(transport.client_cert);
     let service = service_fn(move |request: Request<Incoming>| {
         // Each request runs on the config generation current when it arrived.
         let proxy = current.load_full();

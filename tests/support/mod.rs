@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod dynalite;
 pub mod httpsig;
+pub mod jwt;
 pub mod matrix;
 pub mod moto;
 pub mod proxy;

@@ -11,6 +11,7 @@
 //! error message, and never perform I/O except through the injected
 //! environment.
 
+mod identity;
 mod keys;
 mod public_key;
 mod route;
@@ -149,10 +150,25 @@ pub(super) fn validate(
         admin_listen: raw.server.admin_listen.as_ref().map(Spanned::span),
         tls: raw.server.tls.as_ref().map(Spanned::span),
     };
-    let server = server::validate_server(raw.server, p);
+    let client_auth = raw
+        .server
+        .tls
+        .as_ref()
+        .and_then(|tls| identity::validate_client_auth(tls, env, p));
+    let client_ca = raw
+        .server
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.get_ref().client_ca_file.is_some());
+    let mut server = server::validate_server(raw.server, p);
+    if let Some(tls) = server.as_mut().and_then(|s| s.tls.as_mut()) {
+        tls.client_auth = client_auth;
+    }
     if let Some(server) = &server {
         startup::check(server, &spans, env, p);
     }
+    let jwt_written = raw.jwt.is_some();
+    let jwt = identity::validate_jwt(raw.jwt, env, p);
     // A stored answer must fit one DynamoDB item.
     let response_cap = (raw.store.kind == StoreKind::Dynamodb)
         .then_some(crate::store::dynamodb::MAX_RESPONSE_BYTES as u64);
@@ -178,6 +194,7 @@ pub(super) fn validate(
         })
         .collect();
     for raw_route in raw.routes {
+        identity::check_route_sources(raw_route.get_ref(), jwt_written, client_ca, p);
         if let Some(route) = route::validate_route(
             raw_route,
             &defaults,
@@ -205,6 +222,7 @@ pub(super) fn validate(
             server,
             store,
             keys,
+            jwt,
             routes,
             warnings: std::mem::take(&mut p.warnings),
         });

@@ -276,6 +276,19 @@ fn parse_identity(
             Some(Identity::KeyId)
         }
         "client_ip" => Some(Identity::ClientIp),
+        "client_cert" => Some(Identity::ClientCert),
+        other if other.starts_with("jwt:") => {
+            let claim = &other["jwt:".len()..];
+            if claim.is_empty() || claim.contains(['#', '%']) || claim.chars().any(char::is_control)
+            {
+                p.at(
+                    v.span(),
+                    format!("{claim:?} is not a claim name; write identity = \"jwt:sub\""),
+                );
+                return None;
+            }
+            Some(Identity::Jwt(claim.to_owned()))
+        }
         other => match other.strip_prefix("header:") {
             Some(name) => match HeaderName::from_bytes(name.as_bytes()) {
                 Ok(name) => Some(Identity::Header(name)),
@@ -285,7 +298,7 @@ fn parse_identity(
                 }
             },
             None => {
-                p.at(v.span(), format!("identity {other:?} is unknown; write \"key_id\", \"client_ip\" or \"header:NAME\""));
+                p.at(v.span(), format!("identity {other:?} is unknown; write \"key_id\", \"client_ip\", \"header:NAME\", \"jwt:CLAIM\" or \"client_cert\""));
                 None
             }
         },

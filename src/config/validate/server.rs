@@ -38,6 +38,8 @@ pub(super) fn validate_server(raw: RawServer, p: &mut Problems<'_>) -> Option<Se
         TlsFiles {
             cert_file: t.cert_file,
             key_file: t.key_file,
+            // Read with the environment, by validate_client_auth.
+            client_auth: None,
         }
     });
     // The timeouts are checked (and reported) only once both addresses are

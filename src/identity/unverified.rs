@@ -1,5 +1,5 @@
-//! Who the client is: the client address behind trusted proxies, and the
-//! encoding of an identity inside store keys.
+//! The identities nobody checked: the client address behind trusted
+//! proxies (`client_ip`) and a header's value (`header:NAME`).
 //!
 //! `client_ip` walks `X-Forwarded-For` from the right — the hop appended by
 //! the nearest proxy first — and stops at the first address not in
@@ -7,12 +7,10 @@
 //! leftmost value is believed only when every hop is trusted. This module
 //! must never trust a header from a peer outside `trusted_proxies`.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::HeaderMap;
 use ipnet::IpNet;
-use sha2::{Digest, Sha256};
 
 use crate::checks::header_text;
 use crate::config::Identity;
@@ -43,20 +41,9 @@ pub fn unverified(
             }
             Some(_) => Err(Rejection::MalformedIdentity),
         },
-        Identity::KeyId => Ok(None),
-    }
-}
-
-/// The scope of a request's nonces and idempotency keys, encoded for store
-/// keys. On a route whose signature was verified it is the verified key
-/// (`key:<id>`), whatever else the route names: an identity nobody checked
-/// (client address, header) never opens a new scope for a captured signed
-/// request. Otherwise the unverified identity (empty when the route names
-/// none it could use).
-pub fn scope(verified_key: Option<&str>, unverified: Option<&str>) -> String {
-    match verified_key {
-        Some(key) => encode(&format!("key:{key}")),
-        None => encode(unverified.unwrap_or("")),
+        // Known only once verified: the signature, the token, the
+        // certificate (see `super::resolve`).
+        Identity::KeyId | Identity::Jwt(_) | Identity::ClientCert => Ok(None),
     }
 }
 
@@ -107,32 +94,6 @@ fn hop_address(hop: &str) -> Option<IpAddr> {
         .parse::<std::net::Ipv6Addr>()
         .ok()
         .map(|ip| IpAddr::V6(ip).to_canonical())
-}
-
-/// An identity made safe for store keys: `#`, `%`, controls, spaces and
-/// non-ASCII bytes are percent-encoded so `<identity>#<value>` can never be
-/// ambiguous.
-pub fn encode(identity: &str) -> String {
-    if identity
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'#' && b != b'%')
-    {
-        return identity.to_owned();
-    }
-    let mut out = String::with_capacity(identity.len() + 8);
-    for b in identity.bytes() {
-        if b.is_ascii_graphic() && b != b'#' && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-/// A short, non-reversible tag of an identity for log lines.
-pub fn log_tag(identity: &str) -> String {
-    hex::encode(&Sha256::digest(identity.as_bytes())[..6])
 }
 
 #[cfg(test)]
@@ -201,13 +162,5 @@ mod tests {
                 "{hop}"
             );
         }
-    }
-
-    #[test]
-    fn encoding_keeps_keys_unambiguous() {
-        assert_eq!(encode("billing-svc"), "billing-svc");
-        assert_eq!(encode("a#b"), "a%23b");
-        assert_eq!(encode("50%"), "50%25");
-        assert_ne!(encode("a#b"), encode("a%23b"));
     }
 }
