@@ -222,6 +222,11 @@ pub enum Decision {
     Replay(StoredResponse),
 }
 
+/// The longest `Retry-After` on `idempotency_in_flight`: most first
+/// attempts answer in well under the lease, so the hint is a short poll
+/// interval bounded by the lease's remaining seconds, never the whole lease.
+pub const IN_FLIGHT_RETRY_HINT_SECS: u64 = 2;
+
 /// Turn a claim outcome into a decision or a rejection.
 pub fn decide(outcome: IdemOutcome, fingerprint: &str, now: u64) -> Result<Decision, Rejection> {
     match outcome {
@@ -230,7 +235,9 @@ pub fn decide(outcome: IdemOutcome, fingerprint: &str, now: u64) -> Result<Decis
             fingerprint: held, ..
         } if held != fingerprint => Err(Rejection::IdempotencyKeyReused),
         IdemOutcome::InFlight { lease_until, .. } => Err(Rejection::IdempotencyInFlight {
-            retry_after: lease_until.saturating_sub(now).max(1),
+            retry_after: lease_until
+                .saturating_sub(now)
+                .clamp(1, IN_FLIGHT_RETRY_HINT_SECS),
         }),
         IdemOutcome::Completed {
             fingerprint: held, ..
@@ -280,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn in_flight_retry_after_rounds_up_to_at_least_one() {
+    fn in_flight_retry_after_is_a_short_hint_bounded_by_the_lease() {
         let outcome = IdemOutcome::InFlight {
             fingerprint: "f".into(),
             lease_until: 100,
@@ -295,7 +302,15 @@ mod tests {
         };
         assert!(matches!(
             decide(outcome, "f", 100),
-            Err(Rejection::IdempotencyInFlight { retry_after: 30 })
+            Err(Rejection::IdempotencyInFlight { retry_after: 2 })
+        ));
+        let outcome = IdemOutcome::InFlight {
+            fingerprint: "f".into(),
+            lease_until: 101,
+        };
+        assert!(matches!(
+            decide(outcome, "f", 100),
+            Err(Rejection::IdempotencyInFlight { retry_after: 1 })
         ));
         let outcome = IdemOutcome::InFlight {
             fingerprint: "f".into(),

@@ -107,7 +107,10 @@ impl Proxy {
                 None => normalized.to_owned(),
             };
             parts.uri = Uri::try_from(target)
-                .map_err(|_| UpstreamError::Other("could not build the upstream URI".into()))?;
+                .map_err(|_| UpstreamError::Other {
+                    target: self.upstream.name().to_owned(),
+                    cause: "could not build the upstream URI".into(),
+                })?;
         }
         parts.version = Version::HTTP_11;
         let trusted = &self.config.server.trusted_proxies;
@@ -148,8 +151,10 @@ impl Answer {
 /// Who failed: a timeout is 504, anything else 502.
 pub(super) fn upstream_rejection(error: UpstreamError) -> Rejection {
     match error {
-        UpstreamError::Timeout => Rejection::UpstreamTimeout,
-        UpstreamError::Connect | UpstreamError::Other(_) => Rejection::UpstreamUnavailable,
+        UpstreamError::Timeout { .. } => Rejection::UpstreamTimeout,
+        UpstreamError::Connect { .. } | UpstreamError::Other { .. } => {
+            Rejection::UpstreamUnavailable
+        }
     }
 }
 

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 pub use ctx::{RequestCtx, Target};
 pub use record::REPLAYED_HEADER;
@@ -173,7 +174,7 @@ impl Proxy {
                 Arc::new(RouteState {
                     rule: rule.clone(),
                     limiter,
-                    metrics: metrics.route(&rule.name),
+                    metrics: metrics.prepare_route(rule),
                     fences: fences(rule, old.map(AsRef::as_ref), restart, clock.now()),
                 })
             })
@@ -187,7 +188,7 @@ impl Proxy {
         );
         Self {
             routes,
-            unmatched: metrics.route(UNMATCHED),
+            unmatched: metrics.prepare_unmatched(UNMATCHED, config.server.unmatched),
             config,
             started,
             store,
@@ -248,7 +249,10 @@ impl Proxy {
         let (method, uri) = (request.method().clone(), request.uri().clone());
         let mut ctx = RequestCtx::new(request_id, peer, method, uri);
         let in_flight = InFlight::enter(&self.metrics);
-        let result = self.phases(request, &mut ctx).await;
+        // Every line the phases log (report mode, store and upstream
+        // failures, the idempotent tasks they spawn) carries the request id.
+        let span = tracing::info_span!("request", request_id = ctx.request_id.to_str().unwrap_or("-"));
+        let result = self.phases(request, &mut ctx).instrument(span).await;
         drop(in_flight);
         Ok(self.respond(result, ctx))
     }

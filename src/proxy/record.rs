@@ -18,6 +18,7 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
 use hyper::body::Frame;
+use tracing::Instrument;
 
 use super::ctx::RequestCtx;
 use super::forward::{stream_response, upstream_rejection};
@@ -28,7 +29,7 @@ use crate::forward;
 use crate::metrics::Outcome;
 use crate::rejection::Rejection;
 use crate::store::{Fenced, StoreError, StoredResponse};
-use crate::upstream::{UpstreamBody, UpstreamError};
+use crate::upstream::UpstreamBody;
 
 /// Response header marking a stored idempotent answer.
 pub const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -46,7 +47,7 @@ impl Proxy {
         let proxy = Arc::clone(self);
         let ctx = ctx.clone();
         let task = async move { proxy.forward_and_record(parts, body, claim, &ctx).await };
-        match self.detached.spawn(task).await {
+        match self.detached.spawn(task.in_current_span()).await {
             Ok(result) => result,
             Err(e) => {
                 tracing::error!(error = %e, "idempotent forward task failed");
@@ -71,7 +72,7 @@ impl Proxy {
         let response = match self.send(parts, body::full(body), ctx).await {
             Ok(response) => response,
             Err(error) => {
-                if matches!(error, UpstreamError::Connect) {
+                if error.is_connect() {
                     // Never reached the upstream: a retry may run.
                     claim.release(self.store.as_ref(), &self.metrics).await;
                 }
@@ -157,7 +158,7 @@ impl Proxy {
     /// within `shutdown_grace_secs`.
     fn complete_later(self: &Arc<Self>, claim: Claim, stored: StoredResponse, expires_at: u64) {
         let proxy = Arc::clone(self);
-        self.detached.spawn(async move {
+        let task = async move {
             let give_up = tokio::time::Instant::now() + claim.rule.lease;
             let mut pause = Duration::from_millis(100);
             loop {
@@ -181,7 +182,8 @@ impl Proxy {
                     Err(_) => pause = (pause * 2).min(Duration::from_secs(5)),
                 }
             }
-        });
+        };
+        self.detached.spawn(task.in_current_span());
     }
 }
 

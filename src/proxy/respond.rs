@@ -32,6 +32,8 @@ impl Proxy {
             }
             Err(rejection) => self.refuse(rejection, &ctx),
         };
+        self.series(&ctx)
+            .duration(ctx.started.elapsed().as_secs_f64());
         // The upstream's HTTP version is its own business: answer as HTTP/1.1
         // (hyper ignores this on HTTP/2 connections).
         *response.version_mut() = Version::HTTP_11;

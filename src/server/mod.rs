@@ -110,7 +110,9 @@ impl Running {
 
 /// Bind the listeners and serve until shut down.
 pub async fn start(config: Config, clock: SharedClock) -> Result<Running, StartError> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_upstream_timeout(
+        config.server.upstream_timeout,
+    ));
     let store = build_store(&config, &clock, &metrics).await?;
     start_with_store(config, clock, store, metrics).await
 }
@@ -166,8 +168,8 @@ pub async fn start_with_store(
         tokio::spawn(admin::serve_admin(admin, reloader, draining, stop));
     }
 
+    log_startup(&config, addr, admin_addr);
     let task = workers::spawn_workers(listener, tls, current, config, draining, shutdown_rx)?;
-    tracing::info!(target: LOG_TARGET, %addr, admin = ?admin_addr, "replay-guard listening");
     Ok(Running {
         addr,
         admin_addr,
@@ -176,6 +178,31 @@ pub async fn start_with_store(
         task,
         reloader,
     })
+}
+
+/// The one startup line: version, config file, bound addresses, upstream,
+/// store, routes and workers — each a plain value (`admin = "none"`, never
+/// a Rust `Some(…)`).
+fn log_startup(config: &Config, addr: SocketAddr, admin: Option<SocketAddr>) {
+    let admin = admin.map_or_else(|| "none".to_owned(), |a| a.to_string());
+    let upstream = &config.server.upstream;
+    let upstream = format!("{}://{}", upstream.scheme, upstream.authority);
+    let store = store::describe(config);
+    let routes: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+    tracing::info!(
+        target: LOG_TARGET,
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config.source,
+        listen = %addr,
+        admin = %admin,
+        upstream = %upstream,
+        store = %store,
+        routes = routes.len(),
+        route_names = %routes.join(","),
+        workers = config.server.workers,
+        tls = config.server.tls.is_some(),
+        "replay-guard listening"
+    );
 }
 
 /// Bind one listener; the error names the configured address.

@@ -30,9 +30,10 @@ impl Reloader {
     /// atomically (unchanged rate-limit rules keep their state). If invalid,
     /// keep serving the old config and return the errors.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let started = std::time::Instant::now();
         let old = self.current.load_full();
         let result = Config::load(&self.path);
-        old.metrics().reload(result.is_ok());
+        old.metrics().reload(result.is_ok(), started.elapsed());
         let config = match result {
             Ok(config) => config,
             Err(errors) => {

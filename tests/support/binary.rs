@@ -228,12 +228,8 @@ fn listening(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
     if fields["message"] != "replay-guard listening" {
         return None;
     }
-    let addr = fields["addr"].as_str()?.parse().ok()?;
-    // `admin` is logged with Debug: "Some(127.0.0.1:9901)" or "None".
-    let admin = fields["admin"]
-        .as_str()
-        .and_then(|a| a.strip_prefix("Some("))
-        .and_then(|a| a.strip_suffix(')'))
-        .and_then(|a| a.parse().ok());
+    let addr = fields["listen"].as_str()?.parse().ok()?;
+    // `admin` is an address or "none".
+    let admin = fields["admin"].as_str().and_then(|a| a.parse().ok());
     Some((addr, admin))
 }
