@@ -87,7 +87,9 @@ fn store_buckets() -> Buckets {
 /// store took the rest).
 fn request_buckets(upstream_timeout: Duration) -> Buckets {
     let timeout = upstream_timeout.as_secs_f64().max(0.001);
-    let coarse = [10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0];
+    let coarse = [
+        10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0,
+    ];
     let mut buckets: Vec<f64> = exponential_buckets(0.000_25, 2.0, 16)
         .chain(coarse)
         .filter(|&bound| bound < timeout)
@@ -360,7 +362,11 @@ impl Metrics {
 
     /// Export the memory store's live records (read at each scrape) and
     /// its capacity. The first call wins; later ones are ignored.
-    pub fn memory_store(&self, capacity: usize, entries: impl Fn() -> usize + Send + Sync + 'static) {
+    pub fn memory_store(
+        &self,
+        capacity: usize,
+        entries: impl Fn() -> usize + Send + Sync + 'static,
+    ) {
         let _ = self.memory.0.set(MemorySource {
             capacity,
             entries: Box::new(entries),
@@ -581,7 +587,9 @@ mod tests {
         let text = Metrics::new().encode();
         let version = env!("CARGO_PKG_VERSION");
         assert!(
-            text.contains(&format!("replay_guard_build_info{{version=\"{version}\"}} 1")),
+            text.contains(&format!(
+                "replay_guard_build_info{{version=\"{version}\"}} 1"
+            )),
             "{text}"
         );
         assert!(text.contains("replay_guard_config_reloads_total{result=\"error\"} 0"));

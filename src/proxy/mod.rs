@@ -18,6 +18,7 @@
 //! report mode), and never forward unchecked because the store failed
 //! unless the operator chose `on_error = "allow"`.
 
+mod access_log;
 mod ctx;
 mod forward;
 mod framing;
@@ -251,7 +252,10 @@ impl Proxy {
         let in_flight = InFlight::enter(&self.metrics);
         // Every line the phases log (report mode, store and upstream
         // failures, the idempotent tasks they spawn) carries the request id.
-        let span = tracing::info_span!("request", request_id = ctx.request_id.to_str().unwrap_or("-"));
+        let span = tracing::info_span!(
+            "request",
+            request_id = ctx.request_id.to_str().unwrap_or("-")
+        );
         let result = self.phases(request, &mut ctx).instrument(span).await;
         drop(in_flight);
         Ok(self.respond(result, ctx))
@@ -279,6 +283,7 @@ impl Proxy {
             Ok(checked) => checked,
             Err(refused) => return self.report_or_refuse(parts, refused, ctx).await,
         };
+        ctx.bytes_in = access_log::BytesIn::Read(checked.body.len() as u64);
         match checked.idempotency {
             Step::Claimed(claim) => self.forward_claimed(parts, checked.body, claim, ctx).await,
             Step::Replay(stored) if !self.report_only(ctx, "idempotent_replay") => {
@@ -316,7 +321,10 @@ impl Proxy {
         let body = match body {
             _ if !rejection.is_reportable() => return Err(rejection),
             BodyState::Lost => return Err(rejection),
-            BodyState::Read(bytes) => body::full(bytes),
+            BodyState::Read(bytes) => {
+                ctx.bytes_in = access_log::BytesIn::Read(bytes.len() as u64);
+                body::full(bytes)
+            }
             BodyState::Unread(incoming) => body::boxed(incoming),
         };
         if !self.report_only(ctx, rejection.reason()) {

@@ -21,6 +21,7 @@
 mod admin;
 mod reload;
 mod store;
+mod watch;
 mod workers;
 
 use std::net::SocketAddr;
@@ -31,10 +32,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
-pub use reload::Reloader;
+pub use reload::{Reloaded, Reloader, Trigger};
 pub use store::{build_store, dynamo_settings};
 
 use crate::clock::SharedClock;
@@ -79,7 +80,7 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// The metrics, for tests and the demo.
     pub metrics: Arc<Metrics>,
-    shutdown: watch::Sender<bool>,
+    shutdown: signal::Sender<bool>,
     task: JoinHandle<()>,
     reloader: Reloader,
 }
@@ -103,7 +104,7 @@ impl Running {
     }
 
     /// A sender that triggers shutdown (for signal handlers).
-    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+    pub fn shutdown_trigger(&self) -> signal::Sender<bool> {
         self.shutdown.clone()
     }
 }
@@ -152,14 +153,14 @@ pub async fn start_with_store(
         clock,
         metrics.clone(),
     )));
-    let reloader = Reloader {
-        current: current.clone(),
-        path,
-    };
-    let (shutdown, shutdown_rx) = watch::channel(false);
+    let reloader = Reloader::new(current.clone(), path);
+    let (shutdown, shutdown_rx) = signal::channel(false);
     let draining = Arc::new(AtomicBool::new(false));
 
     spawn_limiter_sweeper(&current, shutdown_rx.clone());
+    if config.server.watch_config {
+        watch::spawn(reloader.clone(), shutdown_rx.clone());
+    }
 
     if let Some(admin) = admin {
         let reloader = reloader.clone();
@@ -215,7 +216,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 /// Rate-limit state sweeper: every 10 s, forget the idle rate-limit
 /// identities of the current generation, until shutdown or until the
 /// proxy is gone.
-fn spawn_limiter_sweeper(current: &Arc<ArcSwap<Proxy>>, mut stop: watch::Receiver<bool>) {
+fn spawn_limiter_sweeper(current: &Arc<ArcSwap<Proxy>>, mut stop: signal::Receiver<bool>) {
     let proxy = Arc::downgrade(current);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));

@@ -1,19 +1,57 @@
-//! [`Reloader`]: re-reads the config file (on SIGHUP or `POST /reload`)
-//! and swaps in a new configuration generation for new requests, while
-//! in-flight requests finish on the one they started with.
+//! [`Reloader`]: re-reads the config file (on SIGHUP, `POST /reload` or a
+//! change of the file itself, see `watch`) and swaps in a new
+//! configuration generation for new requests, while in-flight requests
+//! finish on the one they started with.
+//!
+//! Every trigger goes through the same [`Reloader::reload`]: the same
+//! validation, the same metrics, one reload at a time. Secret files
+//! (`secret_file`, `previous_secret_file`) are re-read with the config;
+//! environment variables are the process's own and cannot change under it.
 //!
 //! This module must never rebind a listener, restart workers or rebuild the
-//! store: those settings are only warned about and take effect after a
-//! restart. An invalid file must never replace the config being served.
+//! store: those settings are named as needing a restart (in the log and in
+//! `POST /reload`'s answer) and take effect only after one. An invalid file
+//! must never replace the config being served.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
 
 use super::LOG_TARGET;
 use crate::config::{Config, ConfigErrors};
 use crate::proxy::Proxy;
+
+/// What asked for a reload (for the log line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// SIGHUP.
+    Signal,
+    /// `POST /reload` on the admin listener.
+    Admin,
+    /// The config file (or the symlink it is reached through) changed.
+    FileChanged,
+}
+
+impl Trigger {
+    fn label(self) -> &'static str {
+        match self {
+            Trigger::Signal => "SIGHUP",
+            Trigger::Admin => "POST /reload",
+            Trigger::FileChanged => "file changed",
+        }
+    }
+}
+
+/// A successful reload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Settings that changed in the file but take effect only after a
+    /// restart (`listen`, `admin_listen`, `workers`, `[store]`, …).
+    pub restart_required: Vec<&'static str>,
+}
 
 /// Swaps in a new configuration generation for new requests; in-flight
 /// requests finish on the one they started with.
@@ -23,68 +61,124 @@ pub struct Reloader {
     pub(super) current: Arc<ArcSwap<Proxy>>,
     /// The config file re-read on reload.
     pub(super) path: PathBuf,
+    /// One reload at a time; holds the SHA-256 of the file content the
+    /// last attempt read, so that a file watcher's wake-up for content
+    /// already tried (a touch, a reload already asked for) does nothing.
+    pub(super) last: Arc<Mutex<Option<[u8; 32]>>>,
 }
 
 impl Reloader {
+    /// A reloader for the file `path`, whose current content is served.
+    pub(super) fn new(current: Arc<ArcSwap<Proxy>>, path: PathBuf) -> Self {
+        let seen = content_hash(&path);
+        Self {
+            current,
+            path,
+            last: Arc::new(Mutex::new(seen)),
+        }
+    }
+
     /// Re-read the config file; if valid, swap routes, keys and limits
     /// atomically (unchanged rate-limit rules keep their state). If invalid,
     /// keep serving the old config and return the errors.
-    pub fn reload(&self) -> Result<(), ConfigErrors> {
-        let started = std::time::Instant::now();
+    pub fn reload(&self) -> Result<Reloaded, ConfigErrors> {
+        self.reload_for(Trigger::Admin)
+    }
+
+    /// [`Reloader::reload`], logged as asked for by `trigger`.
+    pub fn reload_for(&self, trigger: Trigger) -> Result<Reloaded, ConfigErrors> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *last = content_hash(&self.path);
+        self.attempt(trigger)
+    }
+
+    /// Reload only if the file's content differs from what the last
+    /// attempt read (`None`: unchanged, nothing done).
+    pub(super) fn reload_if_changed(&self) -> Option<Result<Reloaded, ConfigErrors>> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = content_hash(&self.path);
+        if now.is_none() || now == *last {
+            // Unreadable (mid-swap, or removed): the next event retries.
+            return None;
+        }
+        *last = now;
+        Some(self.attempt(Trigger::FileChanged))
+    }
+
+    /// One attempt; the caller holds the lock.
+    fn attempt(&self, trigger: Trigger) -> Result<Reloaded, ConfigErrors> {
+        let started = Instant::now();
         let old = self.current.load_full();
         let result = Config::load(&self.path);
         old.metrics().reload(result.is_ok(), started.elapsed());
         let config = match result {
             Ok(config) => config,
             Err(errors) => {
-                tracing::error!(target: LOG_TARGET, errors = %errors, "config reload failed; still serving the previous config");
+                tracing::error!(target: LOG_TARGET, trigger = trigger.label(), errors = %errors, "config reload failed; still serving the previous config");
                 return Err(errors);
             }
         };
-        warn_restart_only_changes(old.config(), &config);
-        self.current.store(Arc::new(old.reload(Arc::new(config))));
-        tracing::info!(target: LOG_TARGET, path = %self.path.display(), "config reloaded");
-        Ok(())
-    }
-}
-
-/// Warn about every setting that changed in the file but only takes effect
-/// after a restart (listeners, worker threads, timeouts, the store).
-fn warn_restart_only_changes(before: &Config, after: &Config) {
-    let needs_restart = [
-        ("listen", before.server.listen != after.server.listen),
-        (
-            "admin_listen",
-            before.server.admin_listen != after.server.admin_listen,
-        ),
-        (
-            "tls",
-            before.server.tls.is_some() != after.server.tls.is_some(),
-        ),
-        (
-            "max_connections",
-            before.server.max_connections != after.server.max_connections,
-        ),
-        ("workers", before.server.workers != after.server.workers),
-        (
-            "header_read_timeout_ms",
-            before.server.header_read_timeout != after.server.header_read_timeout,
-        ),
-        (
-            "shutdown_grace_secs",
-            before.server.shutdown_grace != after.server.shutdown_grace,
-        ),
-        (
-            "[store]",
-            format!("{:?}", before.store) != format!("{:?}", after.store),
-        ),
-    ];
-    for (key, changed) in needs_restart {
-        if changed {
+        let restart_required = restart_only_changes(old.config(), &config);
+        for key in &restart_required {
             tracing::warn!(target: LOG_TARGET,
                 key,
                 "changed in the config file; takes effect only after a restart"
             );
         }
+        self.current.store(Arc::new(old.reload(Arc::new(config))));
+        tracing::info!(target: LOG_TARGET,
+            trigger = trigger.label(),
+            path = %self.path.display(),
+            restart_required = %restart_required.join(","),
+            "config reloaded"
+        );
+        Ok(Reloaded { restart_required })
     }
+}
+
+/// SHA-256 of the file's bytes, `None` when it cannot be read.
+fn content_hash(path: &std::path::Path) -> Option<[u8; 32]> {
+    std::fs::read(path)
+        .ok()
+        .map(|bytes| Sha256::digest(bytes).into())
+}
+
+/// Every setting that changed in the file but only takes effect after a
+/// restart (listeners, worker threads, connection handling, the store, the
+/// file watcher itself), by its name in the file.
+pub(super) fn restart_only_changes(before: &Config, after: &Config) -> Vec<&'static str> {
+    let (b, a) = (&before.server, &after.server);
+    let tls = |server: &crate::config::Server| {
+        server
+            .tls
+            .as_ref()
+            .map(|t| (t.cert_file.clone(), t.key_file.clone()))
+    };
+    let changes = [
+        ("listen", b.listen != a.listen),
+        ("admin_listen", b.admin_listen != a.admin_listen),
+        ("tls", tls(b) != tls(a)),
+        ("max_connections", b.max_connections != a.max_connections),
+        ("workers", b.workers != a.workers),
+        (
+            "header_read_timeout_ms",
+            b.header_read_timeout != a.header_read_timeout,
+        ),
+        ("shutdown_grace_secs", b.shutdown_grace != a.shutdown_grace),
+        ("watch_config", b.watch_config != a.watch_config),
+        (
+            "[store]",
+            format!("{:?}", before.store) != format!("{:?}", after.store),
+        ),
+    ];
+    changes
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
 }
