@@ -189,3 +189,20 @@ fn run(command: Command) -> Result<(), ExitCode> {
         Command::Probe(args) => runtime()?.block_on(cli::probe::run(args)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::colour_wanted;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_under_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(
+            colour_wanted(true, Some("".into())),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!colour_wanted(true, Some("1".into())));
+        assert!(!colour_wanted(false, None));
+        assert!(!colour_wanted(false, Some("1".into())));
+    }
+}

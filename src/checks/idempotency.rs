@@ -368,7 +368,9 @@ mod check_tests {
         let again = check(&access, &rule, &name, "a", request(&headers, b"{}")).await;
         assert_eq!(
             again.unwrap_err(),
-            Rejection::IdempotencyInFlight { retry_after: IN_FLIGHT_RETRY_HINT_SECS }
+            Rejection::IdempotencyInFlight {
+                retry_after: IN_FLIGHT_RETRY_HINT_SECS
+            }
         );
         assert!(
             matches!(
