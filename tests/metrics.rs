@@ -152,11 +152,17 @@ async fn build_info_durations_memory_store_reloads_and_process_series() {
     .expect("reload timestamp");
     assert!((loaded - now as f64).abs() < 120.0, "{loaded} vs {now}");
     assert_eq!(
-        value(&text, r#"replay_guard_config_reloads_total{result="error"}"#),
+        value(
+            &text,
+            r#"replay_guard_config_reloads_total{result="error"}"#
+        ),
         Some(0.0)
     );
     // process_* like every other exporter.
-    assert!(value(&text, "process_cpu_seconds_total").is_some(), "{text}");
+    assert!(
+        value(&text, "process_cpu_seconds_total").is_some(),
+        "{text}"
+    );
     assert!(value(&text, "process_resident_memory_bytes").is_some_and(|b| b > 1e6));
     assert!(value(&text, "process_open_fds").is_some_and(|n| n >= 3.0));
     assert!(value(&text, "process_start_time_seconds").is_some_and(|t| t > 1e9));
@@ -170,8 +176,7 @@ async fn duration_buckets_reach_the_configured_upstream_timeout() {
         let proxy = ProxyProcess::start(&toml(&upstream, timeout_ms));
         let text = scrape(&proxy).await;
         for family in ["upstream_duration_seconds", "request_duration_seconds"] {
-            let bucket =
-                format!(r#"replay_guard_{family}_bucket{{le="{last}",route="search"}}"#);
+            let bucket = format!(r#"replay_guard_{family}_bucket{{le="{last}",route="search"}}"#);
             assert_eq!(value(&text, &bucket), Some(0.0), "{bucket} in\n{text}");
         }
     }

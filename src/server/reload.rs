@@ -115,11 +115,10 @@ impl Reloader {
     fn attempt(&self, trigger: Trigger) -> Result<Reloaded, ConfigErrors> {
         let started = Instant::now();
         let old = self.current.load_full();
-        let result = Config::load(&self.path);
-        old.metrics().reload(result.is_ok(), started.elapsed());
-        let config = match result {
+        let config = match Config::load(&self.path) {
             Ok(config) => config,
             Err(errors) => {
+                old.metrics().reload(false, started.elapsed());
                 tracing::error!(target: LOG_TARGET, trigger = trigger.label(), errors = %errors, "config reload failed; still serving the previous config");
                 return Err(errors);
             }
@@ -132,6 +131,9 @@ impl Reloader {
             );
         }
         self.current.store(Arc::new(old.reload(Arc::new(config))));
+        // Counted once the new generation serves, so that a scrape that
+        // sees the count also sees the new config at work.
+        old.metrics().reload(true, started.elapsed());
         tracing::info!(target: LOG_TARGET,
             trigger = trigger.label(),
             path = %self.path.display(),
