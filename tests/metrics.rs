@@ -87,6 +87,13 @@ async fn every_route_series_exists_at_zero_before_the_first_request() {
         ],
     );
     rejections("search", &["rate_limited", "upstream_unavailable"]);
+    assert_eq!(
+        value(
+            &text,
+            r#"replay_guard_store_fail_open_total{route="create-payment"}"#
+        ),
+        Some(0.0)
+    );
     rejections("unmatched", &["route_not_allowed", "malformed_request"]);
     // Only reasons a route can produce: no nonce reasons on a rate limit.
     assert!(!text.contains(r#"route="search",reason="replayed_nonce""#));

@@ -328,11 +328,17 @@ impl Metrics {
     }
 
     /// Create, at 0, the rejection series of every reason `rule` can
-    /// produce (and its report-only series in report mode), plus its
-    /// outcomes ([`Metrics::route`]).
+    /// produce, its report-only series in report mode and its fail-open
+    /// series where it uses the store, plus its outcomes
+    /// ([`Metrics::route`]).
     pub fn prepare_route(&self, rule: &Route) -> RouteMetrics {
         let reasons = reasons::for_route(rule);
         self.zero_rejections(&rule.name, &reasons);
+        if rule.nonce.is_some() || rule.idempotency.is_some() {
+            let _ = self.fail_open.get_or_create(&RouteLabel {
+                route: rule.name.clone(),
+            });
+        }
         if rule.mode == crate::config::Mode::Report {
             for reason in reasons.iter().chain(&["idempotent_replay"]) {
                 let _ = self.report_only.get_or_create(&RouteReason {
