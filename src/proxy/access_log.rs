@@ -80,7 +80,8 @@ pub(super) struct Entry {
 impl Entry {
     fn write(&self, bytes_out: u64) {
         let has = |field| self.fields.has(field);
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        // Milliseconds to the microsecond: `1.584`, not `1.5835029999999999`.
+        let ms = |d: Duration| (d.as_secs_f64() * 1_000_000.0).round() / 1000.0;
         tracing::info!(
             target: "replay_guard::access",
             request_id = has(AccessField::RequestId).then(|| self.request_id.to_str().unwrap_or("-")),

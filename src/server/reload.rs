@@ -137,7 +137,11 @@ impl Reloader {
         tracing::info!(target: LOG_TARGET,
             trigger = trigger.label(),
             path = %self.path.display(),
-            restart_required = %restart_required.join(","),
+            restart_required = %if restart_required.is_empty() {
+                "none".to_owned()
+            } else {
+                restart_required.join(",")
+            },
             "config reloaded"
         );
         Ok(Reloaded { restart_required })
