@@ -33,6 +33,10 @@ pub(super) const DEBOUNCE: Duration = Duration::from_millis(300);
 /// cannot start (no inotify instances left, an unreadable directory) is
 /// logged and leaves SIGHUP and `POST /reload` working.
 pub(super) fn spawn(reloader: Reloader, mut stop: watch::Receiver<bool>) {
+    if !reloader.path.is_file() {
+        // A config parsed from text (the demo, tests): no file to watch.
+        return;
+    }
     let (wake, mut woken) = mpsc::unbounded_channel::<()>();
     let file = reloader.path.clone();
     let target = std::fs::canonicalize(&file).ok();
