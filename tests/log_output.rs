@@ -252,7 +252,7 @@ freshness = {{ max_skew_secs = 120 }}
         .await;
     assert_eq!(reply.status, 200, "report mode forwards");
     let line = line_with(&proxy, "would reject (report mode): forwarding").await;
-    assert_eq!(line["span"]["request_id"], "rid-report-1", "{line}");
+    assert_eq!(line["fields"]["request_id"], "rid-report-1", "{line}");
     assert_eq!(line["fields"]["reason"], "missing_timestamp");
 
     let reply = Req::get("/slow")
@@ -262,7 +262,7 @@ freshness = {{ max_skew_secs = 120 }}
         .await;
     assert_eq!(reply.status_reason(), (504, "upstream_timeout".into()));
     let line = line_with(&proxy, "upstream request failed").await;
-    assert_eq!(line["span"]["request_id"], "rid-timeout-1", "{line}");
+    assert_eq!(line["fields"]["request_id"], "rid-timeout-1", "{line}");
     assert_eq!(
         line["fields"]["error"],
         format!("no response from {} within 300 ms", upstream.url()).as_str()
@@ -303,7 +303,7 @@ nonce = {{ required = true }}
         .await;
     assert_eq!(reply.status_reason(), (502, "upstream_unavailable".into()));
     let line = line_with(&proxy, "upstream request failed").await;
-    assert_eq!(line["span"]["request_id"], "rid-refused-1", "{line}");
+    assert_eq!(line["fields"]["request_id"], "rid-refused-1", "{line}");
     assert_eq!(
         line["fields"]["error"],
         format!("cannot connect to http://{nowhere}: connection refused").as_str()
@@ -320,7 +320,7 @@ nonce = {{ required = true }}
         .await;
     assert_eq!(reply.status_reason(), (503, "store_unavailable".into()));
     let line = line_with(&proxy, "store failed; refusing (on_error = \"reject\")").await;
-    assert_eq!(line["span"]["request_id"], "rid-store-1", "{line}");
+    assert_eq!(line["fields"]["request_id"], "rid-store-1", "{line}");
     let rejection = json_lines(&proxy)
         .into_iter()
         .find(|l| l["fields"]["reason"] == "store_unavailable")

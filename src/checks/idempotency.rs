@@ -127,12 +127,12 @@ impl Claim {
     /// Give the key back (the request never ran, or its answer is one the
     /// rule releases): a retry may run. A failure only logs: the record
     /// expires with its lease.
-    pub async fn release(&self, store: &dyn Store, metrics: &Metrics) {
+    pub async fn release(&self, store: &dyn Store, metrics: &Metrics, request_id: &str) {
         match store.release_idempotency(&self.pk, &self.owner).await {
             Ok(Fenced::Done) => {}
             Ok(Fenced::LostOwnership) => metrics.lost_ownership("release_idempotency"),
             Err(e) => {
-                tracing::warn!(error = %e, "could not release an idempotency claim; it expires with its lease")
+                tracing::warn!(request_id, error = %e, "could not release an idempotency claim; it expires with its lease")
             }
         }
     }

@@ -101,6 +101,11 @@ impl RequestCtx {
             .map_or(super::UNMATCHED, |route| route.rule.name.as_str())
     }
 
+    /// The request id for log lines (every request-scoped line carries it).
+    pub fn request_id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+
     /// The identity tag for log lines, or `-`.
     pub fn identity_tag(&self) -> &str {
         self.identity_tag.as_deref().unwrap_or("-")

@@ -147,7 +147,7 @@ impl Proxy {
                 Ok(response)
             }
             Err(e) => {
-                tracing::warn!(route = ctx.route_name(), error = %e, "upstream request failed");
+                tracing::warn!(request_id = ctx.request_id(), route = ctx.route_name(), error = %e, "upstream request failed");
                 Err(e)
             }
         }

@@ -34,7 +34,6 @@ use std::sync::Arc;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 pub use ctx::{RequestCtx, Target};
 pub use record::REPLAYED_HEADER;
@@ -250,13 +249,7 @@ impl Proxy {
         let (method, uri) = (request.method().clone(), request.uri().clone());
         let mut ctx = RequestCtx::new(request_id, peer, method, uri);
         let in_flight = InFlight::enter(&self.metrics);
-        // Every line the phases log (report mode, store and upstream
-        // failures, the idempotent tasks they spawn) carries the request id.
-        let span = tracing::info_span!(
-            "request",
-            request_id = ctx.request_id.to_str().unwrap_or("-")
-        );
-        let result = self.phases(request, &mut ctx).instrument(span).await;
+        let result = self.phases(request, &mut ctx).await;
         drop(in_flight);
         Ok(self.respond(result, ctx))
     }
@@ -345,6 +338,7 @@ impl Proxy {
         }
         self.metrics.report_only(&route.rule.name, reason);
         tracing::info!(
+            request_id = ctx.request_id(),
             route = %route.rule.name,
             reason,
             identity = ctx.identity_tag(),

@@ -18,7 +18,6 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
 use hyper::body::Frame;
-use tracing::Instrument;
 
 use super::ctx::RequestCtx;
 use super::forward::{stream_response, upstream_rejection};
@@ -45,12 +44,12 @@ impl Proxy {
         ctx: &RequestCtx,
     ) -> Result<Answer, Rejection> {
         let proxy = Arc::clone(self);
-        let ctx = ctx.clone();
-        let task = async move { proxy.forward_and_record(parts, body, claim, &ctx).await };
-        match self.detached.spawn(task.in_current_span()).await {
+        let owned = ctx.clone();
+        let task = async move { proxy.forward_and_record(parts, body, claim, &owned).await };
+        match self.detached.spawn(task).await {
             Ok(result) => result,
             Err(e) => {
-                tracing::error!(error = %e, "idempotent forward task failed");
+                tracing::error!(request_id = ctx.request_id(), error = %e, "idempotent forward task failed");
                 Err(Rejection::Internal)
             }
         }
@@ -74,7 +73,9 @@ impl Proxy {
             Err(error) => {
                 if error.is_connect() {
                     // Never reached the upstream: a retry may run.
-                    claim.release(self.store.as_ref(), &self.metrics).await;
+                    claim
+                        .release(self.store.as_ref(), &self.metrics, ctx.request_id())
+                        .await;
                 }
                 // Timeout or a failure after sending: it may have executed;
                 // the lease stays until it expires.
@@ -83,7 +84,9 @@ impl Proxy {
         };
         let status = response.status().as_u16();
         if claim.rule.release_statuses.contains(&status) {
-            claim.release(self.store.as_ref(), &self.metrics).await;
+            claim
+                .release(self.store.as_ref(), &self.metrics, ctx.request_id())
+                .await;
             return Ok(Answer::forwarded(stream_response(response)));
         }
         let (mut head, upstream_body) = response.into_parts();
@@ -119,6 +122,7 @@ impl Proxy {
     /// offering it in the background.
     async fn record(self: &Arc<Self>, claim: Claim, stored: StoredResponse, ctx: &RequestCtx) {
         let route = ctx.route_name();
+        let request_id = ctx.request_id();
         let expires_at = self.clock.now_secs() + claim.rule.ttl.as_secs();
         match claim
             .complete(self.store.as_ref(), &stored, expires_at)
@@ -127,23 +131,23 @@ impl Proxy {
             Ok(Fenced::Done) => {}
             Ok(Fenced::LostOwnership) => {
                 self.metrics.lost_ownership("complete_idempotency");
-                tracing::warn!(route, "idempotency record was taken over before completion; answering the caller anyway");
+                tracing::warn!(request_id, route, "idempotency record was taken over before completion; answering the caller anyway");
             }
             Err(StoreError::Invalid(cause)) => {
                 // Never leave the record in flight (a retry would execute
                 // again after the lease): keep offering it without the
                 // parts the store refused.
-                tracing::error!(route, error = %cause, "the store refused the idempotent response as invalid; recording it without its body in the background");
+                tracing::error!(request_id, route, error = %cause, "the store refused the idempotent response as invalid; recording it without its body in the background");
                 let not_retained = StoredResponse {
                     status: stored.status,
                     headers: Vec::new(),
                     body: None,
                 };
-                self.complete_later(claim, not_retained, expires_at);
+                self.complete_later(claim, not_retained, expires_at, ctx);
             }
             Err(e) => {
-                tracing::warn!(route, error = %e, "could not store the idempotent response; answering the caller anyway, storing it in the background");
-                self.complete_later(claim, stored, expires_at);
+                tracing::warn!(request_id, route, error = %e, "could not store the idempotent response; answering the caller anyway, storing it in the background");
+                self.complete_later(claim, stored, expires_at, ctx);
             }
         }
     }
@@ -156,8 +160,15 @@ impl Proxy {
     /// Fenced by the owner token like every completion: if the record was
     /// taken over meanwhile, nothing is overwritten. Shutdown waits for it
     /// within `shutdown_grace_secs`.
-    fn complete_later(self: &Arc<Self>, claim: Claim, stored: StoredResponse, expires_at: u64) {
+    fn complete_later(
+        self: &Arc<Self>,
+        claim: Claim,
+        stored: StoredResponse,
+        expires_at: u64,
+        ctx: &RequestCtx,
+    ) {
         let proxy = Arc::clone(self);
+        let request_id = ctx.request_id.clone();
         let task = async move {
             let give_up = tokio::time::Instant::now() + claim.rule.lease;
             let mut pause = Duration::from_millis(100);
@@ -168,7 +179,10 @@ impl Proxy {
                     .await;
                 match result {
                     Ok(Fenced::Done) => {
-                        tracing::info!("stored an idempotent response on a later attempt");
+                        tracing::info!(
+                            request_id = request_id.to_str().unwrap_or("-"),
+                            "stored an idempotent response on a later attempt"
+                        );
                         return;
                     }
                     Ok(Fenced::LostOwnership) => {
@@ -176,14 +190,14 @@ impl Proxy {
                         return;
                     }
                     Err(e) if tokio::time::Instant::now() + pause >= give_up => {
-                        tracing::error!(error = %e, "gave up storing an idempotent response: once its lease ends, a retry executes again");
+                        tracing::error!(request_id = request_id.to_str().unwrap_or("-"), error = %e, "gave up storing an idempotent response: once its lease ends, a retry executes again");
                         return;
                     }
                     Err(_) => pause = (pause * 2).min(Duration::from_secs(5)),
                 }
             }
         };
-        self.detached.spawn(task.in_current_span());
+        self.detached.spawn(task);
     }
 }
 
