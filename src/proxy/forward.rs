@@ -143,7 +143,10 @@ impl Proxy {
         self.series(ctx).upstream(took.as_secs_f64());
         match result {
             Ok(mut response) => {
-                response.extensions_mut().insert(UpstreamTime(took));
+                // For the access log only: an extension allocates.
+                if self.config.server.access_log {
+                    response.extensions_mut().insert(UpstreamTime(took));
+                }
                 Ok(response)
             }
             Err(e) => {
