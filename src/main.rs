@@ -85,12 +85,23 @@ fn init_logging(format: LogFormat, default_level: &str) -> Option<FlushGuard> {
     let (writer, guard) = LogOutput::stderr().ok()?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_wanted(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR"),
+        ))
         .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
     Some(guard)
+}
+
+/// ANSI colour only on a terminal, and never when `NO_COLOR` is set to a
+/// non-empty value (<https://no-color.org>): `docker logs`, files and log
+/// shippers get plain text.
+fn colour_wanted(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 /// `eprintln!` that never panics when stderr is gone.
@@ -184,5 +195,22 @@ fn run(command: Command) -> Result<(), ExitCode> {
         Command::Demo => runtime()?.block_on(cli::demo::run()),
         Command::Loadgen(args) => runtime()?.block_on(cli::loadgen::run(args)),
         Command::Probe(args) => runtime()?.block_on(cli::probe::run(args)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_wanted;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_under_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(
+            colour_wanted(true, Some("".into())),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!colour_wanted(true, Some("1".into())));
+        assert!(!colour_wanted(false, None));
+        assert!(!colour_wanted(false, Some("1".into())));
     }
 }

@@ -43,18 +43,85 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Attempts for one request when reused connections turn out closed.
 const MAX_ATTEMPTS: usize = 3;
 
-/// What the upstream client reports when it fails.
+/// What the upstream client reports when it fails. The text names the
+/// upstream's address and why (for the log line; never for the client).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// The connection could not be made: the request never left.
-    #[error("connect failed")]
-    Connect,
+    #[error("cannot connect to {target}: {cause}")]
+    Connect {
+        /// `scheme://authority` dialled.
+        target: String,
+        /// Why: `connection refused`, `connect timeout after 1 s`, a TLS
+        /// error, a DNS failure.
+        cause: String,
+    },
     /// No response in time: the upstream may have executed the request.
-    #[error("timed out")]
-    Timeout,
+    #[error("no response from {target} within {after}")]
+    Timeout {
+        /// `scheme://authority` dialled.
+        target: String,
+        /// The configured `upstream_timeout_ms`, as text (`30 s`).
+        after: String,
+    },
     /// The connection failed after the request may have been sent.
-    #[error("upstream failed: {0}")]
-    Other(String),
+    #[error("upstream {target} failed: {cause}")]
+    Other {
+        /// `scheme://authority` dialled.
+        target: String,
+        /// What hyper said.
+        cause: String,
+    },
+}
+
+impl UpstreamError {
+    /// Whether the request certainly never reached the upstream.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, UpstreamError::Connect { .. })
+    }
+}
+
+/// A duration as an operator writes it: `30 s`, `1.5 s`, `250 ms`.
+pub fn human_duration(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        format!("{} ms", duration.as_millis())
+    } else if duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{} s", duration.as_secs_f64())
+    }
+}
+
+/// Why a connection attempt failed, from the error's source chain: the
+/// typed causes operators act on (refused, timed out, TLS) by name, else
+/// the chain's messages.
+fn connect_cause(error: &(dyn std::error::Error + 'static), connect_timeout: Duration) -> String {
+    let mut messages: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = next {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            // An io::Error's `source()` skips the error it wraps: look inside.
+            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                return format!("TLS error: {tls}");
+            }
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
+                std::io::ErrorKind::TimedOut => {
+                    return format!("connect timeout after {}", human_duration(connect_timeout))
+                }
+                _ => {}
+            }
+        }
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return format!("TLS error: {tls}");
+        }
+        let text = current.to_string();
+        if messages.last() != Some(&text) {
+            messages.push(text);
+        }
+        next = current.source();
+    }
+    messages.join(": ")
 }
 
 /// The pooled upstream client; clones share the pool.
@@ -74,6 +141,10 @@ impl std::fmt::Debug for Upstream {
 
 struct Pool {
     connector: HttpsConnector<HttpConnector>,
+    /// `scheme://authority`, for error messages.
+    name: String,
+    /// The connect timeout, for error messages.
+    connect_timeout: Duration,
     /// `scheme://authority/`, what the connector dials.
     target: Uri,
     /// `Host` for a request that arrived without one.
@@ -110,6 +181,8 @@ impl Upstream {
         Self {
             pool: Arc::new(Pool {
                 connector: https_connector(connector),
+                name: format!("{}://{}", upstream.scheme, upstream.authority),
+                connect_timeout,
                 target,
                 host: HeaderValue::from_str(upstream.authority.as_str()).ok(),
                 timeout,
@@ -118,6 +191,11 @@ impl Upstream {
                     .collect(),
             }),
         }
+    }
+
+    /// `scheme://authority` of the upstream, for log lines.
+    pub fn name(&self) -> &str {
+        &self.pool.name
     }
 
     /// The response timeout.
@@ -141,7 +219,10 @@ impl Upstream {
             }
         }
         match tokio::time::timeout(self.pool.timeout, self.exchange(request, shard)).await {
-            Err(_) => Err(UpstreamError::Timeout),
+            Err(_) => Err(UpstreamError::Timeout {
+                target: self.pool.name.clone(),
+                after: human_duration(self.pool.timeout),
+            }),
             Ok(result) => result,
         }
     }
@@ -163,7 +244,7 @@ impl Upstream {
                 Err(mut error) => match error.take_message() {
                     // Handed back unwritten: the connection closed first.
                     Some(unsent) => request = unsent,
-                    None => return Err(UpstreamError::Other(error.into_error().to_string())),
+                    None => return Err(self.pool.other(&error.into_error())),
                 },
             }
         }
@@ -172,7 +253,7 @@ impl Upstream {
         let mut sender = Box::pin(self.pool.connect()).await?;
         match sender.send_request(request).await {
             Ok(response) => Ok(self.pool.wrap(response, sender, shard)),
-            Err(error) => Err(UpstreamError::Other(error.to_string())),
+            Err(error) => Err(self.pool.other(&error)),
         }
     }
 }
@@ -212,20 +293,36 @@ impl Pool {
         }
     }
 
+    /// A failure after the request may have been sent.
+    fn other(&self, error: &hyper::Error) -> UpstreamError {
+        UpstreamError::Other {
+            target: self.name.clone(),
+            cause: connect_cause(error, self.connect_timeout),
+        }
+    }
+
+    /// A failed connection attempt, with its cause.
+    fn connect_error(&self, error: &(dyn std::error::Error + 'static)) -> UpstreamError {
+        UpstreamError::Connect {
+            target: self.name.clone(),
+            cause: connect_cause(error, self.connect_timeout),
+        }
+    }
+
     /// A new connection, driven by its own task until it closes.
     async fn connect(&self) -> Result<SendRequest<Body>, UpstreamError> {
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx))
             .await
-            .map_err(|_| UpstreamError::Connect)?;
+            .map_err(|e| self.connect_error(e.as_ref()))?;
         let io = connector
             .call(self.target.clone())
             .await
-            .map_err(|_| UpstreamError::Connect)?;
+            .map_err(|e| self.connect_error(e.as_ref()))?;
         let (sender, connection) = http1::Builder::new()
             .handshake(io)
             .await
-            .map_err(|_| UpstreamError::Connect)?;
+            .map_err(|e| self.connect_error(&e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");

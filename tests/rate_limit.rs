@@ -254,3 +254,31 @@ async fn a_throttled_signed_request_does_not_burn_its_nonce() {
     );
     assert_eq!(upstream.count(), 3);
 }
+
+#[tokio::test]
+async fn the_proxys_ratelimit_fields_are_added_to_the_upstreams_never_written_over() {
+    let (upstream, proxy) = setup("").await;
+    let reply = client("/search", "alice")
+        .header("x-test-ratelimit", 1)
+        .send(proxy.addr)
+        .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let all = |name: &str| -> Vec<String> {
+        reply
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        all("ratelimit-policy"),
+        ["\"upstream\";q=1000;w=3600", "\"default\";q=3;w=3"],
+        "the upstream's policy first, the proxy's appended"
+    );
+    assert_eq!(
+        all("ratelimit"),
+        ["\"upstream\";r=999;t=3600", "\"default\";r=2;t=1"]
+    );
+    assert_eq!(upstream.count(), 1);
+}

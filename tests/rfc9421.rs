@@ -242,6 +242,11 @@ async fn tampering_after_signing_is_refused_and_nothing_is_forwarded() {
                 ),
                 "{what}: a 401 names what the route requires"
             );
+            assert_eq!(
+                reply.header("www-authenticate").as_deref(),
+                Some(r#"Signature realm="replay-guard", scheme="rfc9421""#),
+                "{what}"
+            );
         }
     }
     assert_eq!(upstream.count(), 0, "nothing tampered reaches the upstream");

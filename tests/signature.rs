@@ -223,6 +223,12 @@ async fn unknown_key_is_401_unknown_key() {
     let reply = request.send(proxy.addr).await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.reason(), "unknown_key");
+    assert_eq!(
+        reply.header("www-authenticate").as_deref(),
+        Some(r#"Signature realm="replay-guard", scheme="v1""#),
+        "every 401 says how to authenticate (RFC 9110 §11.6.1)"
+    );
+    assert_eq!(reply.header("accept-signature"), None, "a v1 route");
     assert_eq!(upstream.count(), 0);
 }
 
@@ -250,6 +256,10 @@ async fn missing_key_id_or_signature_is_401_missing_signature() {
         let reply = request.send(proxy.addr).await;
         assert_eq!(reply.status, 401, "{what}: {:?}", reply.body);
         assert_eq!(reply.reason(), "missing_signature", "{what}");
+        assert!(
+            reply.header("www-authenticate").is_some(),
+            "{what}: a 401 without WWW-Authenticate"
+        );
     }
     assert_eq!(upstream.count(), 0);
     assert_eq!(base.send(proxy.addr).await.status, 200);

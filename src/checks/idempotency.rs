@@ -177,12 +177,12 @@ impl Claim {
     /// Give the key back (the request never ran, or its answer is one the
     /// rule releases): a retry may run. A failure only logs: the record
     /// expires with its lease.
-    pub async fn release(&self, store: &dyn Store, metrics: &Metrics) {
+    pub async fn release(&self, store: &dyn Store, metrics: &Metrics, request_id: &str) {
         match store.release_idempotency(&self.pk, &self.owner).await {
             Ok(Fenced::Done) => {}
             Ok(Fenced::LostOwnership) => metrics.lost_ownership("release_idempotency"),
             Err(e) => {
-                tracing::warn!(error = %e, "could not release an idempotency claim; it expires with its lease")
+                tracing::warn!(request_id, error = %e, "could not release an idempotency claim; it expires with its lease")
             }
         }
     }
@@ -272,6 +272,11 @@ pub enum Decision {
     Replay(StoredResponse),
 }
 
+/// The longest `Retry-After` on `idempotency_in_flight`: most first
+/// attempts answer in well under the lease, so the hint is a short poll
+/// interval bounded by the lease's remaining seconds, never the whole lease.
+pub const IN_FLIGHT_RETRY_HINT_SECS: u64 = 2;
+
 /// Turn a claim outcome into a decision or a rejection.
 pub fn decide(outcome: IdemOutcome, fingerprint: &str, now: u64) -> Result<Decision, Rejection> {
     match outcome {
@@ -280,7 +285,9 @@ pub fn decide(outcome: IdemOutcome, fingerprint: &str, now: u64) -> Result<Decis
             fingerprint: held, ..
         } if held != fingerprint => Err(Rejection::IdempotencyKeyReused),
         IdemOutcome::InFlight { lease_until, .. } => Err(Rejection::IdempotencyInFlight {
-            retry_after: lease_until.saturating_sub(now).max(1),
+            retry_after: lease_until
+                .saturating_sub(now)
+                .clamp(1, IN_FLIGHT_RETRY_HINT_SECS),
         }),
         IdemOutcome::Completed {
             fingerprint: held, ..
@@ -330,7 +337,7 @@ mod tests {
     }
 
     #[test]
-    fn in_flight_retry_after_rounds_up_to_at_least_one() {
+    fn in_flight_retry_after_is_a_short_hint_bounded_by_the_lease() {
         let outcome = IdemOutcome::InFlight {
             fingerprint: "f".into(),
             lease_until: 100,
@@ -345,7 +352,15 @@ mod tests {
         };
         assert!(matches!(
             decide(outcome, "f", 100),
-            Err(Rejection::IdempotencyInFlight { retry_after: 30 })
+            Err(Rejection::IdempotencyInFlight { retry_after: 2 })
+        ));
+        let outcome = IdemOutcome::InFlight {
+            fingerprint: "f".into(),
+            lease_until: 101,
+        };
+        assert!(matches!(
+            decide(outcome, "f", 100),
+            Err(Rejection::IdempotencyInFlight { retry_after: 1 })
         ));
         let outcome = IdemOutcome::InFlight {
             fingerprint: "f".into(),
@@ -403,7 +418,9 @@ mod check_tests {
         let again = check(&access, &rule, &name, "a", request(&headers, b"{}")).await;
         assert_eq!(
             again.unwrap_err(),
-            Rejection::IdempotencyInFlight { retry_after: 60 }
+            Rejection::IdempotencyInFlight {
+                retry_after: IN_FLIGHT_RETRY_HINT_SECS
+            }
         );
         assert!(
             matches!(

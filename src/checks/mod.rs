@@ -64,6 +64,8 @@ pub struct StoreAccess<'a> {
     pub metrics: &'a Metrics,
     /// The route's name, for the fail-open count and the log line.
     pub route: &'a str,
+    /// The request's id, for the log line.
+    pub request_id: &'a str,
     /// `[store] key_hash_secret_env`: when set, store keys are an HMAC
     /// under it instead of a plain SHA-256 (see [`hashed_key`]).
     pub key_hash: Option<&'a Secret>,
@@ -76,20 +78,20 @@ impl StoreAccess<'_> {
     /// call the store refuses as invalid is 500 `internal_error`, logged
     /// with its cause.
     pub fn failed(&self, error: StoreError, op: &str) -> Result<(), Rejection> {
-        let route = self.route;
+        let (route, request_id) = (self.route, self.request_id);
         match (self.on_error, &error) {
             (OnStoreError::Allow, StoreError::Unavailable(_)) => {
                 self.metrics.fail_open(route);
-                tracing::warn!(route, op, error = %error, "store failed; forwarding unchecked (on_error = \"allow\")");
+                tracing::warn!(request_id, route, op, error = %error, "store failed; forwarding unchecked (on_error = \"allow\")");
                 Ok(())
             }
             (_, StoreError::Full) => Err(Rejection::StoreFull),
             (_, StoreError::Invalid(_)) => {
-                tracing::error!(route, op, error = %error, "store refused the call as invalid; refusing with 500 (a bug of ours, never failed open)");
+                tracing::error!(request_id, route, op, error = %error, "store refused the call as invalid; refusing with 500 (a bug of ours, never failed open)");
                 Err(Rejection::Internal)
             }
             (_, StoreError::Unavailable(_)) => {
-                tracing::warn!(route, op, error = %error, "store failed; refusing (on_error = \"reject\")");
+                tracing::warn!(request_id, route, op, error = %error, "store failed; refusing (on_error = \"reject\")");
                 Err(Rejection::StoreUnavailable)
             }
         }
@@ -157,7 +159,10 @@ pub async fn claim_request(
             let key_landed = matches!(outcome.idem, Ok(IdemOutcome::Claimed));
             if let Err(rejection) = nonce::conclude(access, outcome.nonce) {
                 if key_landed {
-                    idem_claim.into_claim().release(store, access.metrics).await;
+                    idem_claim
+                        .into_claim()
+                        .release(store, access.metrics, access.request_id)
+                        .await;
                 }
                 return Err(rejection);
             }
@@ -197,6 +202,7 @@ impl Fixture {
             on_error: OnStoreError::Reject,
             metrics: &self.metrics,
             route: "r",
+            request_id: "test",
             key_hash: None,
         }
     }

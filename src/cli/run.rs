@@ -36,7 +36,7 @@ pub async fn serve(config: Config) -> Result<(), ExitCode> {
             while hangup.recv().await.is_some() {
                 tracing::info!(target: LOG_TARGET, "SIGHUP: reloading the config");
                 // Errors are logged by the reloader; the old config keeps serving.
-                let _ = reloader.reload();
+                let _ = reloader.reload_for(server::Trigger::Signal);
             }
         }
     });

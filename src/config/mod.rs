@@ -30,6 +30,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod access_log;
 mod algorithm;
 mod environment;
 mod jwt;
@@ -42,6 +43,7 @@ mod secret;
 mod validate;
 mod webhook;
 
+pub use access_log::{AccessField, AccessLogFields};
 pub use algorithm::{Algorithm, KeyMaterial, PublicKey};
 pub use environment::{Environment, ProcessEnvironment};
 pub use jwt::{JwksSource, JwtConfig, JwtKey, JwtKeys};
@@ -171,8 +173,12 @@ pub struct Server {
     pub header_read_timeout: Duration,
     /// Optional TLS on the public listener.
     pub tls: Option<TlsFiles>,
-    /// One `info` line per request (method, route, status, duration).
+    /// One `info` line per request, target `replay_guard::access`.
     pub access_log: bool,
+    /// The fields of that line (`access_log_fields`).
+    pub access_log_fields: AccessLogFields,
+    /// Reload when the config file changes (`watch_config`, default on).
+    pub watch_config: bool,
     /// Match routes case-insensitively (for upstreams that ignore case),
     /// so `/PAYMENTS` gets `/payments`' checks. Forwarded paths keep their case.
     pub case_insensitive_paths: bool,

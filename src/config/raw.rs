@@ -67,6 +67,8 @@ pub(super) struct RawServer {
     pub(super) header_read_timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     pub(super) access_log: bool,
+    pub(super) access_log_fields: Option<Vec<Spanned<String>>>,
+    pub(super) watch_config: Option<bool>,
     #[serde(default)]
     pub(super) case_insensitive_paths: bool,
     #[serde(default)]

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use http::{HeaderValue, Method, Uri};
 
+use super::access_log::BytesIn;
 use super::RouteState;
 use crate::checks::rate_limit::Admitted;
 use crate::forward::Peer;
@@ -67,6 +68,8 @@ pub struct RequestCtx {
     pub report: Option<&'static str>,
     /// Close the client connection after answering (framing problems).
     pub close: bool,
+    /// How much of the request body was read (for the access log).
+    pub bytes_in: BytesIn,
 }
 
 impl RequestCtx {
@@ -87,6 +90,7 @@ impl RequestCtx {
             verified_key: None,
             report: None,
             close: false,
+            bytes_in: BytesIn::Unread,
         }
     }
 
@@ -101,6 +105,11 @@ impl RequestCtx {
     pub fn webhook_provider(&self) -> Option<&'static str> {
         let route = self.route.as_ref()?;
         route.rule.webhook.as_ref().map(|hook| hook.provider.name())
+    }
+
+    /// The request id for log lines (every request-scoped line carries it).
+    pub fn request_id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
     }
 
     /// The identity tag for log lines, or `-`.

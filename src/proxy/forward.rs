@@ -8,7 +8,7 @@
 //! forward with both framings or with a client's copy of a header the proxy
 //! sets.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +18,7 @@ use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::access_log::{BytesIn, StreamedIn, UpstreamTime};
 use super::ctx::RequestCtx;
 use super::{Answer, Proxy};
 use crate::body::{self, Body, BoxError};
@@ -37,26 +38,35 @@ impl Proxy {
         // A streamed body can fail half way because of the client (broken
         // chunk framing, hang-up): that is the client's fault, not the
         // upstream's, and must not be reported as 502.
-        let (body, client_failed) = if http_body::Body::is_end_stream(&body) {
+        let (body, streamed) = if http_body::Body::is_end_stream(&body) {
             // Nothing to stream (a GET, or `Content-Length: 0`).
             (body::empty(), None)
         } else {
-            let client_failed = Arc::new(AtomicBool::new(false));
-            let flag = client_failed.clone();
+            let streamed = Arc::new(StreamedIn::default());
+            let (counted, failed) = (streamed.clone(), streamed.clone());
             let body = body
+                .map_frame(move |frame| {
+                    if let Some(data) = frame.data_ref() {
+                        counted
+                            .bytes
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                    frame
+                })
                 .map_err(move |e| -> BoxError {
-                    flag.store(true, Ordering::Relaxed);
+                    failed.failed.store(true, Ordering::Relaxed);
                     Box::new(e)
                 })
                 .boxed();
-            (body, Some(client_failed))
+            ctx.bytes_in = BytesIn::Streamed(streamed.clone());
+            (body, Some(streamed))
         };
         match self.send(parts, body, ctx).await {
             Ok(response) => Ok(Answer::forwarded(stream_response(response))),
             Err(_)
-                if client_failed
+                if streamed
                     .as_ref()
-                    .is_some_and(|failed| failed.load(Ordering::Relaxed)) =>
+                    .is_some_and(|s| s.failed.load(Ordering::Relaxed)) =>
             {
                 ctx.close = true;
                 Err(Rejection::MalformedRequest(Malformed::BodyUnreadable))
@@ -106,8 +116,10 @@ impl Proxy {
                 Some(query) => format!("{normalized}?{query}"),
                 None => normalized.to_owned(),
             };
-            parts.uri = Uri::try_from(target)
-                .map_err(|_| UpstreamError::Other("could not build the upstream URI".into()))?;
+            parts.uri = Uri::try_from(target).map_err(|_| UpstreamError::Other {
+                target: self.upstream.name().to_owned(),
+                cause: "could not build the upstream URI".into(),
+            })?;
         }
         parts.version = Version::HTTP_11;
         let trusted = &self.config.server.trusted_proxies;
@@ -133,11 +145,21 @@ impl Proxy {
             .upstream
             .send(Request::from_parts(parts, body), ctx.peer.worker)
             .await;
-        self.series(ctx).upstream(started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            tracing::warn!(route = ctx.route_name(), error = %e, "upstream request failed");
+        let took = started.elapsed();
+        self.series(ctx).upstream(took.as_secs_f64());
+        match result {
+            Ok(mut response) => {
+                // For the access log only: an extension allocates.
+                if self.config.server.access_log {
+                    response.extensions_mut().insert(UpstreamTime(took));
+                }
+                Ok(response)
+            }
+            Err(e) => {
+                tracing::warn!(request_id = ctx.request_id(), route = ctx.route_name(), error = %e, "upstream request failed");
+                Err(e)
+            }
         }
-        result
     }
 }
 
@@ -154,8 +176,10 @@ impl Answer {
 /// Who failed: a timeout is 504, anything else 502.
 pub(super) fn upstream_rejection(error: UpstreamError) -> Rejection {
     match error {
-        UpstreamError::Timeout => Rejection::UpstreamTimeout,
-        UpstreamError::Connect | UpstreamError::Other(_) => Rejection::UpstreamUnavailable,
+        UpstreamError::Timeout { .. } => Rejection::UpstreamTimeout,
+        UpstreamError::Connect { .. } | UpstreamError::Other { .. } => {
+            Rejection::UpstreamUnavailable
+        }
     }
 }
 

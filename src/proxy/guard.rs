@@ -212,6 +212,8 @@ impl Proxy {
             on_error: self.config.store.on_error,
             metrics: &self.metrics,
             route: &rule.name,
+            // The field, not `ctx.request_id()`: the checks below set other fields.
+            request_id: ctx.request_id.to_str().unwrap_or("-"),
             key_hash: self.config.store.key_hash_secret.as_ref(),
         };
         // Both store-writing checks are validated first (a malformed key no

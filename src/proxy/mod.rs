@@ -18,6 +18,7 @@
 //! report mode), and never forward unchecked because the store failed
 //! unless the operator chose `on_error = "allow"`.
 
+mod access_log;
 mod ctx;
 mod forward;
 mod framing;
@@ -189,7 +190,7 @@ impl Proxy {
                 Arc::new(RouteState {
                     rule: rule.clone(),
                     limiter,
-                    metrics: metrics.route(&rule.name),
+                    metrics: metrics.prepare_route(rule),
                     fences: fences(rule, old.map(AsRef::as_ref), restart, clock.now()),
                 })
             })
@@ -203,7 +204,7 @@ impl Proxy {
         );
         Self {
             routes,
-            unmatched: metrics.route(UNMATCHED),
+            unmatched: metrics.prepare_unmatched(UNMATCHED, config.server.unmatched),
             config,
             started,
             store,
@@ -297,6 +298,7 @@ impl Proxy {
             Ok(checked) => checked,
             Err(refused) => return self.report_or_refuse(parts, refused, ctx).await,
         };
+        ctx.bytes_in = access_log::BytesIn::Read(checked.body.len() as u64);
         match checked.idempotency {
             Step::Claimed(claim) => self.forward_claimed(parts, checked.body, claim, ctx).await,
             Step::Replay(stored) if !self.report_only(ctx, "idempotent_replay") => {
@@ -334,7 +336,10 @@ impl Proxy {
         let body = match body {
             _ if !rejection.is_reportable() => return Err(rejection),
             BodyState::Lost => return Err(rejection),
-            BodyState::Read(bytes) => body::full(bytes),
+            BodyState::Read(bytes) => {
+                ctx.bytes_in = access_log::BytesIn::Read(bytes.len() as u64);
+                body::full(bytes)
+            }
             BodyState::Unread(incoming) => body::boxed(incoming),
         };
         if !self.report_only(ctx, rejection.reason()) {
@@ -355,6 +360,7 @@ impl Proxy {
         }
         self.metrics.report_only(&route.rule.name, reason);
         tracing::info!(
+            request_id = ctx.request_id(),
             route = %route.rule.name,
             reason,
             identity = ctx.identity_tag(),

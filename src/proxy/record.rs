@@ -34,7 +34,7 @@ use crate::forward;
 use crate::metrics::Outcome;
 use crate::rejection::Rejection;
 use crate::store::{Fenced, StoreError, StoredResponse};
-use crate::upstream::{UpstreamBody, UpstreamError};
+use crate::upstream::UpstreamBody;
 
 /// Response header marking a stored idempotent answer.
 pub const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -50,12 +50,12 @@ impl Proxy {
         ctx: &RequestCtx,
     ) -> Result<Answer, Rejection> {
         let proxy = Arc::clone(self);
-        let ctx = ctx.clone();
-        let task = async move { proxy.forward_and_record(parts, body, claim, &ctx).await };
+        let owned = ctx.clone();
+        let task = async move { proxy.forward_and_record(parts, body, claim, &owned).await };
         match self.detached.spawn(task).await {
             Ok(result) => result,
             Err(e) => {
-                tracing::error!(error = %e, "idempotent forward task failed");
+                tracing::error!(request_id = ctx.request_id(), error = %e, "idempotent forward task failed");
                 Err(Rejection::Internal)
             }
         }
@@ -79,9 +79,11 @@ impl Proxy {
             Err(error) => {
                 // A webhook delivery that got no answer is the sender's to
                 // retry: its provider redelivers, and the redelivery runs.
-                if matches!(error, UpstreamError::Connect) || ctx.webhook_provider().is_some() {
+                if error.is_connect() || ctx.webhook_provider().is_some() {
                     // Never reached the upstream: a retry may run.
-                    claim.release(self.store.as_ref(), &self.metrics).await;
+                    claim
+                        .release(self.store.as_ref(), &self.metrics, ctx.request_id())
+                        .await;
                 }
                 // Timeout or a failure after sending: it may have executed;
                 // the lease stays until it expires.
@@ -92,7 +94,9 @@ impl Proxy {
         if claim.rule.release_statuses.contains(&status) {
             // Released before answering: whoever gets this answer may retry
             // at once and run again (a rare path, worth the round trip).
-            claim.release(self.store.as_ref(), &self.metrics).await;
+            claim
+                .release(self.store.as_ref(), &self.metrics, ctx.request_id())
+                .await;
             return Ok(Answer::forwarded(stream_response(response)));
         }
         let (mut head, upstream_body) = response.into_parts();
@@ -133,8 +137,10 @@ impl Proxy {
     fn record_later(self: &Arc<Self>, claim: Claim, stored: StoredResponse, ctx: &RequestCtx) {
         let proxy = Arc::clone(self);
         let route = ctx.route_name().to_owned();
-        self.detached
-            .spawn(async move { proxy.record(claim, stored, &route).await });
+        let request_id = ctx.request_id().to_owned();
+        self.detached.spawn(async move {
+            proxy.record(claim, stored, &route, &request_id).await;
+        });
     }
 
     /// Complete the record; when the store cannot take it now, keep
@@ -144,7 +150,13 @@ impl Proxy {
     /// expire and the retry would execute the request again. Fenced by the
     /// owner token like every completion: if the record was taken over
     /// meanwhile, nothing is overwritten.
-    async fn record(&self, claim: Claim, mut stored: StoredResponse, route: &str) {
+    async fn record(
+        &self,
+        claim: Claim,
+        mut stored: StoredResponse,
+        route: &str,
+        request_id: &str,
+    ) {
         let expires_at = self.clock.now_secs() + claim.rule.ttl.as_secs();
         let give_up = tokio::time::Instant::now() + claim.rule.lease;
         let mut pause = Duration::from_millis(100);
@@ -158,6 +170,7 @@ impl Proxy {
                 Ok(Fenced::Done) => {
                     if attempt > 1 {
                         tracing::info!(
+                            request_id,
                             route,
                             attempt,
                             "stored an idempotent response on a later attempt"
@@ -167,7 +180,7 @@ impl Proxy {
                 }
                 Ok(Fenced::LostOwnership) => {
                     self.metrics.lost_ownership("complete_idempotency");
-                    tracing::warn!(route, "idempotency record was taken over before completion; the caller was answered anyway");
+                    tracing::warn!(request_id, route, "idempotency record was taken over before completion; the caller was answered anyway");
                     return;
                 }
                 Err(StoreError::Invalid(cause))
@@ -176,7 +189,7 @@ impl Proxy {
                     // Never leave the record in flight (a retry would
                     // execute again after the lease): offer it without the
                     // parts the store refused.
-                    tracing::error!(route, error = %cause, "the store refused the idempotent response as invalid; recording it without its body");
+                    tracing::error!(request_id, route, error = %cause, "the store refused the idempotent response as invalid; recording it without its body");
                     stored = StoredResponse {
                         status: stored.status,
                         headers: Vec::new(),
@@ -185,12 +198,12 @@ impl Proxy {
                     continue;
                 }
                 Err(e) if tokio::time::Instant::now() + pause >= give_up => {
-                    tracing::error!(route, error = %e, "gave up storing an idempotent response: once its lease ends, a retry executes again");
+                    tracing::error!(request_id, route, error = %e, "gave up storing an idempotent response: once its lease ends, a retry executes again");
                     return;
                 }
                 Err(e) => {
                     if attempt == 1 {
-                        tracing::warn!(route, error = %e, "could not store the idempotent response; the caller was answered, retrying in the background");
+                        tracing::warn!(request_id, route, error = %e, "could not store the idempotent response; the caller was answered, retrying in the background");
                     }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(5));

@@ -8,9 +8,10 @@
 //! hash); this phase must never log a header value, a nonce, a key or a
 //! client's identity text.
 
-use http::header::{HeaderName, HeaderValue, CONNECTION};
+use http::header::{HeaderName, HeaderValue, CONNECTION, WWW_AUTHENTICATE};
 use http::{Response, StatusCode, Version};
 
+use super::access_log::{Entry, Logged, UpstreamTime};
 use super::ctx::RequestCtx;
 use super::{Answer, Proxy};
 use crate::body::Body;
@@ -33,43 +34,68 @@ impl Proxy {
             };
             self.metrics.webhook(ctx.route_name(), provider, outcome);
         }
-        let mut response = match result {
+        let (mut response, reason) = match result {
             Ok(answer) => {
                 self.series(&ctx).request(answer.outcome);
-                answer.response
+                (answer.response, ctx.report)
             }
-            Err(rejection) => self.refuse(rejection, &ctx),
+            Err(rejection) => {
+                let reason = rejection.reason();
+                (self.refuse(rejection, &ctx), Some(reason))
+            }
         };
+        self.series(&ctx)
+            .duration(ctx.started.elapsed().as_secs_f64());
         // The upstream's HTTP version is its own business: answer as HTTP/1.1
         // (hyper ignores this on HTTP/2 connections).
         *response.version_mut() = Version::HTTP_11;
         let headers = response.headers_mut();
+        // Appended, never written over: an upstream's own RateLimit fields
+        // stay, and the proxy's policy is one more list member
+        // (draft-ietf-httpapi-ratelimit-headers).
         if let Some(admitted) = &ctx.rate_limit {
             if let Ok(value) = HeaderValue::from_str(&admitted.policy) {
-                headers.insert(HeaderName::from_static("ratelimit-policy"), value);
+                headers.append(HeaderName::from_static("ratelimit-policy"), value);
             }
             if let Ok(value) = HeaderValue::from_str(&admitted.header) {
-                headers.insert(HeaderName::from_static("ratelimit"), value);
+                headers.append(HeaderName::from_static("ratelimit"), value);
             }
         }
         if ctx.close {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         if self.config.server.access_log {
-            tracing::info!(
-                target: "replay_guard::access",
-                request_id = ctx.request_id.to_str().unwrap_or("-"),
-                method = %ctx.method,
-                route = ctx.route_name(),
-                status = response.status().as_u16(),
-                duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
-                "access"
-            );
+            response = self.access_logged(response, reason, &ctx);
         }
         response
             .headers_mut()
             .insert(REQUEST_ID_HEADER, ctx.request_id);
         response
+    }
+
+    /// The answer whose body writes the access log line once sent.
+    fn access_logged(
+        &self,
+        response: Response<Body>,
+        reason: Option<&'static str>,
+        ctx: &RequestCtx,
+    ) -> Response<Body> {
+        let (head, body) = response.into_parts();
+        let entry = Entry {
+            fields: self.config.server.access_log_fields,
+            request_id: ctx.request_id.clone(),
+            method: ctx.method.clone(),
+            route: ctx.route_name().to_owned(),
+            status: head.status.as_u16(),
+            reason,
+            started: ctx.started,
+            upstream: head.extensions.get::<UpstreamTime>().map(|t| t.0),
+            bytes_in: ctx.bytes_in.clone(),
+            client: ctx.peer.addr,
+            key_id: ctx.verified_key.clone(),
+            identity: ctx.identity_tag.clone(),
+        };
+        Response::from_parts(head, Logged::wrap(body, entry))
     }
 
     /// Count and log a rejection, and build its problem+json answer.
@@ -102,12 +128,8 @@ impl Proxy {
         }
         self.metrics.rejection(route, reason);
         let mut response = rejection.to_response(id);
-        // A 401 on an RFC 9421 route names what the route requires.
-        let challenge = ctx.route.as_ref().and_then(|r| r.rule.scheme.rfc9421());
-        if let (StatusCode::UNAUTHORIZED, Some(scheme)) = (response.status(), challenge) {
-            response
-                .headers_mut()
-                .insert(ACCEPT_SIGNATURE, scheme.accept_signature.clone());
+        if response.status() == StatusCode::UNAUTHORIZED {
+            challenge(response.headers_mut(), reason, ctx);
         }
         response
     }
@@ -115,6 +137,24 @@ impl Proxy {
 
 /// RFC 9421 §5.1.
 const ACCEPT_SIGNATURE: HeaderName = HeaderName::from_static("accept-signature");
+
+/// Every 401 says how to authenticate (RFC 9110 §11.6.1): a bearer
+/// challenge for a token refusal (RFC 6750 §3), else a `Signature`
+/// challenge naming the route's scheme; an RFC 9421 route adds
+/// `Accept-Signature` with what it requires (RFC 9421 §5.1).
+fn challenge(headers: &mut http::HeaderMap, reason: &str, ctx: &RequestCtx) {
+    let rfc9421 = ctx.route.as_ref().and_then(|r| r.rule.scheme.rfc9421());
+    let value = match (reason, rfc9421) {
+        ("missing_token", _) => r#"Bearer realm="replay-guard""#,
+        ("bad_token", _) => r#"Bearer realm="replay-guard", error="invalid_token""#,
+        (_, Some(_)) => r#"Signature realm="replay-guard", scheme="rfc9421""#,
+        (_, None) => r#"Signature realm="replay-guard", scheme="v1""#,
+    };
+    headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(value));
+    if let Some(scheme) = rfc9421 {
+        headers.insert(ACCEPT_SIGNATURE, scheme.accept_signature.clone());
+    }
+}
 
 /// Counts a request in `replay_guard_in_flight_requests` until dropped
 /// (also when the client hangs up and the request future is dropped).

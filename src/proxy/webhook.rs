@@ -34,6 +34,7 @@ impl Proxy {
             on_error: self.config.store.on_error,
             metrics: &self.metrics,
             route: &route.rule.name,
+            request_id: ctx.request_id(),
             key_hash: self.config.store.key_hash_secret.as_ref(),
         };
         let delivery = Delivery {

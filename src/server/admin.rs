@@ -28,9 +28,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::Reloader;
+use super::{Reloaded, Reloader, Trigger};
 use crate::body::{self, Body};
-use crate::config::OnStoreError;
+use crate::config::{ConfigErrors, OnStoreError};
 use crate::proxy::Proxy;
 use crate::store::StoreError;
 
@@ -98,13 +98,7 @@ async fn admin(
                 "forbidden: POST /reload answers loopback peers only (or send SIGHUP)\n".into(),
             );
         }
-        return match reloader.reload() {
-            Ok(()) => text(StatusCode::OK, "reloaded\n".into()),
-            Err(errors) => text(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("{errors}\nstill serving the previous config\n"),
-            ),
-        };
+        return reload_answer(reloader.reload_for(Trigger::Admin));
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
@@ -134,6 +128,35 @@ async fn admin(
             "not found: try /healthz, /readyz or /metrics\n".into(),
         ),
     }
+}
+
+/// `POST /reload`'s JSON answer: 200 with the settings that changed but
+/// need a restart, or 422 with every problem (`file:line:col`) while the
+/// previous config keeps serving.
+fn reload_answer(result: Result<Reloaded, ConfigErrors>) -> Response<Body> {
+    let (status, body) = match result {
+        Ok(reloaded) => (
+            StatusCode::OK,
+            serde_json::json!({
+                "status": "reloaded",
+                "restart_required": reloaded.restart_required,
+            }),
+        ),
+        Err(errors) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({
+                "status": "invalid",
+                "errors": errors.errors,
+                "detail": "still serving the previous config",
+            }),
+        ),
+    };
+    let mut response = Response::new(body::full(format!("{body}\n")));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// Whether `POST /reload` may be answered for this peer: loopback only

@@ -21,6 +21,7 @@
 mod admin;
 mod reload;
 mod store;
+mod watch;
 mod workers;
 
 use std::net::SocketAddr;
@@ -31,10 +32,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
-pub use reload::Reloader;
+pub use reload::{Reloaded, Reloader, Trigger};
 pub use store::{build_store, dynamo_settings};
 
 use crate::clock::SharedClock;
@@ -79,7 +80,7 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// The metrics, for tests and the demo.
     pub metrics: Arc<Metrics>,
-    shutdown: watch::Sender<bool>,
+    shutdown: signal::Sender<bool>,
     task: JoinHandle<()>,
     reloader: Reloader,
 }
@@ -103,14 +104,16 @@ impl Running {
     }
 
     /// A sender that triggers shutdown (for signal handlers).
-    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+    pub fn shutdown_trigger(&self) -> signal::Sender<bool> {
         self.shutdown.clone()
     }
 }
 
 /// Bind the listeners and serve until shut down.
 pub async fn start(config: Config, clock: SharedClock) -> Result<Running, StartError> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_upstream_timeout(
+        config.server.upstream_timeout,
+    ));
     let store = build_store(&config, &clock, &metrics).await?;
     start_with_store(config, clock, store, metrics).await
 }
@@ -151,15 +154,14 @@ pub async fn start_with_store(
         clock,
         metrics.clone(),
     )));
-    let reloader = Reloader {
-        current: current.clone(),
-        path,
-        tls: tls.clone(),
-    };
-    let (shutdown, shutdown_rx) = watch::channel(false);
+    let reloader = Reloader::new(current.clone(), path, tls.clone());
+    let (shutdown, shutdown_rx) = signal::channel(false);
     let draining = Arc::new(AtomicBool::new(false));
 
     spawn_limiter_sweeper(&current, shutdown_rx.clone());
+    if config.server.watch_config {
+        watch::spawn(reloader.clone(), shutdown_rx.clone());
+    }
 
     if let Some(admin) = admin {
         let reloader = reloader.clone();
@@ -168,8 +170,8 @@ pub async fn start_with_store(
         tokio::spawn(admin::serve_admin(admin, reloader, draining, stop));
     }
 
+    log_startup(&config, addr, admin_addr);
     let task = workers::spawn_workers(listener, tls, current, config, draining, shutdown_rx)?;
-    tracing::info!(target: LOG_TARGET, %addr, admin = ?admin_addr, "replay-guard listening");
     Ok(Running {
         addr,
         admin_addr,
@@ -178,6 +180,31 @@ pub async fn start_with_store(
         task,
         reloader,
     })
+}
+
+/// The one startup line: version, config file, bound addresses, upstream,
+/// store, routes and workers — each a plain value (`admin = "none"`, never
+/// a Rust `Some(…)`).
+fn log_startup(config: &Config, addr: SocketAddr, admin: Option<SocketAddr>) {
+    let admin = admin.map_or_else(|| "none".to_owned(), |a| a.to_string());
+    let upstream = &config.server.upstream;
+    let upstream = format!("{}://{}", upstream.scheme, upstream.authority);
+    let store = store::describe(config);
+    let routes: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
+    tracing::info!(
+        target: LOG_TARGET,
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config.source,
+        listen = %addr,
+        admin = %admin,
+        upstream = %upstream,
+        store = %store,
+        routes = routes.len(),
+        route_names = %routes.join(","),
+        workers = config.server.workers,
+        tls = config.server.tls.is_some(),
+        "replay-guard listening"
+    );
 }
 
 /// Bind one listener; the error names the configured address.
@@ -190,7 +217,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 /// Rate-limit state sweeper: every 10 s, forget the idle rate-limit
 /// identities of the current generation, until shutdown or until the
 /// proxy is gone.
-fn spawn_limiter_sweeper(current: &Arc<ArcSwap<Proxy>>, mut stop: watch::Receiver<bool>) {
+fn spawn_limiter_sweeper(current: &Arc<ArcSwap<Proxy>>, mut stop: signal::Receiver<bool>) {
     let proxy = Arc::downgrade(current);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));

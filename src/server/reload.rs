@@ -1,20 +1,60 @@
-//! [`Reloader`]: re-reads the config file (on SIGHUP or `POST /reload`)
-//! and swaps in a new configuration generation for new requests, while
-//! in-flight requests finish on the one they started with.
+//! [`Reloader`]: re-reads the config file (on SIGHUP, `POST /reload` or a
+//! change of the file itself, see `watch`) and swaps in a new
+//! configuration generation for new requests, while in-flight requests
+//! finish on the one they started with.
+//!
+//! Every trigger goes through the same [`Reloader::reload`]: the same
+//! validation, the same metrics, one reload at a time. Secret files
+//! (`secret_file`, `previous_secret_file`) are re-read with the config;
+//! environment variables are the process's own and cannot change under it.
 //!
 //! The TLS listener's certificate, key and client CA file are re-read and
-//! its acceptor swapped for new connections. This module must never
-//! rebind a listener, restart workers or rebuild the store: those settings are only warned about and take effect after a
-//! restart. An invalid file must never replace the config being served.
+//! its acceptor swapped for new connections.
+//!
+//! This module must never rebind a listener, restart workers or rebuild the
+//! store: those settings are named as needing a restart (in the log and in
+//! `POST /reload`'s answer) and take effect only after one. An invalid file
+//! must never replace the config being served.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
 
 use super::LOG_TARGET;
 use crate::config::{Config, ConfigErrors};
 use crate::proxy::Proxy;
+
+/// What asked for a reload (for the log line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// SIGHUP.
+    Signal,
+    /// `POST /reload` on the admin listener.
+    Admin,
+    /// The config file (or the symlink it is reached through) changed.
+    FileChanged,
+}
+
+impl Trigger {
+    fn label(self) -> &'static str {
+        match self {
+            Trigger::Signal => "SIGHUP",
+            Trigger::Admin => "POST /reload",
+            Trigger::FileChanged => "file changed",
+        }
+    }
+}
+
+/// A successful reload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Settings that changed in the file but take effect only after a
+    /// restart (`listen`, `admin_listen`, `workers`, `[store]`, …).
+    pub restart_required: Vec<&'static str>,
+}
 
 /// Swaps in a new configuration generation for new requests; in-flight
 /// requests finish on the one they started with.
@@ -24,6 +64,10 @@ pub struct Reloader {
     pub(super) current: Arc<ArcSwap<Proxy>>,
     /// The config file re-read on reload.
     pub(super) path: PathBuf,
+    /// One reload at a time; holds the SHA-256 of the file content the
+    /// last attempt read, so that a file watcher's wake-up for content
+    /// already tried (a touch, a reload already asked for) does nothing.
+    pub(super) last: Arc<Mutex<Option<[u8; 32]>>>,
     /// The TLS listener's acceptor, rebuilt from the new file's
     /// `[server.tls]` (certificate, key, client CA file).
     pub(super) tls: Option<crate::tls::SharedAcceptor>,
@@ -39,17 +83,63 @@ impl std::fmt::Debug for Reloader {
 }
 
 impl Reloader {
+    /// A reloader for the file `path`, whose current content is served.
+    pub(super) fn new(
+        current: Arc<ArcSwap<Proxy>>,
+        path: PathBuf,
+        tls: Option<crate::tls::SharedAcceptor>,
+    ) -> Self {
+        let seen = content_hash(&path);
+        Self {
+            current,
+            path,
+            last: Arc::new(Mutex::new(seen)),
+            tls,
+        }
+    }
+
     /// Re-read the config file; if valid, swap routes, keys and limits
     /// atomically (unchanged rate-limit rules keep their state). If invalid,
     /// keep serving the old config and return the errors.
-    pub fn reload(&self) -> Result<(), ConfigErrors> {
+    pub fn reload(&self) -> Result<Reloaded, ConfigErrors> {
+        self.reload_for(Trigger::Admin)
+    }
+
+    /// [`Reloader::reload`], logged as asked for by `trigger`.
+    pub fn reload_for(&self, trigger: Trigger) -> Result<Reloaded, ConfigErrors> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *last = content_hash(&self.path);
+        self.attempt(trigger)
+    }
+
+    /// Reload only if the file's content differs from what the last
+    /// attempt read (`None`: unchanged, nothing done).
+    pub(super) fn reload_if_changed(&self) -> Option<Result<Reloaded, ConfigErrors>> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = content_hash(&self.path);
+        if now.is_none() || now == *last {
+            // Unreadable (mid-swap, or removed): the next event retries.
+            return None;
+        }
+        *last = now;
+        Some(self.attempt(Trigger::FileChanged))
+    }
+
+    /// One attempt; the caller holds the lock.
+    fn attempt(&self, trigger: Trigger) -> Result<Reloaded, ConfigErrors> {
+        let started = Instant::now();
         let old = self.current.load_full();
-        let result = Config::load(&self.path);
-        let config = match result {
+        let config = match Config::load(&self.path) {
             Ok(config) => config,
             Err(errors) => {
-                old.metrics().reload(false);
-                tracing::error!(target: LOG_TARGET, errors = %errors, "config reload failed; still serving the previous config");
+                old.metrics().reload(false, started.elapsed());
+                tracing::error!(target: LOG_TARGET, trigger = trigger.label(), errors = %errors, "config reload failed; still serving the previous config");
                 return Err(errors);
             }
         };
@@ -59,8 +149,8 @@ impl Reloader {
             (Some(_), Some(files)) => match crate::tls::acceptor(files) {
                 Ok(acceptor) => Some(acceptor),
                 Err(e) => {
-                    old.metrics().reload(false);
-                    tracing::error!(target: LOG_TARGET, error = %e, "config reload failed; still serving the previous config");
+                    old.metrics().reload(false, started.elapsed());
+                    tracing::error!(target: LOG_TARGET, trigger = trigger.label(), error = %e, "config reload failed; still serving the previous config");
                     return Err(ConfigErrors {
                         errors: vec![format!("{}: {e}", self.path.display())],
                     });
@@ -68,54 +158,68 @@ impl Reloader {
             },
             _ => None,
         };
-        warn_restart_only_changes(old.config(), &config);
-        old.metrics().reload(true);
-        if let (Some(shared), Some(acceptor)) = (&self.tls, acceptor) {
-            shared.store(Arc::new(acceptor));
-        }
-        self.current.store(Arc::new(old.reload(Arc::new(config))));
-        tracing::info!(target: LOG_TARGET, path = %self.path.display(), "config reloaded");
-        Ok(())
-    }
-}
-
-/// Warn about every setting that changed in the file but only takes effect
-/// after a restart (listeners, worker threads, timeouts, the store).
-fn warn_restart_only_changes(before: &Config, after: &Config) {
-    let needs_restart = [
-        ("listen", before.server.listen != after.server.listen),
-        (
-            "admin_listen",
-            before.server.admin_listen != after.server.admin_listen,
-        ),
-        (
-            "tls",
-            before.server.tls.is_some() != after.server.tls.is_some(),
-        ),
-        (
-            "max_connections",
-            before.server.max_connections != after.server.max_connections,
-        ),
-        ("workers", before.server.workers != after.server.workers),
-        (
-            "header_read_timeout_ms",
-            before.server.header_read_timeout != after.server.header_read_timeout,
-        ),
-        (
-            "shutdown_grace_secs",
-            before.server.shutdown_grace != after.server.shutdown_grace,
-        ),
-        (
-            "[store]",
-            format!("{:?}", before.store) != format!("{:?}", after.store),
-        ),
-    ];
-    for (key, changed) in needs_restart {
-        if changed {
+        let restart_required = restart_only_changes(old.config(), &config);
+        for key in &restart_required {
             tracing::warn!(target: LOG_TARGET,
                 key,
                 "changed in the config file; takes effect only after a restart"
             );
         }
+        if let (Some(shared), Some(acceptor)) = (&self.tls, acceptor) {
+            shared.store(Arc::new(acceptor));
+        }
+        self.current.store(Arc::new(old.reload(Arc::new(config))));
+        // Counted once the new generation serves, so that a scrape that
+        // sees the count also sees the new config at work.
+        old.metrics().reload(true, started.elapsed());
+        tracing::info!(target: LOG_TARGET,
+            trigger = trigger.label(),
+            path = %self.path.display(),
+            restart_required = %if restart_required.is_empty() {
+                "none".to_owned()
+            } else {
+                restart_required.join(",")
+            },
+            "config reloaded"
+        );
+        Ok(Reloaded { restart_required })
     }
+}
+
+/// SHA-256 of the file's bytes, `None` when it cannot be read.
+fn content_hash(path: &std::path::Path) -> Option<[u8; 32]> {
+    std::fs::read(path)
+        .ok()
+        .map(|bytes| Sha256::digest(bytes).into())
+}
+
+/// Every setting that changed in the file but only takes effect after a
+/// restart (listeners, worker threads, connection handling, the store, the
+/// file watcher itself), by its name in the file.
+pub(super) fn restart_only_changes(before: &Config, after: &Config) -> Vec<&'static str> {
+    let (b, a) = (&before.server, &after.server);
+    // Certificate, key and client CA files are re-read on reload; only
+    // turning TLS on or off needs a restart.
+    let tls = |server: &crate::config::Server| server.tls.is_some();
+    let changes = [
+        ("listen", b.listen != a.listen),
+        ("admin_listen", b.admin_listen != a.admin_listen),
+        ("tls", tls(b) != tls(a)),
+        ("max_connections", b.max_connections != a.max_connections),
+        ("workers", b.workers != a.workers),
+        (
+            "header_read_timeout_ms",
+            b.header_read_timeout != a.header_read_timeout,
+        ),
+        ("shutdown_grace_secs", b.shutdown_grace != a.shutdown_grace),
+        ("watch_config", b.watch_config != a.watch_config),
+        (
+            "[store]",
+            format!("{:?}", before.store) != format!("{:?}", after.store),
+        ),
+    ];
+    changes
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
 }

@@ -28,10 +28,33 @@ pub async fn build_store(
         _ => {
             let memory = Arc::new(MemoryStore::new(config.store.max_entries));
             memory.spawn_purger(clock.clone(), Duration::from_secs(5));
+            let entries = Arc::downgrade(&memory);
+            metrics.memory_store(config.store.max_entries, move || {
+                entries.upgrade().map_or(0, |store| store.len())
+            });
             memory
         }
     };
     Ok(Arc::new(MeteredStore::new(inner, metrics.clone())))
+}
+
+/// The store in one phrase for the startup line: `memory (max_entries
+/// 1000000)` or `dynamodb (table replay-guard, region eu-west-1)`.
+pub(super) fn describe(config: &Config) -> String {
+    match (config.store.kind, &config.store.dynamodb) {
+        (StoreKind::Dynamodb, Some(dynamo)) => {
+            let endpoint = dynamo
+                .endpoint_url
+                .as_deref()
+                .map(|url| format!(", endpoint {url}"))
+                .unwrap_or_default();
+            format!(
+                "dynamodb (table {}, region {}{endpoint})",
+                dynamo.table, dynamo.region
+            )
+        }
+        _ => format!("memory (max_entries {})", config.store.max_entries),
+    }
 }
 
 /// DynamoDB settings from the config.

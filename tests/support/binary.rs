@@ -79,8 +79,10 @@ pub struct ProxyProcess {
     pub admin: Option<SocketAddr>,
     /// Every stderr line so far, for failure messages.
     pub log: Arc<Mutex<Vec<String>>>,
-    /// The config file; deleted on drop.
-    _config: NamedTempFile,
+    /// The config file's path.
+    path: std::path::PathBuf,
+    /// The config file, when the process made it; deleted on drop.
+    _config: Option<NamedTempFile>,
 }
 
 impl ProxyProcess {
@@ -103,8 +105,23 @@ impl ProxyProcess {
         Self::start_inner(toml, &[], true)
     }
 
+    /// Like [`ProxyProcess::start`], on a config file the test owns (to
+    /// edit it, or reach it through symlinks as a ConfigMap mount does).
+    pub fn start_path(path: &std::path::Path, env: &[(&str, &str)]) -> ProxyProcess {
+        Self::spawn(path.to_path_buf(), None, env, false)
+    }
+
     fn start_inner(toml: &str, env: &[(&str, &str)], close_stderr: bool) -> ProxyProcess {
         let config = config_file(toml);
+        Self::spawn(config.path().to_path_buf(), Some(config), env, close_stderr)
+    }
+
+    fn spawn(
+        path: std::path::PathBuf,
+        config: Option<NamedTempFile>,
+        env: &[(&str, &str)],
+        close_stderr: bool,
+    ) -> ProxyProcess {
         let mut command = command();
         for (name, value) in env {
             command.env(name, value);
@@ -112,7 +129,7 @@ impl ProxyProcess {
         let mut child = command
             .arg("run")
             .arg("--config")
-            .arg(config.path())
+            .arg(&path)
             .arg("--log-format")
             .arg("json")
             .stdout(Stdio::null())
@@ -146,6 +163,7 @@ impl ProxyProcess {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: None,
             log,
+            path,
             _config: config,
         };
         match rx.recv_timeout(START_TIMEOUT) {
@@ -171,7 +189,7 @@ impl ProxyProcess {
 
     /// The config file the child reads (rewrite it, then send SIGHUP).
     pub fn config_path(&self) -> &std::path::Path {
-        self._config.path()
+        &self.path
     }
 
     /// Send a signal by name (`TERM`, `HUP`, …).
@@ -228,12 +246,8 @@ fn listening(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
     if fields["message"] != "replay-guard listening" {
         return None;
     }
-    let addr = fields["addr"].as_str()?.parse().ok()?;
-    // `admin` is logged with Debug: "Some(127.0.0.1:9901)" or "None".
-    let admin = fields["admin"]
-        .as_str()
-        .and_then(|a| a.strip_prefix("Some("))
-        .and_then(|a| a.strip_suffix(')'))
-        .and_then(|a| a.parse().ok());
+    let addr = fields["listen"].as_str()?.parse().ok()?;
+    // `admin` is an address or "none".
+    let admin = fields["admin"].as_str().and_then(|a| a.parse().ok());
     Some((addr, admin))
 }

@@ -3,7 +3,8 @@
 //! Behaviour is steered per request by headers the proxy forwards:
 //! `x-test-delay-ms` (sleep before answering), `x-test-status` (status
 //! code), `x-test-body-size` (answer with that many bytes),
-//! `x-test-header-bytes` (add an `x-test-padding` header that long). By default it
+//! `x-test-header-bytes` (add an `x-test-padding` header that long),
+//! `x-test-ratelimit` (answer with the upstream's own `RateLimit` fields). By default it
 //! answers 200 with `{"hit":N}` where N counts requests received.
 
 use std::convert::Infallible;
@@ -141,6 +142,12 @@ async fn answer(req: Request<Incoming>, log: Arc<Mutex<Vec<Seen>>>) -> Response<
     let mut response = Response::builder();
     if !padding.is_empty() {
         response = response.header("x-test-padding", padding);
+    }
+    if parts.headers.contains_key("x-test-ratelimit") {
+        // The upstream's own rate-limit fields (draft-ietf-httpapi-ratelimit-headers).
+        response = response
+            .header("ratelimit-policy", "\"upstream\";q=1000;w=3600")
+            .header("ratelimit", "\"upstream\";r=999;t=3600");
     }
     response
         .status(status)

@@ -17,7 +17,8 @@ use toml::Spanned;
 use super::{millis, size, Problems};
 use crate::config::raw::{RawDynamo, RawServer, RawStore};
 use crate::config::{
-    DynamoConfig, Environment, Server, StoreConfig, StoreKind, TlsFiles, Upstream,
+    AccessField, AccessLogFields, DynamoConfig, Environment, Server, StoreConfig, StoreKind,
+    TlsFiles, Upstream,
 };
 
 /// `[server]`; `None` when `listen` or `upstream` is invalid.
@@ -71,9 +72,40 @@ pub(super) fn validate_server(raw: RawServer, p: &mut Problems<'_>) -> Option<Se
         ),
         tls,
         access_log: raw.access_log,
+        access_log_fields: access_log_fields(raw.access_log_fields.as_deref(), p),
+        watch_config: raw.watch_config.unwrap_or(true),
         case_insensitive_paths: raw.case_insensitive_paths,
         extension_methods: extension_methods(&raw.extension_methods, p),
     })
+}
+
+/// `access_log_fields`: known field names (the default set when absent).
+fn access_log_fields(raw: Option<&[Spanned<String>]>, p: &mut Problems<'_>) -> AccessLogFields {
+    let Some(raw) = raw else {
+        return AccessLogFields::default();
+    };
+    let fields = raw.iter().filter_map(|name| {
+        let field = AccessField::from_name(name.get_ref());
+        if field.is_none() {
+            let known: Vec<&str> = AccessField::ALL.iter().map(|f| f.name()).collect();
+            let near = known
+                .iter()
+                .min_by_key(|k| strsim::damerau_levenshtein(name.get_ref(), k))
+                .filter(|k| strsim::damerau_levenshtein(name.get_ref(), k) <= 2)
+                .map(|k| format!(" (did you mean {k:?}?)"))
+                .unwrap_or_default();
+            p.at(
+                name.span(),
+                format!(
+                    "{:?} is not an access log field{near}; write some of {}",
+                    name.get_ref(),
+                    known.join(", ")
+                ),
+            );
+        }
+        field
+    });
+    AccessLogFields::of(fields.collect::<Vec<_>>())
 }
 
 /// `extension_methods`: method tokens (RFC 9110 §9.1), upper-cased.

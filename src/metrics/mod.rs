@@ -1,0 +1,647 @@
+//! Prometheus metrics (SPEC §7), exposed on the admin listener.
+//!
+//! Labels are bounded: route names from the config, reasons and outcomes
+//! from fixed sets, store operation names. This module must never put a
+//! path, an identity, a key, a nonce or a secret into a label.
+//!
+//! Every counter series of a configured route is created at startup (at
+//! 0): its outcomes and the rejection reasons its rules can produce
+//! ([`reasons`]). Duration histograms reach the configured upstream
+//! timeout. `process_*` series come from [`process`]; they and
+//! `replay_guard_build_info` are the only series without the prefix rule
+//! (`process_*` carry no prefix, like every other exporter's).
+
+mod process;
+mod reasons;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Metric, Registry};
+
+use crate::config::{Route, Unmatched};
+
+/// The upstream timeout the histograms reach when none is given (the
+/// default `upstream_timeout_ms`).
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteOutcome {
+    route: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteReason {
+    route: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    route: String,
+    provider: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabel {
+    op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+/// Builds the histograms of one family with the same buckets.
+#[derive(Clone, Debug)]
+struct Buckets(Arc<[f64]>);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+type HistogramFamily<L> = Family<L, Histogram, Buckets>;
+
+/// Store calls: 0.25 ms .. ~8 s (a store call's own timeout is shorter).
+fn store_buckets() -> Buckets {
+    Buckets(exponential_buckets(0.000_25, 2.0, 16).collect())
+}
+
+/// Requests and upstream calls: 0.25 ms doubling to ~8 s, then coarser
+/// steps, up to and including the upstream timeout (a request slower than
+/// the timeout is refused, so it lands in `+Inf` only when its body or the
+/// store took the rest).
+fn request_buckets(upstream_timeout: Duration) -> Buckets {
+    let timeout = upstream_timeout.as_secs_f64().max(0.001);
+    let coarse = [
+        10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0,
+    ];
+    let mut buckets: Vec<f64> = exponential_buckets(0.000_25, 2.0, 16)
+        .chain(coarse)
+        .filter(|&bound| bound < timeout)
+        .collect();
+    buckets.push(timeout);
+    Buckets(buckets.into())
+}
+
+/// Register `metric` under `name` and hand it back.
+fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// The memory store's size, read at scrape time.
+struct MemorySource {
+    capacity: usize,
+    entries: Box<dyn Fn() -> usize + Send + Sync>,
+}
+
+/// `replay_guard_memory_store_entries` and `_capacity`, once a memory
+/// store was attached ([`Metrics::memory_store`]); absent otherwise.
+#[derive(Clone, Default)]
+struct MemoryCollector(Arc<OnceLock<MemorySource>>);
+
+impl std::fmt::Debug for MemoryCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryCollector")
+            .field("attached", &self.0.get().is_some())
+            .finish()
+    }
+}
+
+impl Collector for MemoryCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(source) = self.0.get() else {
+            return Ok(());
+        };
+        let series = [
+            (
+                "memory_store_entries",
+                "Live records in the memory store",
+                (source.entries)(),
+            ),
+            (
+                "memory_store_capacity",
+                "Records the memory store holds at most ([store.memory] max_entries)",
+                source.capacity,
+            ),
+        ];
+        for (name, help, value) in series {
+            let gauge = ConstGauge::new(value as i64);
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// The config reload series.
+#[derive(Debug, Clone)]
+struct ReloadSeries {
+    total: Family<ResultLabel, Counter>,
+    last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_ok: Gauge,
+    last_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl ReloadSeries {
+    fn register(registry: &mut Registry) -> Self {
+        let series = ReloadSeries {
+            total: add(
+                registry,
+                "config_reloads",
+                "Configuration reloads by result (ok, error), from SIGHUP, POST /reload or a file change",
+                Family::default(),
+            ),
+            last_success: add(
+                registry,
+                "config_last_reload_success_timestamp_seconds",
+                "When the configuration was last loaded successfully (startup included), epoch seconds",
+                Gauge::default(),
+            ),
+            last_ok: add(
+                registry,
+                "config_last_reload_successful",
+                "1 if the last reload attempt succeeded (or none was made), 0 if it failed",
+                Gauge::default(),
+            ),
+            last_duration: add(
+                registry,
+                "config_last_reload_duration_seconds",
+                "How long the last reload attempt took (reading, validating, swapping)",
+                Gauge::default(),
+            ),
+        };
+        for result in ["ok", "error"] {
+            let _ = series.total.get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            });
+        }
+        series.last_success.set(epoch_secs());
+        series.last_ok.set(1);
+        series
+    }
+}
+
+fn epoch_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// All metrics of one proxy.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteOutcome, Counter>,
+    rejections: Family<RouteReason, Counter>,
+    upstream_duration: HistogramFamily<RouteLabel>,
+    request_duration: HistogramFamily<RouteLabel>,
+    store_duration: HistogramFamily<OpLabel>,
+    store_errors: Family<OpLabel, Counter>,
+    fail_open: Family<RouteLabel, Counter>,
+    lost_ownership: Family<OpLabel, Counter>,
+    in_flight: Gauge,
+    reloads: ReloadSeries,
+    report_only: Family<RouteReason, Counter>,
+    webhooks: Family<WebhookLabels, Counter>,
+    memory: MemoryCollector,
+}
+
+/// Request outcome label values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent to the upstream and answered.
+    Forwarded,
+    /// Refused by a check.
+    Rejected,
+    /// Answered from a stored idempotent response.
+    Replayed,
+    /// Upstream or store failure.
+    Error,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Rejected => "rejected",
+            Outcome::Replayed => "replayed",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric, with histograms reaching the default upstream timeout.
+    pub fn new() -> Self {
+        Self::with_upstream_timeout(DEFAULT_UPSTREAM_TIMEOUT)
+    }
+
+    /// Every metric, with request and upstream histograms whose buckets
+    /// reach `upstream_timeout`.
+    pub fn with_upstream_timeout(upstream_timeout: Duration) -> Self {
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let memory = MemoryCollector::default();
+        let registry = root.sub_registry_with_prefix("replay_guard");
+        registry.register_collector(Box::new(memory.clone()));
+        registry.register(
+            "build",
+            "The running build (value 1)",
+            Info::new(VersionLabel {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            }),
+        );
+        let requests = request_families(registry, upstream_timeout);
+        let store = store_families(registry);
+        let reloads = ReloadSeries::register(registry);
+        let in_flight = add(
+            registry,
+            "in_flight_requests",
+            "Requests being handled",
+            Gauge::default(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines never written (stderr slow, closed or failing); requests are unaffected",
+            crate::log_output::dropped_lines().clone(),
+        );
+        Self {
+            registry: root,
+            requests: requests.requests,
+            rejections: requests.rejections,
+            upstream_duration: requests.upstream_duration,
+            request_duration: requests.request_duration,
+            report_only: requests.report_only,
+            webhooks: requests.webhooks,
+            store_duration: store.duration,
+            store_errors: store.errors,
+            fail_open: store.fail_open,
+            lost_ownership: store.lost_ownership,
+            in_flight,
+            reloads,
+            memory,
+        }
+    }
+
+    /// The pre-resolved request series of one route. Every outcome's series
+    /// is exported from startup, at zero until it moves.
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        let counter = |outcome: Outcome| {
+            self.requests
+                .get_or_create(&RouteOutcome {
+                    route: route.to_owned(),
+                    outcome: outcome.label().to_owned(),
+                })
+                .clone()
+        };
+        let label = RouteLabel {
+            route: route.to_owned(),
+        };
+        RouteMetrics {
+            forwarded: counter(Outcome::Forwarded),
+            rejected: counter(Outcome::Rejected),
+            replayed: counter(Outcome::Replayed),
+            error: counter(Outcome::Error),
+            upstream: self.upstream_duration.get_or_create(&label).clone(),
+            duration: self.request_duration.get_or_create(&label).clone(),
+        }
+    }
+
+    /// Create, at 0, the rejection series of every reason `rule` can
+    /// produce, its report-only series in report mode and its fail-open
+    /// series where it uses the store, plus its outcomes
+    /// ([`Metrics::route`]).
+    pub fn prepare_route(&self, rule: &Route) -> RouteMetrics {
+        let reasons = reasons::for_route(rule);
+        self.zero_rejections(&rule.name, &reasons);
+        if rule.nonce.is_some() || rule.idempotency.is_some() {
+            let _ = self.fail_open.get_or_create(&RouteLabel {
+                route: rule.name.clone(),
+            });
+        }
+        if rule.mode == crate::config::Mode::Report {
+            for reason in reasons.iter().chain(&["idempotent_replay"]) {
+                let _ = self.report_only.get_or_create(&RouteReason {
+                    route: rule.name.clone(),
+                    reason: (*reason).to_owned(),
+                });
+            }
+        }
+        self.route(&rule.name)
+    }
+
+    /// The series of requests no route names (`route = "unmatched"`), with
+    /// its rejection series at 0.
+    pub fn prepare_unmatched(&self, label: &str, unmatched: Unmatched) -> RouteMetrics {
+        self.zero_rejections(label, &reasons::for_unmatched(unmatched));
+        self.route(label)
+    }
+
+    fn zero_rejections(&self, route: &str, reasons: &[&'static str]) {
+        for reason in reasons {
+            let _ = self.rejections.get_or_create(&RouteReason {
+                route: route.to_owned(),
+                reason: (*reason).to_owned(),
+            });
+        }
+    }
+
+    /// Export the memory store's live records (read at each scrape) and
+    /// its capacity. The first call wins; later ones are ignored.
+    pub fn memory_store(
+        &self,
+        capacity: usize,
+        entries: impl Fn() -> usize + Send + Sync + 'static,
+    ) {
+        let _ = self.memory.0.set(MemorySource {
+            capacity,
+            entries: Box::new(entries),
+        });
+    }
+
+    /// Count one rejection.
+    pub fn rejection(&self, route: &str, reason: &str) {
+        self.rejections
+            .get_or_create(&RouteReason {
+                route: route.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a request forwarded unchecked under `on_error = "allow"`.
+    pub fn fail_open(&self, route: &str) {
+        self.fail_open
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a fenced write that lost its record.
+    pub fn lost_ownership(&self, op: &str) {
+        self.lost_ownership
+            .get_or_create(&OpLabel { op: op.to_owned() })
+            .inc();
+    }
+
+    /// Count a would-be rejection forwarded in report mode.
+    pub fn report_only(&self, route: &str, reason: &str) {
+        self.report_only
+            .get_or_create(&RouteReason {
+                route: route.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a configuration reload attempt that took `took`.
+    pub fn reload(&self, ok: bool, took: Duration) {
+        self.reloads
+            .total
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "error" }.to_owned(),
+            })
+            .inc();
+        self.reloads.last_ok.set(i64::from(ok));
+        self.reloads.last_duration.set(took.as_secs_f64());
+        if ok {
+            self.reloads.last_success.set(epoch_secs());
+        }
+    }
+
+    /// Track requests in flight.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+
+    /// Record one store call: its latency and, if it failed, an error.
+    /// Called by [`crate::store::MeteredStore`].
+    pub(crate) fn store_call(&self, op: &str, started: Instant, failed: bool) {
+        let label = OpLabel { op: op.to_owned() };
+        self.store_duration
+            .get_or_create(&label)
+            .observe(started.elapsed().as_secs_f64());
+        if failed {
+            self.store_errors.get_or_create(&label).inc();
+        }
+    }
+
+    /// Export every outcome series of a webhook route, at zero.
+    pub fn webhook_series(&self, route: &str, provider: &str) {
+        for outcome in [
+            Outcome::Forwarded,
+            Outcome::Rejected,
+            Outcome::Replayed,
+            Outcome::Error,
+        ] {
+            drop(self.webhooks.get_or_create(&WebhookLabels {
+                route: route.to_owned(),
+                provider: provider.to_owned(),
+                outcome: outcome.label().to_owned(),
+            }));
+        }
+    }
+
+    /// Count one delivery to a webhook route.
+    pub fn webhook(&self, route: &str, provider: &str, outcome: Outcome) {
+        self.webhooks
+            .get_or_create(&WebhookLabels {
+                route: route.to_owned(),
+                provider: provider.to_owned(),
+                outcome: outcome.label().to_owned(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// The per-route request families.
+struct RequestFamilies {
+    requests: Family<RouteOutcome, Counter>,
+    webhooks: Family<WebhookLabels, Counter>,
+    rejections: Family<RouteReason, Counter>,
+    report_only: Family<RouteReason, Counter>,
+    upstream_duration: HistogramFamily<RouteLabel>,
+    request_duration: HistogramFamily<RouteLabel>,
+}
+
+fn request_families(registry: &mut Registry, upstream_timeout: Duration) -> RequestFamilies {
+    let buckets = request_buckets(upstream_timeout);
+    RequestFamilies {
+        requests: add(
+            registry,
+            "requests",
+            "Requests by route and outcome",
+            Family::default(),
+        ),
+        rejections: add(
+            registry,
+            "rejections",
+            "Rejections by route and reason",
+            Family::default(),
+        ),
+        upstream_duration: add(
+            registry,
+            "upstream_duration_seconds",
+            "Time to the upstream's response head",
+            Family::new_with_constructor(buckets.clone()),
+        ),
+        request_duration: add(
+            registry,
+            "request_duration_seconds",
+            "Time from the request's arrival to the proxy's response head, every outcome",
+            Family::new_with_constructor(buckets),
+        ),
+        report_only: add(
+            registry,
+            "report_only",
+            "Would-be rejections forwarded anyway by routes in report mode",
+            Family::default(),
+        ),
+        webhooks: add(
+            registry,
+            "webhook_deliveries",
+            "Webhook deliveries by route, provider and outcome (forwarded, rejected, replayed, error)",
+            Family::default(),
+        ),
+    }
+}
+
+/// The store families.
+struct StoreFamilies {
+    duration: HistogramFamily<OpLabel>,
+    errors: Family<OpLabel, Counter>,
+    fail_open: Family<RouteLabel, Counter>,
+    lost_ownership: Family<OpLabel, Counter>,
+}
+
+fn store_families(registry: &mut Registry) -> StoreFamilies {
+    StoreFamilies {
+        duration: add(
+            registry,
+            "store_duration_seconds",
+            "Store call latency",
+            Family::new_with_constructor(store_buckets()),
+        ),
+        errors: add(
+            registry,
+            "store_errors",
+            "Store calls that failed",
+            Family::default(),
+        ),
+        fail_open: add(
+            registry,
+            "store_fail_open",
+            "Requests forwarded unchecked because the store failed and on_error = \"allow\"",
+            Family::default(),
+        ),
+        lost_ownership: add(
+            registry,
+            "idempotency_lost_ownership",
+            "Complete or release writes refused because another claimant took the key over",
+            Family::default(),
+        ),
+    }
+}
+
+/// The request-path series of one route, resolved once at startup so a
+/// request costs no label allocation or hashing.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    forwarded: Counter,
+    rejected: Counter,
+    replayed: Counter,
+    error: Counter,
+    upstream: Histogram,
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    /// Count one finished request.
+    pub fn request(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Forwarded => self.forwarded.inc(),
+            Outcome::Rejected => self.rejected.inc(),
+            Outcome::Replayed => self.replayed.inc(),
+            Outcome::Error => self.error.inc(),
+        };
+    }
+
+    /// Record the upstream's response time.
+    pub fn upstream(&self, seconds: f64) {
+        self.upstream.observe(seconds);
+    }
+
+    /// Record a request's time to its response head.
+    pub fn duration(&self, seconds: f64) {
+        self.duration.observe(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_buckets_reach_the_upstream_timeout() {
+        let buckets = request_buckets(Duration::from_secs(30));
+        assert_eq!(buckets.0.last(), Some(&30.0));
+        assert!(buckets.0.contains(&8.192) && buckets.0.contains(&20.0));
+        assert!(buckets.0.windows(2).all(|w| w[0] < w[1]));
+        let buckets = request_buckets(Duration::from_millis(1500));
+        assert_eq!(buckets.0.last(), Some(&1.5));
+        assert!(buckets.0.iter().all(|&b| b <= 1.5));
+    }
+
+    #[test]
+    fn build_info_and_reload_series_are_there_from_the_start() {
+        let text = Metrics::new().encode();
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(
+            text.contains(&format!(
+                "replay_guard_build_info{{version=\"{version}\"}} 1"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("replay_guard_config_reloads_total{result=\"error\"} 0"));
+        assert!(text.contains("replay_guard_config_last_reload_successful 1"));
+    }
+}

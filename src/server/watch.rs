@@ -1,0 +1,167 @@
+//! Reload when the config file changes (`[server] watch_config`, on by
+//! default): Kubernetes updates a mounted ConfigMap by swapping a symlink
+//! and sends no signal, and editors save by renaming a new file over the
+//! old one.
+//!
+//! The watcher watches the file's directory (not the file: a rename or a
+//! symlink swap replaces the inode a file watch would follow) and, when
+//! the file resolves through a symlink into another directory, that
+//! directory too. Events on the file, on the directory entries the
+//! Kubernetes atomic writer uses (`..data`, `..<timestamp>`) and on the
+//! symlink's target wake it; after a quiet [`DEBOUNCE`] it asks the
+//! [`Reloader`] to reload *if the content changed*, with the same
+//! validation and metrics as SIGHUP. Reads (access events) are ignored, so
+//! the reload's own read never wakes it again.
+//!
+//! This module must never reload without the content having changed, and
+//! never block the event loop: the reload runs on a blocking thread.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{Event, EventKind, RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+
+use super::{Reloader, LOG_TARGET};
+
+/// How long the directory must be quiet before the file is re-read: a
+/// ConfigMap swap or an editor's save is several events in a few
+/// milliseconds.
+pub(super) const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Start watching `reloader`'s file until `stop` fires. A watcher that
+/// cannot start (no inotify instances left, an unreadable directory) is
+/// logged and leaves SIGHUP and `POST /reload` working.
+pub(super) fn spawn(reloader: Reloader, mut stop: watch::Receiver<bool>) {
+    if !reloader.path.is_file() {
+        // A config parsed from text (the demo, tests): no file to watch.
+        return;
+    }
+    let (wake, mut woken) = mpsc::unbounded_channel::<()>();
+    let file = reloader.path.clone();
+    let target = std::fs::canonicalize(&file).ok();
+    let watched = directories(&file, target.as_deref());
+    let relevant = Relevant { file, target };
+    let handler = move |event: notify::Result<Event>| {
+        if let Ok(event) = event {
+            if relevant.wakes(&event) {
+                let _ = wake.send(());
+            }
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(watcher) => watcher,
+        Err(e) => {
+            tracing::warn!(target: LOG_TARGET, error = %e, "cannot watch the config file; reload with SIGHUP or POST /reload");
+            return;
+        }
+    };
+    for dir in &watched {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(target: LOG_TARGET, dir = %dir.display(), error = %e, "cannot watch the config file's directory; reload with SIGHUP or POST /reload");
+            return;
+        }
+    }
+    tokio::spawn(async move {
+        // Owned by the task: dropping it stops the watch.
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                got = woken.recv() => if got.is_none() { break },
+                _ = stop.changed() => break,
+            }
+            // Debounce: wait until nothing happened for DEBOUNCE.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, woken.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let reloader = reloader.clone();
+            // Errors are logged and counted by the reloader.
+            let _ = tokio::task::spawn_blocking(move || reloader.reload_if_changed()).await;
+        }
+    });
+}
+
+/// The file's directory and, if it resolves elsewhere, the target's.
+fn directories(file: &Path, target: Option<&Path>) -> Vec<PathBuf> {
+    let parent = |path: &Path| match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut dirs = vec![parent(file)];
+    if let Some(target) = target {
+        let dir = parent(target);
+        let same = std::fs::canonicalize(&dirs[0]).is_ok_and(|d| d == dir);
+        if !same {
+            dirs.push(dir);
+        }
+    }
+    dirs
+}
+
+/// Which events may have changed the file's content.
+struct Relevant {
+    /// The config path as given.
+    file: PathBuf,
+    /// What it resolved to at startup.
+    target: Option<PathBuf>,
+}
+
+impl Relevant {
+    fn wakes(&self, event: &Event) -> bool {
+        if matches!(event.kind, EventKind::Access(_)) {
+            return false;
+        }
+        event.paths.iter().any(|path| self.names(path))
+    }
+
+    fn names(&self, path: &Path) -> bool {
+        let same_name = path.file_name().is_some() && path.file_name() == self.file.file_name();
+        // The Kubernetes atomic writer: `..data` and `..<timestamp>` entries.
+        let atomic_writer = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with(".."));
+        let on_target = self
+            .target
+            .as_deref()
+            .is_some_and(|target| target == path || target.starts_with(path));
+        same_name || atomic_writer || on_target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, CreateKind, ModifyKind, RenameMode};
+
+    fn event(kind: EventKind, path: &str) -> Event {
+        Event::new(kind).add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn file_saves_and_configmap_swaps_wake_reads_and_neighbours_do_not() {
+        let relevant = Relevant {
+            file: PathBuf::from("/etc/rg/replay-guard.toml"),
+            target: Some(PathBuf::from("/etc/rg/..2026_01_01/replay-guard.toml")),
+        };
+        let modify = EventKind::Modify(ModifyKind::Any);
+        assert!(relevant.wakes(&event(modify, "/etc/rg/replay-guard.toml")));
+        assert!(relevant.wakes(&event(
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            "/etc/rg/..data"
+        )));
+        assert!(relevant.wakes(&event(
+            EventKind::Create(CreateKind::Folder),
+            "/etc/rg/..2026_01_02"
+        )));
+        assert!(!relevant.wakes(&event(modify, "/etc/rg/other.toml")));
+        assert!(!relevant.wakes(&event(
+            EventKind::Access(AccessKind::Any),
+            "/etc/rg/replay-guard.toml"
+        )));
+    }
+}
