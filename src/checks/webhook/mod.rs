@@ -241,13 +241,13 @@ mod tests {
         };
         assert_eq!(
             check(&access, &rule, delivery(&first)).await.unwrap_err(),
-            Rejection::IdempotencyInFlight { retry_after: 60 }
+            Rejection::IdempotencyInFlight { retry_after: 2 }
         );
         // GitHub's GUID is not signed: another one is the same delivery.
         let other = headers(&[("x-hub-signature-256", sig), ("x-github-delivery", "d-2")]);
         assert_eq!(
             check(&access, &rule, delivery(&other)).await.unwrap_err(),
-            Rejection::IdempotencyInFlight { retry_after: 60 }
+            Rejection::IdempotencyInFlight { retry_after: 2 }
         );
         // A first answer too large to keep: a redelivery gets its status.
         let stored = idempotency::record(202, &HeaderMap::new(), None);
