@@ -52,6 +52,9 @@ pub struct Metrics {
     store_duration: HistogramFamily<OpLabel>,
     store_errors: Family<OpLabel, Counter>,
     fail_open: Family<RouteLabel, Counter>,
+    /// Cluster rate-limit decisions taken per instance because the store
+    /// failed (`on_error = "allow"`).
+    rate_fallback: Family<RouteLabel, Counter>,
     lost_ownership: Family<OpLabel, Counter>,
     in_flight: Gauge,
     reloads: Family<ResultLabel, Counter>,
@@ -135,6 +138,12 @@ impl Metrics {
             "Requests forwarded unchecked because the store failed and on_error = \"allow\"",
             fail_open.clone(),
         );
+        let rate_fallback = Family::<RouteLabel, Counter>::default();
+        registry.register(
+            "rate_limit_fallback",
+            "Cluster rate-limit decisions taken by the per-instance fallback because the store failed (on_error = \"allow\")",
+            rate_fallback.clone(),
+        );
         let lost_ownership = Family::<OpLabel, Counter>::default();
         registry.register(
             "idempotency_lost_ownership",
@@ -174,6 +183,7 @@ impl Metrics {
             store_duration,
             store_errors,
             fail_open,
+            rate_fallback,
             lost_ownership,
             in_flight,
         }
@@ -221,6 +231,16 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .inc();
+    }
+
+    /// Count a cluster rate-limit decision taken by the per-instance
+    /// fallback; `by = 0` only creates the series (at 0).
+    pub fn rate_fallback(&self, route: &str, by: u64) {
+        self.rate_fallback
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .inc_by(by);
     }
 
     /// Count a fenced write that lost its record.

@@ -82,7 +82,7 @@ impl Proxy {
         body: Incoming,
         ctx: &mut RequestCtx,
     ) -> Result<Checked, Refused> {
-        let head = match self.head_checks(route, parts, ctx) {
+        let head = match self.head_checks(route, parts, ctx).await {
             Ok(head) => head,
             Err(rejection) => {
                 return Err(Refused {
@@ -111,8 +111,9 @@ impl Proxy {
     }
 
     /// Rate limit by an identity known before any parsing, the declared
-    /// body size, freshness.
-    fn head_checks(
+    /// body size, freshness. Async only for a cluster rate limit, which may
+    /// wait for one reservation write.
+    async fn head_checks(
         &self,
         route: &RouteState,
         parts: &Parts,
@@ -131,7 +132,7 @@ impl Proxy {
                 Err(rejection) => return Err(rejection.clone()),
             };
             ctx.identity_tag = Some(identity::log_tag(id));
-            ctx.rate_limit = Some(limiter.check(id)?);
+            ctx.rate_limit = Some(limiter.check(id).await?);
         }
         // The proxy never holds more than max_body_bytes: refuse a declared
         // larger body before reading anything.
@@ -183,7 +184,7 @@ impl Proxy {
         // The verified key's budget: a cell that a replay takes is given back.
         let charged = match (&route.limiter, verified) {
             (Some(limiter), Some(key)) if rule.identity == Identity::KeyId => {
-                ctx.rate_limit = Some(limiter.check(key)?);
+                ctx.rate_limit = Some(limiter.check(key).await?);
                 Some((limiter, key))
             }
             _ => None,
