@@ -561,3 +561,45 @@ async fn scan(endpoint: &str, table: &str) -> Vec<HashMap<String, AttributeValue
     let out = client.scan().table_name(table).send().await.expect("scan");
     out.items.unwrap_or_default()
 }
+
+// ---------------------------------------------------------------------------
+// The memory store: `cluster` is `instance`, and `check` says so.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_memory_store_cluster_is_per_instance() {
+    let upstream = Upstream::start().await;
+    let body = format!("[store]\nkind = \"memory\"\n{}", routes(""));
+    let a = TestProxy::start(&upstream.url(), &body).await;
+    let b = TestProxy::start(&upstream.url(), &body).await;
+    for proxy in [&a, &b] {
+        let replies = burst(&search("alice"), &[proxy.addr], 8).await;
+        assert_eq!(
+            replies.iter().filter(|r| r.status == 200).count(),
+            5,
+            "each instance has its own burst"
+        );
+    }
+    assert_eq!(upstream.count(), 10);
+}
+
+#[test]
+fn check_warns_that_cluster_on_memory_is_per_instance() {
+    use support::binary::{command, config_file};
+    let file = config_file(&format!(
+        "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:9000\"\n{}",
+        routes("")
+    ));
+    let output = command()
+        .args(["check", "--config"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(table.contains("rate(5/1s burst 5 cluster)"), "{table}");
+    assert!(
+        table.contains("warning: route search: rate_limit scope = \"cluster\" on the memory store is the same as \"instance\""),
+        "{table}"
+    );
+}

@@ -101,11 +101,18 @@ struct Local {
     last_used: u64,
 }
 
+/// One identity's local view, locked across its reservation write so that
+/// concurrent requests of that identity on this replica share one write.
+type Entry = Arc<tokio::sync::Mutex<Local>>;
+
+/// One lock shard of the local views.
+type Shard = HashMap<Box<str>, Entry>;
+
 /// One route's cluster limiter.
 #[derive(Debug)]
 pub struct ClusterLimiter {
     /// Local views by identity (the identity never leaves this map).
-    shards: Vec<Mutex<HashMap<Box<str>, Arc<tokio::sync::Mutex<Local>>>>>,
+    shards: Vec<Mutex<Shard>>,
     /// Picks an identity's shard.
     hasher: RandomState,
     /// The whole cluster's rule in nanoseconds.
@@ -169,10 +176,7 @@ impl ClusterLimiter {
         u64::try_from(self.clock.now().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn shard(
-        &self,
-        identity: &str,
-    ) -> Option<MutexGuard<'_, HashMap<Box<str>, Arc<tokio::sync::Mutex<Local>>>>> {
+    fn shard(&self, identity: &str) -> Option<MutexGuard<'_, Shard>> {
         let index = (self.hasher.hash_one(identity) as usize) % self.shards.len();
         let shard = self.shards.get(index)?;
         Some(
@@ -183,7 +187,7 @@ impl ClusterLimiter {
     }
 
     /// The identity's local view, created on first use.
-    fn entry(&self, identity: &str) -> Option<Arc<tokio::sync::Mutex<Local>>> {
+    fn entry(&self, identity: &str) -> Option<Entry> {
         let mut shard = self.shard(identity)?;
         if let Some(local) = shard.get(identity) {
             return Some(Arc::clone(local));

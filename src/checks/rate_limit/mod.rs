@@ -32,8 +32,8 @@ use cluster::{ClusterLimiter, ClusterParts};
 pub enum RateLimiter {
     /// `scope = "instance"`, or `"cluster"` on the memory store.
     Instance(Limiter),
-    /// `scope = "cluster"` on a shared store.
-    Cluster(ClusterLimiter),
+    /// `scope = "cluster"` on a shared store (boxed: it is the larger).
+    Cluster(Box<ClusterLimiter>),
 }
 
 impl RateLimiter {
@@ -42,7 +42,7 @@ impl RateLimiter {
     pub fn new(rule: RateLimit, clock: SharedClock, cluster: Option<ClusterParts>) -> Self {
         match (rule.scope, cluster) {
             (RateScope::Cluster, Some(parts)) => {
-                RateLimiter::Cluster(ClusterLimiter::new(rule, clock, parts))
+                RateLimiter::Cluster(Box::new(ClusterLimiter::new(rule, clock, parts)))
             }
             _ => RateLimiter::Instance(Limiter::new(rule, clock)),
         }
