@@ -247,7 +247,10 @@ async fn a_burst_of_40_over_two_replicas_admits_the_burst_once(server: Server) {
             "conflicts read from ALL_OLD: {ops:?}"
         );
     } else {
-        assert!(count(&ops, "GetItem") <= writes - 5, "{ops:?}");
+        // No old item from a failed write: each conflict is read once (and
+        // the replicas did conflict: each started from a full bucket).
+        let reads = count(&ops, "GetItem");
+        assert!((1..=writes - 5).contains(&reads), "{ops:?}");
     }
 
     // Refusals now come from each replica's "not before": no store traffic.
