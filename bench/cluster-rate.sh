@@ -31,8 +31,8 @@ DUR=${DUR:-10}
 ROUNDS=${ROUNDS:-3}
 LINK_MS=${LINK_MS:-2}
 CALLGRIND=${CALLGRIND:-1}
-CG_RATE=${CG_RATE:-200}
-REQUESTS=${REQUESTS:-2000}
+CG_RATE=${CG_RATE:-250}
+REQUESTS=${REQUESTS:-3000}
 OUT=${OUT:-$(mktemp -d /tmp/rg-cluster-rate.XXXXXX)}
 export PATH="$PATH:/usr/sbin"
 [ $# -eq 1 ] || { echo "usage: $0 BIN" >&2; exit 2; }
