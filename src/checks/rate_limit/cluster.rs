@@ -103,6 +103,8 @@ struct Local {
     batch: u64,
     /// When the last reservation landed (0: never).
     reserved_at: u64,
+    /// Cells spent since then: the demand the next batch is sized by.
+    spent: u64,
     /// Last request, for the sweep.
     last_used: u64,
     /// A refill ahead is running.
@@ -197,6 +199,7 @@ impl Core {
     fn local(&self, local: &mut Local, now: u64) -> Option<(Result<Admitted, Rejection>, bool)> {
         if local.tokens > 0 {
             local.tokens -= 1;
+            local.spent = local.spent.saturating_add(1);
             let ahead = local.batch >= AHEAD_FROM
                 && local.tokens <= local.batch / 4
                 && !local.refilling
@@ -243,6 +246,7 @@ impl Core {
                     local.tokens = local.tokens.saturating_add(cells);
                     local.batch = cells;
                     local.reserved_at = now;
+                    local.spent = 0;
                     local.not_before = 0;
                     return Ok(Reserved::Cells);
                 }
@@ -274,7 +278,7 @@ impl Core {
         if local.reserved_at == 0 || local.batch == 0 {
             return 1;
         }
-        let spent = local.batch.saturating_sub(local.tokens).max(1);
+        let spent = local.spent.max(1);
         let lasted = u128::from(now.saturating_sub(local.reserved_at).max(1));
         let demand = u128::from(spent) * u128::from(HORIZON_NS) / lasted;
         let demand = u64::try_from(demand).unwrap_or(u64::MAX);
@@ -401,6 +405,7 @@ impl ClusterLimiter {
                 not_before: 0,
                 batch: 0,
                 reserved_at: 0,
+                spent: 0,
                 last_used: 0,
                 refilling: false,
             }),
@@ -448,6 +453,7 @@ impl ClusterLimiter {
             Ok(Reserved::Cells) => {
                 let mut local = slot.state();
                 local.tokens = local.tokens.saturating_sub(1);
+                local.spent = local.spent.saturating_add(1);
                 Ok(core.admitted_now(&local, now))
             }
             Ok(Reserved::Empty(wait)) => Err(refused(&core.rule, wait)),
