@@ -11,7 +11,7 @@ use std::time::Duration;
 use replay_guard::checks::nonce;
 use replay_guard::checks::rate_limit::Limiter;
 use replay_guard::clock::{ManualClock, SharedClock};
-use replay_guard::config::RateLimit;
+use replay_guard::config::{RateLimit, RateScope};
 use replay_guard::identity;
 use replay_guard::store::memory::MemoryStore;
 use replay_guard::store::{NonceClaim, NonceOutcome, Store};
@@ -72,6 +72,8 @@ async fn main() {
         quota: NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
         window_secs: 1,
         burst: NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
+        scope: RateScope::Instance,
+        replicas: NonZeroU32::MIN,
     };
     let limiter = Arc::new(Limiter::new(rule, clock));
     let before = rss();

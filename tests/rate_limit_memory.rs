@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use replay_guard::checks::rate_limit::Limiter;
 use replay_guard::clock::ManualClock;
-use replay_guard::config::RateLimit;
+use replay_guard::config::{RateLimit, RateScope};
 
 /// Live heap bytes (requested sizes; the allocator's own per-chunk
 /// overhead comes on top).
@@ -59,6 +59,8 @@ fn a_flood_of_distinct_keys_is_forgotten_after_sweep() {
         quota: NonZeroU32::new(50).unwrap(),
         window_secs: 1,
         burst: NonZeroU32::new(100).unwrap(),
+        scope: RateScope::Instance,
+        replicas: NonZeroU32::new(1).unwrap(),
     };
     let limiter = Limiter::new(rule, clock.clone());
     // One identity that keeps its bucket drained must survive sweeps.

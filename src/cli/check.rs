@@ -2,13 +2,17 @@
 
 use std::fmt::Write as _;
 
-use replay_guard::config::{Config, Route, StoreKind};
+use replay_guard::config::{Config, RateScope, Route, StoreKind};
 
 fn checks(route: &Route) -> String {
     let mut parts = Vec::new();
     if let Some(rate) = &route.rate_limit {
+        let scope = match rate.scope {
+            RateScope::Instance => "",
+            RateScope::Cluster => " cluster",
+        };
         parts.push(format!(
-            "rate({}/{}s burst {})",
+            "rate({}/{}s burst {}{scope})",
             rate.quota, rate.window_secs, rate.burst
         ));
     }
@@ -181,5 +185,19 @@ pub fn route_table(config: &Config) -> String {
             replay_guard::config::Unmatched::Reject => "reject 404 route_not_allowed",
         }
     );
+    if config.store.kind == StoreKind::Memory {
+        for route in &config.routes {
+            if route
+                .rate_limit
+                .is_some_and(|r| r.scope == RateScope::Cluster)
+            {
+                let _ = writeln!(
+                    out,
+                    "warning: route {}: rate_limit scope = \"cluster\" on the memory store is the same as \"instance\" (each replica has its own budget); use [store] kind = \"dynamodb\" to share it",
+                    route.name
+                );
+            }
+        }
+    }
     out
 }

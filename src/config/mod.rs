@@ -50,7 +50,8 @@ pub use jwt::{JwksSource, JwtConfig, JwtKey, JwtKeys};
 pub use pattern::PathPattern;
 pub use rfc9421::{Component, Rfc9421Rule, SignatureScheme};
 pub use rules::{
-    Freshness, HeaderNames, Idempotency, Identity, Mode, RateLimit, Route, TimestampFormat,
+    Freshness, HeaderNames, Idempotency, Identity, Mode, RateLimit, RateScope, Route,
+    TimestampFormat,
 };
 pub use secret::{Key, Secret};
 #[cfg(test)]
@@ -694,5 +695,19 @@ mod tests {
         let rate = config.routes[0].rate_limit.unwrap();
         assert_eq!(rate.quota.get(), 30);
         assert_eq!(rate.burst.get(), 10);
+    }
+
+    #[test]
+    fn a_cluster_rate_limit_is_not_divided_and_a_bad_scope_is_reported() {
+        let text = format!("{MINIMAL}[[routes]]\nname = \"r\"\npath = \"/r\"\nrate_limit = {{ per_second = 90, burst = 30, replicas = 3, scope = \"cluster\" }}\n");
+        let config = Config::parse(&text, "t.toml").unwrap();
+        let rate = config.routes[0].rate_limit.unwrap();
+        assert_eq!((rate.quota.get(), rate.burst.get()), (90, 30));
+        assert_eq!(rate.scope, RateScope::Cluster);
+        assert_eq!(rate.replicas.get(), 3, "the fallback's divisor");
+        let text = format!("{MINIMAL}[[routes]]\nname = \"r\"\npath = \"/r\"\nrate_limit = {{ per_second = 9, scope = \"global\" }}\n");
+        let error = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(error.contains("scope \"global\" is not"), "{error}");
+        assert!(error.contains("t.toml:"), "{error}");
     }
 }

@@ -222,6 +222,8 @@ pub(super) struct RawRateLimit {
     pub(super) per_minute: Option<Spanned<u32>>,
     pub(super) burst: Option<Spanned<u32>>,
     pub(super) replicas: Option<Spanned<u32>>,
+    /// `"instance"` (default) or `"cluster"`; checked in validation.
+    pub(super) scope: Option<Spanned<String>>,
 }
 
 /// `webhook = { provider = ..., secret_env | secret_file, ... }` on a route.

@@ -131,7 +131,19 @@ pub struct Idempotency {
     pub release_statuses: Vec<u16>,
 }
 
-/// Rate-limit rule (GCRA, per identity, per instance).
+/// Where a rate limit's state lives.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    /// Each proxy instance keeps its own buckets (the default).
+    #[default]
+    Instance,
+    /// One bucket per identity shared by every replica, in the DynamoDB
+    /// table (`rate#<h>` items). On the memory store the same as
+    /// `Instance`.
+    Cluster,
+}
+
+/// Rate-limit rule (GCRA, per identity; per instance or per cluster).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
     /// Replenishment: one cell per this period.
@@ -142,6 +154,14 @@ pub struct RateLimit {
     pub window_secs: u64,
     /// Burst size.
     pub burst: NonZeroU32,
+    /// Where the state lives. For `Instance`, `quota` and `burst` are
+    /// already divided by `replicas`; for `Cluster` they are the whole
+    /// cluster's.
+    pub scope: RateScope,
+    /// `replicas` as written (default 1): the divisor of an `Instance`
+    /// limit, and of a `Cluster` limit's per-instance fallback when the
+    /// store fails and `on_error = "allow"`.
+    pub replicas: NonZeroU32,
 }
 
 /// One compiled route.

@@ -221,6 +221,9 @@ pub struct Metrics {
     store_duration: HistogramFamily<OpLabel>,
     store_errors: Family<OpLabel, Counter>,
     fail_open: Family<RouteLabel, Counter>,
+    /// Cluster rate-limit decisions taken per instance because the store
+    /// failed (`on_error = "allow"`).
+    rate_fallback: Family<RouteLabel, Counter>,
     lost_ownership: Family<OpLabel, Counter>,
     in_flight: Gauge,
     reloads: ReloadSeries,
@@ -305,6 +308,7 @@ impl Metrics {
             store_duration: store.duration,
             store_errors: store.errors,
             fail_open: store.fail_open,
+            rate_fallback: store.rate_fallback,
             lost_ownership: store.lost_ownership,
             in_flight,
             reloads,
@@ -456,6 +460,16 @@ impl Metrics {
         }
     }
 
+    /// Count a cluster rate-limit decision taken by the per-instance
+    /// fallback; `by = 0` only creates the series (at 0).
+    pub fn rate_fallback(&self, route: &str, by: u64) {
+        self.rate_fallback
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .inc_by(by);
+    }
+
     /// Export every outcome series of a webhook route, at zero.
     pub fn webhook_series(&self, route: &str, provider: &str) {
         for outcome in [
@@ -550,6 +564,7 @@ struct StoreFamilies {
     duration: HistogramFamily<OpLabel>,
     errors: Family<OpLabel, Counter>,
     fail_open: Family<RouteLabel, Counter>,
+    rate_fallback: Family<RouteLabel, Counter>,
     lost_ownership: Family<OpLabel, Counter>,
 }
 
@@ -571,6 +586,12 @@ fn store_families(registry: &mut Registry) -> StoreFamilies {
             registry,
             "store_fail_open",
             "Requests forwarded unchecked because the store failed and on_error = \"allow\"",
+            Family::default(),
+        ),
+        rate_fallback: add(
+            registry,
+            "rate_limit_fallback",
+            "Cluster rate-limit decisions taken by the per-instance fallback because the store failed (on_error = \"allow\")",
             Family::default(),
         ),
         lost_ownership: add(

@@ -101,7 +101,7 @@ impl Proxy {
             self.jwt.as_deref(),
         )
         .await;
-        let head = match self.head_checks(route, parts, identity, ctx) {
+        let head = match self.head_checks(route, parts, identity, ctx).await {
             Ok(head) => head,
             Err(rejection) => {
                 return Err(Refused {
@@ -130,8 +130,9 @@ impl Proxy {
     }
 
     /// Rate limit by an identity known before the body, the declared
-    /// body size, freshness.
-    fn head_checks(
+    /// body size, freshness. Async only for a cluster rate limit, which may
+    /// wait for one reservation write.
+    async fn head_checks(
         &self,
         route: &RouteState,
         parts: &Parts,
@@ -145,7 +146,7 @@ impl Proxy {
                 Err(rejection) => return Err(rejection.clone()),
             };
             ctx.identity_tag = Some(identity::log_tag(id));
-            ctx.rate_limit = Some(limiter.check(id)?);
+            ctx.rate_limit = Some(limiter.check(id).await?);
         }
         // The proxy never holds more than max_body_bytes: refuse a declared
         // larger body before reading anything.
@@ -201,7 +202,7 @@ impl Proxy {
         // The verified key's budget: a cell that a replay takes is given back.
         let charged = match (&route.limiter, verified) {
             (Some(limiter), Some(key)) if rule.identity == Identity::KeyId => {
-                ctx.rate_limit = Some(limiter.check(key)?);
+                ctx.rate_limit = Some(limiter.check(key).await?);
                 Some((limiter, key))
             }
             _ => None,

@@ -43,9 +43,10 @@ use crate::body::{self, Body};
 use crate::checks::freshness::Fence;
 use crate::checks::idempotency::Step;
 use crate::checks::nonce;
-use crate::checks::rate_limit::Limiter;
+use crate::checks::rate_limit::cluster::ClusterParts;
+use crate::checks::rate_limit::RateLimiter;
 use crate::clock::SharedClock;
-use crate::config::{Config, Mode, Route, Unmatched};
+use crate::config::{Config, Mode, RateScope, Route, StoreKind, Unmatched};
 use crate::forward::Peer;
 use crate::identity::JwtVerifier;
 use crate::metrics::{Metrics, Outcome, RouteMetrics};
@@ -96,7 +97,7 @@ pub struct RouteState {
     /// The route's limiter, where it has a rate limit. Shared with the next
     /// config generation when the route's name and rule are unchanged, so a
     /// reload keeps rate-limit state.
-    pub limiter: Option<Arc<Limiter>>,
+    pub limiter: Option<Arc<RateLimiter>>,
     /// The route's request series.
     pub metrics: RouteMetrics,
     /// Timestamps whose nonce records may be missing (a memory store's
@@ -114,6 +115,34 @@ impl Routed for RouteState {
     fn route(&self) -> &Route {
         &self.rule
     }
+}
+
+/// A route's limiter: shared on DynamoDB when the rule says `cluster`;
+/// per instance otherwise (on the memory store `cluster` is `instance`,
+/// with a warning).
+fn rate_limiter(
+    config: &Config,
+    rule: &Route,
+    limit: crate::config::RateLimit,
+    store: &Arc<dyn Store>,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+) -> RateLimiter {
+    let shared = limit.scope == RateScope::Cluster;
+    if shared && config.store.kind == StoreKind::Memory {
+        tracing::warn!(
+            route = %rule.name,
+            "rate_limit scope = \"cluster\" on the memory store is per instance"
+        );
+    }
+    let parts = (shared && config.store.kind == StoreKind::Dynamodb).then(|| ClusterParts {
+        store: Arc::clone(store),
+        on_error: config.store.on_error,
+        metrics: Arc::clone(metrics),
+        route: rule.name.clone(),
+        key_hash: config.store.key_hash_secret.clone(),
+    });
+    RateLimiter::new(limit, clock.clone(), parts)
 }
 
 /// A successful pass through the request path.
@@ -180,7 +209,9 @@ impl Proxy {
                         (old.rule.name == rule.name && *limiter.rule() == limit)
                             .then(|| Arc::clone(limiter))
                     });
-                    kept.unwrap_or_else(|| Arc::new(Limiter::new(limit, clock.clone())))
+                    kept.unwrap_or_else(|| {
+                        Arc::new(rate_limiter(&config, rule, limit, &store, &clock, &metrics))
+                    })
                 });
                 let old = previous.iter().find(|old| old.rule.name == rule.name);
                 let restart = config.store.restart_fence.then_some(started);

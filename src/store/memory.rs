@@ -28,8 +28,8 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use super::{
-    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, PairOutcome, Store, StoreError,
-    StoredResponse,
+    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, PairOutcome, RateOutcome,
+    RateReservation, Store, StoreError, StoredResponse,
 };
 use crate::clock::SharedClock;
 
@@ -101,6 +101,9 @@ pub struct MemoryStore {
     len: AtomicUsize,
     /// Upper bound on records held.
     max_entries: usize,
+    /// Rate-limit state (`reserve_rate`): slot → (TAT, owner hash). Kept
+    /// apart from the replay records; bounded by `max_entries` on its own.
+    rates: Mutex<HashMap<Slot, (u64, u64)>>,
 }
 
 fn owner_hash(owner: &str) -> u64 {
@@ -117,6 +120,7 @@ impl MemoryStore {
             shards,
             len: AtomicUsize::new(0),
             max_entries,
+            rates: Mutex::new(HashMap::new()),
         }
     }
 
@@ -276,6 +280,33 @@ impl Store for MemoryStore {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(Fenced::Done)
+    }
+
+    /// The same condition as DynamoDB's, on this process's memory: a
+    /// `cluster` limit on the memory store is an `instance` one.
+    async fn reserve_rate(
+        &self,
+        reservation: RateReservation<'_>,
+    ) -> Result<RateOutcome, StoreError> {
+        let owner = owner_hash(reservation.owner);
+        let key = slot(reservation.pk);
+        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        match rates.get(&key).copied() {
+            Some((tat, by)) if tat > reservation.base && by != owner => {
+                return Ok(RateOutcome::Conflict { tat })
+            }
+            Some(_) => {}
+            None if rates.len() >= self.max_entries => {
+                // A record whose TAT is past is a full bucket: forget it.
+                rates.retain(|_, (tat, _)| *tat > reservation.now);
+                if rates.len() >= self.max_entries {
+                    return Err(StoreError::Full);
+                }
+            }
+            None => {}
+        }
+        rates.insert(key, (reservation.tat, owner));
+        Ok(RateOutcome::Reserved)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

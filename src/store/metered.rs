@@ -11,8 +11,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, PairOutcome, Store, StoreError,
-    StoredResponse,
+    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, PairOutcome, RateOutcome,
+    RateReservation, Store, StoreError, StoredResponse,
 };
 use crate::metrics::Metrics;
 
@@ -70,6 +70,17 @@ impl Store for MeteredStore {
         let result = self.inner.release_idempotency(pk, owner).await;
         self.metrics
             .store_call("release_idempotency", started, result.is_err());
+        result
+    }
+
+    async fn reserve_rate(
+        &self,
+        reservation: RateReservation<'_>,
+    ) -> Result<RateOutcome, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.reserve_rate(reservation).await;
+        self.metrics
+            .store_call("reserve_rate", started, result.is_err());
         result
     }
 

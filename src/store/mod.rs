@@ -146,6 +146,42 @@ pub struct PairOutcome {
     pub idem: Result<IdemOutcome, StoreError>,
 }
 
+/// A cluster rate-limit reservation (SPEC §6): move the GCRA state of one
+/// route and identity, `pk` = `rate#<h>`, from at most `base` to `tat`.
+/// Times are nanoseconds since the Unix epoch on the proxy's clock.
+#[derive(Debug, Clone)]
+pub struct RateReservation<'a> {
+    /// Partition key of the record.
+    pub pk: &'a str,
+    /// The stored theoretical arrival time (TAT) the caller computed from:
+    /// the write lands only if the record is absent or holds a TAT of at
+    /// most this (an older TAT only means a fuller bucket, and an expired
+    /// record always holds one).
+    pub base: u64,
+    /// The TAT to store: `base` plus the reserved cells' periods.
+    pub tat: u64,
+    /// Random token of this attempt: an SDK retry of a write that did land
+    /// finds its own token and is `Reserved`, not a conflict.
+    pub owner: &'a str,
+    /// Epoch seconds after which the record is absent (TTL): when the
+    /// bucket is full again.
+    pub expires_at: u64,
+    /// The proxy's clock, nanoseconds (at most `base`).
+    pub now: u64,
+}
+
+/// Result of a rate reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateOutcome {
+    /// The write landed: the cells are the caller's.
+    Reserved,
+    /// Another writer moved the state past `base`: the TAT stored now.
+    Conflict {
+        /// The stored TAT, nanoseconds.
+        tat: u64,
+    },
+}
+
 /// The store trait: everything the checks need, nothing more.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -167,6 +203,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delete a claimed key so a retry can run, if `owner` still holds it.
     async fn release_idempotency(&self, pk: &str, owner: &str) -> Result<Fenced, StoreError>;
+
+    /// Cluster rate limits: one conditional write of a route's GCRA state
+    /// (see [`RateReservation`]). The memory store keeps it in the process,
+    /// so on memory a `cluster` limit is an `instance` one.
+    async fn reserve_rate(
+        &self,
+        reservation: RateReservation<'_>,
+    ) -> Result<RateOutcome, StoreError>;
 
     /// Cheap reachability probe for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -1,14 +1,18 @@
 //! Rate limiting: one keyed GCRA limiter per route, keyed by the request's
-//! identity, with the arithmetic in [`gcra`].
+//! identity, with the arithmetic in [`gcra`]. A route's [`RateLimiter`] is
+//! either this module's per-instance [`Limiter`] or, for `scope =
+//! "cluster"` on DynamoDB, the shared [`cluster::ClusterLimiter`].
 //!
 //! The limiter reads time from the proxy's [`Clock`](crate::clock::Clock),
 //! so tests refill buckets by moving a manual clock. A cell an admitted
 //! request took can be given back ([`Limiter::refund`]): a request refused
 //! as a replay must not spend the budget of the identity it claims to be.
 //! Keyed state grows with distinct identities; [`Limiter::sweep`] runs on a
-//! schedule and forgets every full bucket. Limits are per instance. This
-//! module must never touch the store or read the body.
+//! schedule and forgets every full bucket. [`Limiter`] is per instance and
+//! never touches the store; only [`cluster`] does. Nothing here reads the
+//! body.
 
+pub mod cluster;
 pub mod gcra;
 
 use std::collections::hash_map::RandomState;
@@ -19,8 +23,115 @@ use std::sync::{Mutex, MutexGuard};
 use gcra::{Decision, Gcra};
 
 use crate::clock::SharedClock;
-use crate::config::RateLimit;
+use crate::config::{RateLimit, RateScope};
 use crate::rejection::Rejection;
+use cluster::{ClusterLimiter, ClusterParts};
+
+/// A route's limiter: per instance, or shared by the cluster.
+#[derive(Debug)]
+pub enum RateLimiter {
+    /// `scope = "instance"`, or `"cluster"` on the memory store.
+    Instance(Limiter),
+    /// `scope = "cluster"` on a shared store (boxed: it is the larger).
+    Cluster(Box<ClusterLimiter>),
+}
+
+impl RateLimiter {
+    /// The limiter for `rule`: shared when the rule says `cluster` and a
+    /// shared store is given (`cluster`), else per instance.
+    pub fn new(rule: RateLimit, clock: SharedClock, cluster: Option<ClusterParts>) -> Self {
+        match (rule.scope, cluster) {
+            (RateScope::Cluster, Some(parts)) => {
+                RateLimiter::Cluster(Box::new(ClusterLimiter::new(rule, clock, parts)))
+            }
+            _ => RateLimiter::Instance(Limiter::new(rule, clock)),
+        }
+    }
+
+    /// The rule this limiter enforces.
+    pub fn rule(&self) -> &RateLimit {
+        match self {
+            RateLimiter::Instance(limiter) => limiter.rule(),
+            RateLimiter::Cluster(limiter) => limiter.rule(),
+        }
+    }
+
+    /// Admit or refuse one request of `identity`.
+    pub async fn check(&self, identity: &str) -> Result<Admitted, Rejection> {
+        match self {
+            RateLimiter::Instance(limiter) => limiter.check(identity),
+            RateLimiter::Cluster(limiter) => limiter.check(identity).await,
+        }
+    }
+
+    /// Give back the cell an admitted request took (a refused replay).
+    pub fn refund(&self, identity: &str) {
+        match self {
+            RateLimiter::Instance(limiter) => limiter.refund(identity),
+            RateLimiter::Cluster(limiter) => limiter.refund(identity),
+        }
+    }
+
+    /// Forget idle identities; returns how many remain.
+    pub fn sweep(&self) -> usize {
+        match self {
+            RateLimiter::Instance(limiter) => limiter.sweep(),
+            RateLimiter::Cluster(limiter) => limiter.sweep(),
+        }
+    }
+}
+
+/// A rule in nanoseconds.
+fn gcra_of(rule: &RateLimit) -> Gcra {
+    Gcra {
+        period: u64::try_from(rule.period.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1),
+        burst: u64::from(rule.burst.get()),
+    }
+}
+
+/// `RateLimit-Policy` header value: quota the burst, window the time to
+/// refill it.
+fn policy(rule: &RateLimit) -> String {
+    format!("\"default\";q={};w={}", rule.burst, window_secs(rule))
+}
+
+/// Seconds to refill a full burst (the policy window).
+fn window_secs(rule: &RateLimit) -> u64 {
+    let secs = rule.period.as_secs_f64() * f64::from(rule.burst.get());
+    secs.ceil().max(1.0) as u64
+}
+
+/// Seconds until a bucket with `remaining` cells is full again, rounded
+/// up: each used cell comes back after one period (GCRA). Exact to within
+/// one period, never early.
+fn reset_secs(rule: &RateLimit, remaining: u32) -> u64 {
+    let used = rule.burst.get().saturating_sub(remaining);
+    let nanos = rule.period.as_nanos().saturating_mul(u128::from(used));
+    u64::try_from(nanos.div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
+}
+
+/// The headers of an admitted request with `remaining` cells left.
+fn admitted(rule: &RateLimit, remaining: u32) -> Admitted {
+    Admitted {
+        policy: policy(rule),
+        header: format!(
+            "\"default\";r={remaining};t={}",
+            reset_secs(rule, remaining)
+        ),
+    }
+}
+
+/// The rejection of a request that must wait `wait` nanoseconds.
+fn refused(rule: &RateLimit, wait: u64) -> Rejection {
+    let retry_after = wait.div_ceil(1_000_000_000).max(1);
+    Rejection::RateLimited {
+        retry_after,
+        policy: policy(rule),
+        limit: format!("\"default\";r=0;t={retry_after}"),
+    }
+}
 
 /// Lock shards of the keyed state (independent identities rarely contend).
 const SHARDS: usize = 16;
@@ -50,16 +161,10 @@ pub struct Admitted {
 impl Limiter {
     /// A limiter for one route's rule.
     pub fn new(rule: RateLimit, clock: SharedClock) -> Self {
-        let period = u64::try_from(rule.period.as_nanos())
-            .unwrap_or(u64::MAX)
-            .max(1);
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
-            gcra: Gcra {
-                period,
-                burst: u64::from(rule.burst.get()),
-            },
+            gcra: gcra_of(&rule),
             clock,
             rule,
         }
@@ -85,26 +190,6 @@ impl Limiter {
         &self.rule
     }
 
-    /// `RateLimit-Policy` header value.
-    pub fn policy(&self) -> String {
-        format!("\"default\";q={};w={}", self.rule.burst, self.window_secs())
-    }
-
-    /// Seconds to refill a full burst (the policy window).
-    fn window_secs(&self) -> u64 {
-        let secs = self.rule.period.as_secs_f64() * f64::from(self.rule.burst.get());
-        secs.ceil().max(1.0) as u64
-    }
-
-    /// Seconds until a bucket with `remaining` cells is full again, rounded
-    /// up: each used cell comes back after one period (GCRA). Exact to
-    /// within one period, never early.
-    fn reset_secs(&self, remaining: u32) -> u64 {
-        let used = self.rule.burst.get().saturating_sub(remaining);
-        let nanos = self.rule.period.as_nanos().saturating_mul(u128::from(used));
-        u64::try_from(nanos.div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
-    }
-
     /// Admit or refuse one request of `identity`.
     pub fn check(&self, identity: &str) -> Result<Admitted, Rejection> {
         let now = self.now();
@@ -124,21 +209,11 @@ impl Limiter {
             None => self.gcra.decide(None, now),
         };
         match decision {
-            Decision::Admit { remaining, .. } => {
-                let remaining = u32::try_from(remaining).unwrap_or(u32::MAX);
-                Ok(Admitted {
-                    policy: self.policy(),
-                    header: format!("\"default\";r={remaining};t={}", self.reset_secs(remaining)),
-                })
-            }
-            Decision::Refuse { wait } => {
-                let retry_after = wait.div_ceil(1_000_000_000).max(1);
-                Err(Rejection::RateLimited {
-                    retry_after,
-                    policy: self.policy(),
-                    limit: format!("\"default\";r=0;t={retry_after}"),
-                })
-            }
+            Decision::Admit { remaining, .. } => Ok(admitted(
+                &self.rule,
+                u32::try_from(remaining).unwrap_or(u32::MAX),
+            )),
+            Decision::Refuse { wait } => Err(refused(&self.rule, wait)),
         }
     }
 
@@ -200,6 +275,8 @@ mod tests {
             quota: NonZeroU32::new(per_second).unwrap(),
             window_secs: 1,
             burst: NonZeroU32::new(burst).unwrap(),
+            scope: RateScope::Instance,
+            replicas: NonZeroU32::new(1).unwrap(),
         }
     }
 

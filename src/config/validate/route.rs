@@ -20,7 +20,7 @@ use super::{secs, signature, size, Problems};
 use crate::config::raw::{RawHeaders, RawIdempotency, RawRateLimit, RawRoute};
 use crate::config::{
     Environment, Freshness, HeaderNames, Idempotency, Identity, Mode, PathPattern, RateLimit,
-    Route, Server, SignatureScheme,
+    RateScope, Route, Server, SignatureScheme,
 };
 
 /// One route; `None` (with its problems reported) when it is invalid.
@@ -388,14 +388,31 @@ fn check_lease(
     }
 }
 
-/// The rate limit, divided among `replicas`; `None` (reported) when it is
-/// invalid.
+/// The rate limit: per instance divided among `replicas`, or the whole
+/// cluster's (`scope = "cluster"`, where `replicas` only divides the
+/// per-instance fallback); `None` (reported) when it is invalid.
 fn validate_rate(raw: &Spanned<RawRateLimit>, p: &mut Problems<'_>) -> Option<RateLimit> {
     let span = raw.span();
     let r = raw.get_ref();
+    let scope = match r.scope.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("instance", _)) => RateScope::Instance,
+        Some(("cluster", _)) => RateScope::Cluster,
+        Some((other, span)) => {
+            p.at(
+                span,
+                format!("rate_limit scope {other:?} is not \"instance\" or \"cluster\""),
+            );
+            return None;
+        }
+    };
     let replicas = match &r.replicas {
         Some(v) => p.at_least(v.span(), *v.get_ref(), 1, "replicas", "")?,
         None => 1,
+    };
+    // A cluster limit is the whole cluster's: nothing is divided.
+    let divisor = match scope {
+        RateScope::Instance => replicas,
+        RateScope::Cluster => 1,
     };
     let (count, window_secs, count_span) = match (&r.per_second, &r.per_minute) {
         (Some(s), None) => (*s.get_ref(), 1u64, s.span()),
@@ -406,17 +423,11 @@ fn validate_rate(raw: &Spanned<RawRateLimit>, p: &mut Problems<'_>) -> Option<Ra
         }
     };
     let quota = p
-        .at_least(count_span, count / replicas, 1, "the rate", " per replica")
+        .at_least(count_span, count / divisor, 1, "the rate", " per replica")
         .and_then(NonZeroU32::new)?;
     let burst = match &r.burst {
         Some(b) => p
-            .at_least(
-                b.span(),
-                *b.get_ref() / replicas,
-                1,
-                "burst",
-                " per replica",
-            )
+            .at_least(b.span(), *b.get_ref() / divisor, 1, "burst", " per replica")
             .and_then(NonZeroU32::new)?,
         None => quota,
     };
@@ -426,6 +437,8 @@ fn validate_rate(raw: &Spanned<RawRateLimit>, p: &mut Problems<'_>) -> Option<Ra
         quota,
         window_secs,
         burst,
+        scope,
+        replicas: NonZeroU32::new(replicas)?,
     })
 }
 

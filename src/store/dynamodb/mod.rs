@@ -19,6 +19,8 @@
 //!     response as not retained (an empty retained body is an empty `B`).
 //!     A completed item is sized before it is written: one that would
 //!     exceed DynamoDB's 400 KB limit is written without body and headers.
+//! - cluster rate limit (`rate#<h>`): `pk`, `tat` (N), `owner` (S),
+//!   `expires_at` (N); its write is in the `rate` module.
 //!
 //! SDK errors are classified once (`item::store_error`): timeouts,
 //! throttling, 5xx and connection failures are `Unavailable` (an outage);
@@ -42,6 +44,7 @@
 mod decide;
 mod init;
 mod item;
+mod rate;
 
 use std::time::Duration;
 
@@ -56,8 +59,8 @@ use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, PairOutcome, Store, StoreError,
-    StoredResponse,
+    Fenced, IdemClaim, IdemOutcome, NonceClaim, NonceOutcome, PairOutcome, RateOutcome,
+    RateReservation, Store, StoreError, StoredResponse,
 };
 
 use decide::{idem_decision, nonce_decision, Decision};
@@ -323,6 +326,14 @@ impl Store for DynamoStore {
             }
             Err(err) => Err(store_error("DeleteItem", &err)),
         }
+    }
+
+    /// Cluster rate limits: see the `rate` module.
+    async fn reserve_rate(
+        &self,
+        reservation: RateReservation<'_>,
+    ) -> Result<RateOutcome, StoreError> {
+        self.put_rate(&reservation).await
     }
 
     /// A consistent `GetItem` of a key that is never written: proves the
