@@ -257,7 +257,7 @@ async fn forged_expired_misaddressed_and_confused_tokens_are_refused() {
         if *reason == "bad_token" {
             assert_eq!(
                 reply.header("www-authenticate").as_deref(),
-                Some("Bearer error=\"invalid_token\""),
+                Some("Bearer realm=\"replay-guard\", error=\"invalid_token\""),
                 "{what}"
             );
         }
@@ -301,7 +301,7 @@ async fn forged_expired_misaddressed_and_confused_tokens_are_refused() {
         if reason == "missing_token" {
             assert_eq!(
                 reply.header("www-authenticate").as_deref(),
-                Some("Bearer"),
+                Some("Bearer realm=\"replay-guard\""),
                 "{what}"
             );
         }

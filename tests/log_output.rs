@@ -283,7 +283,7 @@ upstream = "http://{nowhere}"
 kind = "dynamodb"
 on_error = "reject"
 [store.dynamodb]
-table = "t"
+table = "replay-guard-log-test"
 region = "us-east-1"
 endpoint_url = "http://{no_store}"
 timeout_ms = 2000

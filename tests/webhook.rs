@@ -8,9 +8,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use serde_json::{json, Value};
 use support::client::{Reply, Req};
@@ -98,10 +96,6 @@ async fn setup(backend: Backend, server_extra: &str) -> (Upstream, TestProxy) {
     (upstream, proxy)
 }
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/webhook_signer.py")
-}
-
 /// One delivery for the provider's library to sign.
 #[derive(Debug, Clone)]
 struct Spec {
@@ -151,27 +145,13 @@ impl Spec {
 /// Sign every spec with the providers' libraries; one request each.
 fn sign(specs: &[Spec]) -> Vec<Req> {
     let input = Value::Array(specs.iter().map(Spec::json).collect()).to_string();
-    let mut child = Command::new("python3")
-        .arg(script())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("stdin written");
-    let out = child.wait_with_output().expect("python3 finishes");
-    assert!(
-        out.status.success(),
-        "webhook_signer.py failed (scripts/test.sh installs stripe, slack_sdk, standardwebhooks and @octokit/webhooks-methods):\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = support::python::run(
+        "webhook_signer.py",
+        &[],
+        &input,
+        "stripe, slack_sdk, standardwebhooks and @octokit/webhooks-methods",
     );
-    let headers: Vec<Vec<(String, String)>> =
-        serde_json::from_slice(&out.stdout).expect("header lists");
+    let headers: Vec<Vec<(String, String)>> = serde_json::from_str(&out).expect("header lists");
     specs
         .iter()
         .zip(headers)

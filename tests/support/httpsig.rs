@@ -3,41 +3,20 @@
 //! `scripts/test.sh`), driven through `rfc9421_client.py`. Key pairs for
 //! every asymmetric algorithm are generated once per test process.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
 use super::client::Req;
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/rfc9421_client.py")
-}
-
 fn python(args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new("python3")
-        .arg(script())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("stdin written");
-    let out = child.wait_with_output().expect("python3 finishes");
-    assert!(
-        out.status.success(),
-        "rfc9421_client.py {args:?} failed (scripts/test.sh installs http-message-signatures and cryptography):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    super::python::run(
+        "rfc9421_client.py",
+        args,
+        stdin,
+        "http-message-signatures and cryptography",
+    )
 }
 
 /// A directory with `<algorithm>.key.pem` (PKCS#8) and `<algorithm>.pub.pem`

@@ -14,5 +14,6 @@ pub mod jwt;
 pub mod matrix;
 pub mod moto;
 pub mod proxy;
+pub mod python;
 pub mod raw;
 pub mod upstream;
