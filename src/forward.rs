@@ -14,7 +14,7 @@ use std::sync::Arc;
 use http::header::{HeaderName, HeaderValue, CONNECTION, FORWARDED, HOST};
 use http::HeaderMap;
 
-use crate::identity::CertIdentity;
+use crate::identity::client_cert::CertIdentity;
 
 /// Header the proxy sets after a verified signature.
 pub const KEY_ID_HEADER: HeaderName = HeaderName::from_static("x-replay-guard-key-id");

@@ -127,7 +127,7 @@ pub fn acceptor_from_pem(
 /// `None` without mTLS, or when an optional certificate was not sent.
 pub fn client_identity(
     connection: &rustls::ServerConnection,
-) -> Option<crate::identity::CertIdentity> {
+) -> Option<crate::identity::client_cert::CertIdentity> {
     let end_entity = connection.peer_certificates()?.first()?;
-    crate::identity::CertIdentity::from_der(end_entity.as_ref())
+    crate::identity::client_cert::CertIdentity::from_der(end_entity.as_ref())
 }

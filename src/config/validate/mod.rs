@@ -30,7 +30,6 @@ use toml::Spanned;
 
 use super::raw::RawConfig;
 use super::{Config, Environment, StoreKind};
-use route::StoreLimits;
 
 /// Collects problems with positions while validating.
 pub(super) struct Problems<'a> {
@@ -125,6 +124,17 @@ pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// A positive number of milliseconds (`default` when absent or zero).
 fn millis(value: &Option<Spanned<u64>>, default: u64, key: &str, p: &mut Problems<'_>) -> Duration {
     Duration::from_millis(p.at_least_or(value, 1, default, key))
+}
+
+/// What the store imposes on a route's rules.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StoreLimits {
+    /// `[store] clock_margin_secs`: a lease must outlast the upstream
+    /// timeout by it.
+    pub(super) clock_margin: Duration,
+    /// The largest `max_response_bytes` the store can keep in one record
+    /// (`Some` for DynamoDB's 400 KB item limit).
+    pub(super) response_cap: Option<u64>,
 }
 
 /// A positive number of seconds (`default` when absent or zero).

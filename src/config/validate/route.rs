@@ -16,7 +16,7 @@ use http::header::HeaderName;
 use http::Method;
 use toml::Spanned;
 
-use super::{secs, signature, size, Problems};
+use super::{secs, signature, size, Problems, StoreLimits};
 use crate::config::raw::{RawHeaders, RawIdempotency, RawRateLimit, RawRoute};
 use crate::config::{
     Environment, Freshness, HeaderNames, Idempotency, Identity, Mode, PathPattern, RateLimit,
@@ -303,17 +303,6 @@ fn parse_identity(
             }
         },
     }
-}
-
-/// What the store imposes on a route's rules.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct StoreLimits {
-    /// `[store] clock_margin_secs`: a lease must outlast the upstream
-    /// timeout by it.
-    pub(super) clock_margin: Duration,
-    /// The largest `max_response_bytes` the store can keep in one record
-    /// (`Some` for DynamoDB's 400 KB item limit).
-    pub(super) response_cap: Option<u64>,
 }
 
 /// The idempotency rule; its problems are reported, never fatal to it.

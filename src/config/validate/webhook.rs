@@ -14,7 +14,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::keys::{read_secret_env, read_secret_file};
-use super::route::StoreLimits;
+use super::StoreLimits;
 use super::{size, Problems};
 use crate::config::raw::{RawRoute, RawWebhook};
 use crate::config::{Environment, Idempotency, Secret, Server, Webhook, WebhookProvider};
