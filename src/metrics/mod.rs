@@ -11,20 +11,24 @@
 //! `replay_guard_build_info` are the only series without the prefix rule
 //! (`process_*` carry no prefix, like every other exporter's).
 
+mod memory;
 mod process;
 mod reasons;
+mod reload;
 
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
+
+use memory::{MemoryCollector, MemorySource};
+use reload::ReloadSeries;
 
 use crate::config::{Route, Unmatched};
 
@@ -109,105 +113,6 @@ fn request_buckets(upstream_timeout: Duration) -> Buckets {
 fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
     registry.register(name, help, metric.clone());
     metric
-}
-
-/// The memory store's size, read at scrape time.
-struct MemorySource {
-    capacity: usize,
-    entries: Box<dyn Fn() -> usize + Send + Sync>,
-}
-
-/// `replay_guard_memory_store_entries` and `_capacity`, once a memory
-/// store was attached ([`Metrics::memory_store`]); absent otherwise.
-#[derive(Clone, Default)]
-struct MemoryCollector(Arc<OnceLock<MemorySource>>);
-
-impl std::fmt::Debug for MemoryCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryCollector")
-            .field("attached", &self.0.get().is_some())
-            .finish()
-    }
-}
-
-impl Collector for MemoryCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(source) = self.0.get() else {
-            return Ok(());
-        };
-        let series = [
-            (
-                "memory_store_entries",
-                "Live records in the memory store",
-                (source.entries)(),
-            ),
-            (
-                "memory_store_capacity",
-                "Records the memory store holds at most ([store.memory] max_entries)",
-                source.capacity,
-            ),
-        ];
-        for (name, help, value) in series {
-            let gauge = ConstGauge::new(value as i64);
-            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
-            gauge.encode(metric)?;
-        }
-        Ok(())
-    }
-}
-
-/// The config reload series.
-#[derive(Debug, Clone)]
-struct ReloadSeries {
-    total: Family<ResultLabel, Counter>,
-    last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
-    last_ok: Gauge,
-    last_duration: Gauge<f64, std::sync::atomic::AtomicU64>,
-}
-
-impl ReloadSeries {
-    fn register(registry: &mut Registry) -> Self {
-        let series = ReloadSeries {
-            total: add(
-                registry,
-                "config_reloads",
-                "Configuration reloads by result (ok, error), from SIGHUP, POST /reload or a file change",
-                Family::default(),
-            ),
-            last_success: add(
-                registry,
-                "config_last_reload_success_timestamp_seconds",
-                "When the configuration was last loaded successfully (startup included), epoch seconds",
-                Gauge::default(),
-            ),
-            last_ok: add(
-                registry,
-                "config_last_reload_successful",
-                "1 if the last reload attempt succeeded (or none was made), 0 if it failed",
-                Gauge::default(),
-            ),
-            last_duration: add(
-                registry,
-                "config_last_reload_duration_seconds",
-                "How long the last reload attempt took (reading, validating, swapping)",
-                Gauge::default(),
-            ),
-        };
-        for result in ["ok", "error"] {
-            let _ = series.total.get_or_create(&ResultLabel {
-                result: result.to_owned(),
-            });
-        }
-        series.last_success.set(epoch_secs());
-        series.last_ok.set(1);
-        series
-    }
-}
-
-fn epoch_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// All metrics of one proxy.
@@ -430,17 +335,7 @@ impl Metrics {
 
     /// Count a configuration reload attempt that took `took`.
     pub fn reload(&self, ok: bool, took: Duration) {
-        self.reloads
-            .total
-            .get_or_create(&ResultLabel {
-                result: if ok { "ok" } else { "error" }.to_owned(),
-            })
-            .inc();
-        self.reloads.last_ok.set(i64::from(ok));
-        self.reloads.last_duration.set(took.as_secs_f64());
-        if ok {
-            self.reloads.last_success.set(epoch_secs());
-        }
+        self.reloads.record(ok, took);
     }
 
     /// Track requests in flight.

@@ -15,6 +15,7 @@
 //! job) and never refuse what serde would accept: a type it cannot trace is
 //! accepted whatever is written.
 
+mod capture;
 mod check;
 mod trace;
 
