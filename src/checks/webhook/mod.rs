@@ -136,6 +136,24 @@ fn header<'a>(
     }
 }
 
+/// A timestamp header's text, once it is present, well formed and within
+/// the route's tolerance of `now` (what the provider signed is the text).
+fn fresh_timestamp<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+    now: u64,
+    hook: &Webhook,
+) -> Result<&'a str, Rejection> {
+    let ts = header(
+        headers,
+        name,
+        Rejection::MissingTimestamp,
+        Rejection::MalformedTimestamp,
+    )?;
+    within(unix_secs(ts)?, now, hook)?;
+    Ok(ts)
+}
+
 /// Integer Unix seconds, digits only (no sign, no fraction).
 fn unix_secs(text: &str) -> Result<u64, Rejection> {
     if text.is_empty() || text.len() > 12 || !text.bytes().all(|b| b.is_ascii_digit()) {

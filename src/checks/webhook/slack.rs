@@ -13,7 +13,7 @@
 use http::header::HeaderName;
 use http::HeaderMap;
 
-use super::{any_matches, header, json_string, unix_secs, within};
+use super::{any_matches, fresh_timestamp, header, json_string};
 use crate::config::Webhook;
 use crate::rejection::Rejection;
 
@@ -29,13 +29,7 @@ pub fn verify(
     body: &[u8],
     now: u64,
 ) -> Result<String, Rejection> {
-    let ts = header(
-        headers,
-        &TIMESTAMP,
-        Rejection::MissingTimestamp,
-        Rejection::MalformedTimestamp,
-    )?;
-    within(unix_secs(ts)?, now, hook)?;
+    let ts = fresh_timestamp(headers, &TIMESTAMP, now, hook)?;
     let value = header(
         headers,
         &SIGNATURE,

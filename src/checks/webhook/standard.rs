@@ -15,7 +15,7 @@ use base64::Engine as _;
 use http::header::HeaderName;
 use http::HeaderMap;
 
-use super::{any_matches, header, unix_secs, within};
+use super::{any_matches, fresh_timestamp, header};
 use crate::config::Webhook;
 use crate::rejection::Rejection;
 
@@ -33,13 +33,7 @@ pub fn verify(
     body: &[u8],
     now: u64,
 ) -> Result<String, Rejection> {
-    let ts = header(
-        headers,
-        &TIMESTAMP,
-        Rejection::MissingTimestamp,
-        Rejection::MalformedTimestamp,
-    )?;
-    within(unix_secs(ts)?, now, hook)?;
+    let ts = fresh_timestamp(headers, &TIMESTAMP, now, hook)?;
     let list = header(
         headers,
         &SIGNATURE,
