@@ -59,7 +59,8 @@ pub(crate) use validate::webhook::standard_secret as standard_webhook_secret;
 pub use webhook::{Webhook, WebhookProvider};
 
 pub use validate::signature::{
-    parse_component, supported as component_supported, DEFAULT_COMPONENTS,
+    parse_component, support as component_support, supported as component_supported,
+    DEFAULT_COMPONENTS,
 };
 
 use raw::RawConfig;

@@ -8,11 +8,14 @@
 //! silently drop or normalise what the RFC signs as received: a component
 //! that cannot be derived is an error, never an empty value.
 
+use std::fmt::Write as _;
+
 use http::header::{HeaderName, HOST};
 use http::{HeaderMap, Method, Uri};
 use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::config::{component_supported as supported, Component};
+use super::fields::{Covered, Input};
+use crate::config::{component_support as support, Component};
 
 /// At most this many covered components are read (bounds CPU).
 pub const MAX_COMPONENTS: usize = 32;
@@ -73,6 +76,13 @@ impl Message<'_> {
     /// `@authority`: the target's authority (absolute form) or `Host`,
     /// host lowercased, the scheme's default port omitted (RFC 9110 §4.2.3).
     pub fn authority(&self) -> Result<String, BaseError> {
+        let mut out = String::new();
+        self.push_authority(&mut out)?;
+        Ok(out)
+    }
+
+    /// [`Message::authority`], appended to `out`.
+    fn push_authority(&self, out: &mut String) -> Result<(), BaseError> {
         let authority = match self.uri.authority() {
             Some(authority) => authority.clone(),
             None => {
@@ -91,12 +101,11 @@ impl Message<'_> {
             .scheme_str()
             .map_or(self.https, |scheme| scheme.eq_ignore_ascii_case("https"));
         let default = if https { 443 } else { 80 };
-        let mut out = authority.host().to_ascii_lowercase();
+        out.extend(authority.host().chars().map(|c| c.to_ascii_lowercase()));
         if let Some(port) = authority.port_u16().filter(|port| *port != default) {
-            out.push(':');
-            out.push_str(&port.to_string());
+            let _ = write!(out, ":{port}");
         }
-        Ok(out)
+        Ok(())
     }
 
     /// `@path`: as received, `/` when empty.
@@ -164,20 +173,30 @@ impl Message<'_> {
 
     /// A field's value: every line trimmed and combined with ", ".
     pub fn field(&self, name: &str) -> Result<String, BaseError> {
+        let mut out = String::new();
+        self.push_field(name, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Message::field`], appended to `out`.
+    fn push_field(&self, name: &str, out: &mut String) -> Result<(), BaseError> {
         let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
             return err("not a field name");
         };
-        let mut values = Vec::new();
-        for value in self.headers.get_all(&name) {
-            match value.to_str() {
-                Ok(text) => values.push(text.trim()),
-                Err(_) => return err("a signed field is not visible ASCII"),
-            }
-        }
-        if values.is_empty() {
+        let mut values = self.headers.get_all(&name).iter();
+        let Some(first) = values.next() else {
             return err("a signed field is absent");
+        };
+        for (at, value) in std::iter::once(first).chain(values).enumerate() {
+            let Ok(text) = value.to_str() else {
+                return err("a signed field is not visible ASCII");
+            };
+            if at > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(text.trim());
         }
-        Ok(values.join(", "))
+        Ok(())
     }
 }
 
@@ -191,11 +210,10 @@ fn reencode(raw: &str) -> String {
 
 /// A structured field serialised strictly (`;sf`, §2.1.1) or one member of
 /// a Dictionary (`;key`, §2.1.2).
-fn structured(message: &Message<'_>, component: &Component) -> Result<String, BaseError> {
+fn structured(message: &Message<'_>, component: &Covered<'_>) -> Result<String, BaseError> {
     let name = component.name();
     let value = message.field(name)?;
-    let params = &component.item().params;
-    let key = params.get("key").and_then(|k| k.as_string());
+    let key = component.params.get("key").and_then(|k| k.as_string());
     if key.is_none() && !DICTIONARY_FIELDS.contains(&name) {
         return err("`sf` on a field whose structured type replay-guard does not know");
     }
@@ -212,98 +230,85 @@ fn structured(message: &Message<'_>, component: &Component) -> Result<String, Ba
     sfv::FieldType::serialize(&vec![member.clone()]).map_or_else(|| err("empty member"), Ok)
 }
 
-/// The value of one covered component.
-fn value(message: &Message<'_>, component: &Component) -> Result<String, BaseError> {
-    supported(component).map_err(BaseError)?;
-    let params = &component.item().params;
-    Ok(match component.name() {
-        "@method" => message.method.as_str().to_owned(),
-        "@target-uri" => message.target_uri()?,
-        "@authority" => message.authority()?,
-        "@scheme" => message.scheme(),
-        "@request-target" => message.request_target(),
-        "@path" => message.path().to_owned(),
-        "@query" => message.query(),
+/// The value of one covered component, appended to `out`.
+fn push_value(
+    message: &Message<'_>,
+    component: &Covered<'_>,
+    out: &mut String,
+) -> Result<(), BaseError> {
+    let params = &component.params;
+    support(
+        component.name(),
+        params.iter().map(|(k, v)| (k.as_str(), v)),
+    )
+    .map_err(BaseError)?;
+    match component.name() {
+        "@method" => out.push_str(message.method.as_str()),
+        "@authority" => message.push_authority(out)?,
+        "@path" => out.push_str(message.path()),
+        "@query" => {
+            out.push('?');
+            out.push_str(message.uri.query().unwrap_or(""));
+        }
+        "@target-uri" => out.push_str(&message.target_uri()?),
+        "@scheme" => out.push_str(&message.scheme()),
+        "@request-target" => out.push_str(&message.request_target()),
         "@query-param" => {
             let name = params.get("name").and_then(|n| n.as_string());
-            message.query_param(name.map_or("", |n| n.as_str()))?
+            out.push_str(&message.query_param(name.map_or("", |n| n.as_str()))?);
         }
-        _ if params.contains_key("sf") || params.contains_key("key") => {
-            structured(message, component)?
+        _ if params.contains("sf") || params.contains("key") => {
+            out.push_str(&structured(message, component)?);
         }
-        name => message.field(name)?,
-    })
+        name => message.push_field(name, out)?,
+    }
+    Ok(())
 }
 
-/// The covered components of `input`, in order; an identifier that is not
-/// a String is an error.
-pub fn components(input: &sfv::InnerList) -> Result<Vec<Component>, BaseError> {
-    if input.items.len() > MAX_COMPONENTS {
+/// Whether a covered identifier names the configured component `wanted`
+/// (the same name and parameters, whatever their order).
+pub fn names(covered: &Covered<'_>, wanted: &Component) -> bool {
+    let theirs = &wanted.item().params;
+    covered.name() == wanted.name()
+        && covered.params.len() == theirs.len()
+        && covered
+            .params
+            .iter()
+            .all(|(key, value)| theirs.get(key.as_str()).map(sfv::RefBareItem::from) == Some(value))
+}
+
+/// The signature base of `input` (covered components and parameters, as
+/// in `Signature-Input`) over `message`.
+pub fn signature_base(message: &Message<'_>, input: &Input<'_>) -> Result<String, BaseError> {
+    if input.not_strings {
+        return err("a component identifier is not a string");
+    }
+    let covered = &input.components;
+    if covered.len() > MAX_COMPONENTS {
         return err("too many covered components");
     }
-    input
-        .items
-        .iter()
-        .map(|item| {
-            Component::from_item(item)
-                .ok_or_else(|| BaseError("a component identifier is not a string".into()))
-        })
-        .collect()
-}
-
-/// The signature base of the inner list `input` (covered components and
-/// parameters, as in `Signature-Input`) over `message`.
-pub fn signature_base(message: &Message<'_>, input: &sfv::InnerList) -> Result<String, BaseError> {
-    signature_base_of(message, input, &components(input)?)
-}
-
-/// [`signature_base`] with `input`'s [`components`] already read.
-pub fn signature_base_of(
-    message: &Message<'_>,
-    input: &sfv::InnerList,
-    covered: &[Component],
-) -> Result<String, BaseError> {
-    if covered.len() != input.items.len() {
-        return err("the covered components are not those of the input");
-    }
-    let mut base = String::with_capacity(256);
-    for (at, component) in covered.iter().enumerate() {
+    // `@signature-params` first, for the identifiers it serializes.
+    let mut params = String::with_capacity(256);
+    let identifiers = input.serialize_into(&mut params);
+    let mut base = String::with_capacity(512);
+    for (at, (component, identifier)) in covered.iter().zip(identifiers).enumerate() {
         if covered[..at].iter().any(|c| c.same_as(component)) {
             return err("a component is covered twice");
         }
-        let value = value(message, component)?;
-        if value
+        base.push_str(params.get(identifier).unwrap_or_default());
+        base.push_str(": ");
+        let start = base.len();
+        push_value(message, component, &mut base)?;
+        if base[start..]
             .bytes()
             .any(|b| !(b == b'\t' || (b' '..=b'~').contains(&b)))
         {
             return err("a component value is not printable ASCII");
         }
-        base.push_str(component.serialized());
-        base.push_str(": ");
-        base.push_str(&value);
         base.push('\n');
     }
-    // The inner list as RFC 8941 §4.1.1.1 serializes it: the items (each
-    // already serialized as received) space-separated in parentheses,
-    // then the parameters.
-    base.push_str("\"@signature-params\": (");
-    for (at, component) in covered.iter().enumerate() {
-        if at > 0 {
-            base.push(' ');
-        }
-        base.push_str(component.serialized());
-    }
-    base.push(')');
-    // sfv serializes parameters only after an item or inner list: an
-    // empty one, whose "()" is dropped.
-    let mut params = String::with_capacity(128);
-    let mut list = sfv::ListSerializer::with_buffer(&mut params);
-    let _ = list
-        .inner_list()
-        .finish()
-        .parameters(&input.params)
-        .finish();
-    base.push_str(params.get(2..).unwrap_or_default());
+    base.push_str("\"@signature-params\": ");
+    base.push_str(&params);
     Ok(base)
 }
 
@@ -329,11 +334,12 @@ mod tests {
         }
     }
 
-    fn inner(text: &str) -> sfv::InnerList {
-        let dict: sfv::Dictionary = sfv::Parser::new(text).parse().unwrap();
-        match dict.get("s") {
-            Some(sfv::ListEntry::InnerList(list)) => list.clone(),
-            _ => panic!("not an inner list"),
+    /// The base of the inner list `s=(...)` in `text`.
+    fn base_of(m: &Message<'_>, text: &str) -> Result<String, BaseError> {
+        let all = crate::checks::rfc9421::fields::inputs(text).unwrap();
+        match &all[..] {
+            [(label, Some(input))] if label.as_str() == "s" => signature_base(m, input),
+            _ => panic!("not one inner list"),
         }
     }
 
@@ -408,7 +414,7 @@ mod tests {
             m.field("cache-control").unwrap(),
             "max-age=60, must-revalidate"
         );
-        let line = |text: &str| signature_base(&m, &inner(&format!("s=({text})")));
+        let line = |text: &str| base_of(&m, &format!("s=({text})"));
         assert_eq!(
             line("\"example-dict\";key=\"a\" \"example-dict\";key=\"d\" \"example-dict\";key=\"b\" \"example-dict\";key=\"c\"").unwrap(),
             "\"example-dict\";key=\"a\": 1\n\"example-dict\";key=\"d\": ?1\n\"example-dict\";key=\"b\": 2;x=1;y=2\n\"example-dict\";key=\"c\": (a b c)\n\"@signature-params\": (\"example-dict\";key=\"a\" \"example-dict\";key=\"d\" \"example-dict\";key=\"b\" \"example-dict\";key=\"c\")"

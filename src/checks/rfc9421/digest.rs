@@ -11,6 +11,8 @@ use http::header::HeaderName;
 use http::HeaderMap;
 use sha2::{Digest, Sha256, Sha512};
 
+use super::fields::byte_sequences;
+use super::params::combined;
 use crate::rejection::Rejection;
 
 /// The field's name.
@@ -68,26 +70,20 @@ pub fn header_value(content: &[u8], algorithm: DigestAlgorithm) -> String {
 /// `body`: `Err(BadContentDigest)` when it is absent, malformed, has no
 /// `sha-256` or `sha-512` member, or any such member differs.
 pub fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(), Rejection> {
-    let mut lines = Vec::new();
-    for value in headers.get_all(&CONTENT_DIGEST) {
-        lines.push(value.to_str().map_err(|_| Rejection::BadContentDigest)?);
-    }
-    let dict: sfv::Dictionary = sfv::Parser::new(&lines.join(", "))
-        .with_version(sfv::Version::Rfc8941)
-        .parse()
-        .map_err(|_| Rejection::BadContentDigest)?;
+    let text = match combined(headers, &CONTENT_DIGEST) {
+        Some(Ok(text)) => text,
+        None | Some(Err(())) => return Err(Rejection::BadContentDigest),
+    };
+    let members = byte_sequences(&text).map_err(|_| Rejection::BadContentDigest)?;
     let mut checked = 0;
-    for (key, member) in &dict {
+    for (key, member) in &members {
         let Some(algorithm) = DigestAlgorithm::from_key(key.as_str()) else {
             continue;
         };
-        let sfv::ListEntry::Item(item) = member else {
+        let Some(received) = member else {
             return Err(Rejection::BadContentDigest);
         };
-        let Some(received) = item.bare_item.as_byte_sequence() else {
-            return Err(Rejection::BadContentDigest);
-        };
-        if received != algorithm.digest(body).as_slice() {
+        if received.as_slice() != algorithm.digest(body).as_slice() {
             return Err(Rejection::BadContentDigest);
         }
         checked += 1;

@@ -13,7 +13,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 
 use super::base::{signature_base, Message};
-use super::params::candidates;
+use super::params::Fields;
 use super::verify::verifies;
 use super::{check, Now, Request as Checked};
 use crate::clock::{Clock, ManualClock};
@@ -86,7 +86,8 @@ fn shared_secret() -> KeyMaterial {
 
 /// Build the base from the request's own fields and verify it.
 fn assert_known_answer(parts: &Parts, material: &KeyMaterial, expected_base: &str) {
-    let all = candidates(&parts.headers).unwrap().unwrap();
+    let fields = Fields::read(&parts.headers).unwrap().unwrap();
+    let all = fields.candidates().unwrap();
     assert_eq!(all.len(), 1);
     let message = Message {
         method: &parts.method,

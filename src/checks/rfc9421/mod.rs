@@ -29,6 +29,7 @@
 
 pub mod base;
 pub mod digest;
+pub mod fields;
 pub mod params;
 pub mod sign;
 pub mod verify;
@@ -44,10 +45,11 @@ use http::request::Parts;
 
 use super::freshness::{self, Fence, Fresh};
 use crate::clock::Clock;
-use crate::config::{Component, Freshness, Key, Rfc9421Rule, Route};
+use crate::config::{Freshness, Key, Rfc9421Rule, Route};
 use crate::rejection::Rejection;
 use base::Message;
-use params::{Candidate, SigParams};
+use fields::Input;
+use params::{Candidate, Fields};
 
 /// At most this many signatures are verified per request (bounds CPU).
 pub const MAX_VERIFIED: usize = 4;
@@ -100,20 +102,20 @@ pub fn check<'k>(
     };
     // Validation refuses a signature rule without freshness.
     let freshness = route.freshness.as_ref().ok_or(Rejection::Internal)?;
-    let Some(all) = params::candidates(&request.parts.headers)? else {
+    let Some(fields) = Fields::read(&request.parts.headers)? else {
         return if required {
             Err(Rejection::MissingSignature)
         } else {
             Ok(None)
         };
     };
+    let all = fields.candidates()?;
     if request.parts.uri.path() != request.path {
         return Err(Rejection::BadSignature);
     }
-    let named = |c: &&Candidate| rule.label.as_ref().is_none_or(|label| *label == c.label);
+    let named = |c: &&Candidate| rule.label.as_ref().is_none_or(|label| label == c.label);
     let tagged = |c: &&Candidate| {
-        rule.tag.is_none()
-            || c.params.as_ref().ok().and_then(|p| p.tag.as_ref()) == rule.tag.as_ref()
+        rule.tag.is_none() || c.params().ok().and_then(|p| p.tag) == rule.tag.as_deref()
     };
     let mut first_error = None;
     for candidate in all.iter().filter(named).filter(tagged).take(MAX_VERIFIED) {
@@ -136,23 +138,18 @@ fn verify_one<'k>(
     now: Now<'_>,
     candidate: &Candidate,
 ) -> Result<Verified<'k>, Rejection> {
-    let params: &SigParams = candidate.params.as_ref().map_err(Clone::clone)?;
-    let key_id = params.keyid.as_deref().ok_or(Rejection::MissingSignature)?;
+    let params = candidate.params()?;
+    let key_id = params.keyid.ok_or(Rejection::MissingSignature)?;
     let key = keys.get(key_id).ok_or(Rejection::UnknownKey)?;
     let algorithm = key.material.algorithm();
-    if params
-        .alg
-        .as_deref()
-        .is_some_and(|alg| alg != algorithm.name())
-    {
+    if params.alg.is_some_and(|alg| alg != algorithm.name()) {
         return Err(Rejection::BadSignature);
     }
-    if rule.tag.is_some() && params.tag != rule.tag {
+    if rule.tag.is_some() && params.tag != rule.tag.as_deref() {
         return Err(Rejection::BadSignature);
     }
-    let covered: Vec<Component> =
-        base::components(&candidate.input).map_err(|_| Rejection::BadSignature)?;
-    covers_what_the_route_requires(&covered, rule, request.body)?;
+    let input = &candidate.input;
+    covers_what_the_route_requires(input, rule, request.body)?;
     let created = params.created.ok_or(Rejection::MissingTimestamp)?;
     let fresh = freshness::instant(i128::from(created) * 1000, freshness, now.clock, now.fences)?;
     if params
@@ -167,12 +164,12 @@ fn verify_one<'k>(
         headers: &request.parts.headers,
         https: request.https,
     };
-    let base = base::signature_base_of(&message, &candidate.input, &covered)
-        .map_err(|_| Rejection::BadSignature)?;
+    let base = base::signature_base(&message, input).map_err(|_| Rejection::BadSignature)?;
     if !verify::verifies(&key.material, base.as_bytes(), &candidate.signature) {
         return Err(Rejection::BadSignature);
     }
-    if covered
+    if input
+        .components
         .iter()
         .any(|c| c.name() == digest::CONTENT_DIGEST.as_str())
     {
@@ -181,24 +178,25 @@ fn verify_one<'k>(
     Ok(Verified {
         key_id: &key.id,
         fresh,
-        nonce: params.nonce.clone(),
+        nonce: params.nonce.map(str::to_owned),
     })
 }
 
 /// Every configured component is covered, and `content-digest` (whole, or
 /// `;sf`) when the request has a body.
 fn covers_what_the_route_requires(
-    covered: &[Component],
+    input: &Input<'_>,
     rule: &Rfc9421Rule,
     body: &[u8],
 ) -> Result<(), Rejection> {
+    let covered = &input.components;
     let all_configured = rule
         .components
         .iter()
-        .all(|wanted| covered.iter().any(|c| c.same_as(wanted)));
-    let digest_covered = covered.iter().any(|c| {
-        c.name() == digest::CONTENT_DIGEST.as_str() && !c.item().params.contains_key("key")
-    });
+        .all(|wanted| covered.iter().any(|c| base::names(c, wanted)));
+    let digest_covered = covered
+        .iter()
+        .any(|c| c.name() == digest::CONTENT_DIGEST.as_str() && !c.params.contains("key"));
     if all_configured && (body.is_empty() || digest_covered) {
         Ok(())
     } else {

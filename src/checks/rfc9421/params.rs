@@ -1,14 +1,18 @@
-//! Parsing `Signature-Input` and `Signature` (RFC 9421 §4.1, §4.2) as
-//! RFC 8941 Dictionaries, with the `sfv` crate, into one [`Candidate`] per
-//! label that has both an input and a signature, and reading the
-//! signature parameters of §2.3 with their types.
+//! Reading `Signature-Input` and `Signature` (RFC 9421 §4.1, §4.2) as
+//! RFC 8941 Dictionaries ([`super::fields`], `sfv`'s parser) into one
+//! [`Candidate`] per label that has both an input and a signature, and
+//! reading the signature parameters of §2.3 with their types.
 //!
 //! This module must never decide whether a signature is acceptable (that
 //! is [`super::check`]'s), and never hand-parse a structured field.
 
+use std::borrow::Cow;
+
 use http::header::HeaderName;
 use http::HeaderMap;
+use sfv::GenericBareItem;
 
+use super::fields::{self, Input, Params};
 use crate::rejection::Rejection;
 
 /// `Signature-Input`.
@@ -21,113 +25,132 @@ pub const MAX_SIGNATURES: usize = 8;
 
 /// The signature parameters of §2.3 that replay-guard reads. Others are
 /// kept (they are signed, in [`Candidate::input`]) but not interpreted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SigParams {
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SigParams<'a> {
     /// `keyid`.
-    pub keyid: Option<String>,
+    pub keyid: Option<&'a str>,
     /// `created`, Unix seconds.
     pub created: Option<i64>,
     /// `expires`, Unix seconds.
     pub expires: Option<i64>,
     /// `nonce`.
-    pub nonce: Option<String>,
+    pub nonce: Option<&'a str>,
     /// `alg`.
-    pub alg: Option<String>,
+    pub alg: Option<&'a str>,
     /// `tag`.
-    pub tag: Option<String>,
+    pub tag: Option<&'a str>,
 }
 
-/// One labelled signature of a request.
+/// One labelled signature of a request, borrowing from [`Fields`].
 #[derive(Debug, Clone)]
-pub struct Candidate {
+pub struct Candidate<'a> {
     /// The Dictionary key in both fields.
-    pub label: String,
+    pub label: &'a str,
     /// The covered components and the parameters, as received.
-    pub input: sfv::InnerList,
-    /// The parameters, typed; `Err` names what a badly typed one is.
-    pub params: Result<SigParams, Rejection>,
+    pub input: Input<'a>,
     /// The signature bytes.
     pub signature: Vec<u8>,
 }
 
-/// Every line of a field, combined with ", " (RFC 9110 §5.3); `None` when
-/// absent, `Err` when a line is not visible ASCII.
-fn combined(headers: &HeaderMap, name: &HeaderName) -> Option<Result<String, ()>> {
-    let mut lines = headers.get_all(name).iter().peekable();
-    lines.peek()?;
-    let mut out = Vec::new();
-    for line in lines {
+impl Candidate<'_> {
+    /// The parameters, typed; `Err` names what a badly typed one is.
+    pub fn params(&self) -> Result<SigParams<'_>, Rejection> {
+        typed(&self.input.params)
+    }
+}
+
+/// Every line of a field, combined with ", " (RFC 9110 §5.3), borrowed
+/// when there is one line; `None` when absent, `Err` when a line is not
+/// visible ASCII.
+pub fn combined<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<Result<Cow<'h, str>, ()>> {
+    let mut lines = headers.get_all(name).iter();
+    let first = lines.next()?;
+    let Ok(first) = first.to_str() else {
+        return Some(Err(()));
+    };
+    let Some(second) = lines.next() else {
+        return Some(Ok(Cow::Borrowed(first.trim())));
+    };
+    let mut out = first.trim().to_owned();
+    for line in std::iter::once(second).chain(lines) {
         match line.to_str() {
-            Ok(text) => out.push(text.trim()),
+            Ok(text) => {
+                out.push_str(", ");
+                out.push_str(text.trim());
+            }
             Err(_) => return Some(Err(())),
         }
     }
-    Some(Ok(out.join(", ")))
+    Some(Ok(Cow::Owned(out)))
 }
 
-fn dictionary(text: &str) -> Result<sfv::Dictionary, Rejection> {
-    sfv::Parser::new(text)
-        .with_version(sfv::Version::Rfc8941)
-        .parse()
-        .map_err(|_| Rejection::BadSignature)
+/// The two fields' text, combined; what the candidates borrow from.
+#[derive(Debug, Clone)]
+pub struct Fields<'h> {
+    input: Cow<'h, str>,
+    signature: Cow<'h, str>,
 }
 
-/// The request's signatures, in `Signature-Input` order: `Ok(None)` when
-/// it has neither field, `MissingSignature` when it has only one,
-/// `BadSignature` when either does not parse.
-pub fn candidates(headers: &HeaderMap) -> Result<Option<Vec<Candidate>>, Rejection> {
-    let (input, signature) = match (
-        combined(headers, &SIGNATURE_INPUT),
-        combined(headers, &SIGNATURE),
-    ) {
-        (None, None) => return Ok(None),
-        (Some(Ok(input)), Some(Ok(signature))) => (input, signature),
-        (None, _) | (_, None) => return Err(Rejection::MissingSignature),
-        _ => return Err(Rejection::BadSignature),
-    };
-    let inputs = dictionary(&input)?;
-    let signatures = dictionary(&signature)?;
-    let mut out = Vec::new();
-    for (label, entry) in inputs.into_iter().take(MAX_SIGNATURES) {
-        let sfv::ListEntry::InnerList(list) = entry else {
-            continue;
-        };
-        let Some(sfv::ListEntry::Item(item)) = signatures.get(label.as_str()) else {
-            continue;
-        };
-        let Some(bytes) = item.bare_item.as_byte_sequence() else {
-            continue;
-        };
-        out.push(Candidate {
-            label: label.as_str().to_owned(),
-            params: typed(&list.params),
-            input: list,
-            signature: bytes.to_vec(),
-        });
+impl<'h> Fields<'h> {
+    /// `Ok(None)` when the request has neither field, `MissingSignature`
+    /// when it has only one, `BadSignature` when either is not visible
+    /// ASCII.
+    pub fn read(headers: &'h HeaderMap) -> Result<Option<Fields<'h>>, Rejection> {
+        match (
+            combined(headers, &SIGNATURE_INPUT),
+            combined(headers, &SIGNATURE),
+        ) {
+            (None, None) => Ok(None),
+            (Some(Ok(input)), Some(Ok(signature))) => Ok(Some(Fields { input, signature })),
+            (None, _) | (_, None) => Err(Rejection::MissingSignature),
+            _ => Err(Rejection::BadSignature),
+        }
     }
-    Ok(Some(out))
+
+    /// The request's signatures, in `Signature-Input` order;
+    /// `BadSignature` when either field does not parse.
+    pub fn candidates(&self) -> Result<Vec<Candidate<'_>>, Rejection> {
+        let inputs = fields::inputs(&self.input).map_err(|_| Rejection::BadSignature)?;
+        let mut signatures =
+            fields::byte_sequences(&self.signature).map_err(|_| Rejection::BadSignature)?;
+        let mut out = Vec::with_capacity(1);
+        for (label, input) in inputs.into_iter().take(MAX_SIGNATURES) {
+            let Some(input) = input else {
+                continue;
+            };
+            let Some(signature) = signatures
+                .iter_mut()
+                .find(|(l, _)| *l == label)
+                .and_then(|(_, bytes)| bytes.take())
+            else {
+                continue;
+            };
+            out.push(Candidate {
+                label: label.as_str(),
+                input,
+                signature,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// The parameters of §2.3 with their types: Integers for `created` and
 /// `expires` (else `MalformedTimestamp`), Strings for the others (else
 /// `BadSignature`).
-pub fn typed(params: &sfv::Parameters) -> Result<SigParams, Rejection> {
-    let string = |name: &str| -> Result<Option<String>, Rejection> {
+pub fn typed<'a>(params: &'a Params<'_>) -> Result<SigParams<'a>, Rejection> {
+    let string = |name: &str| -> Result<Option<&'a str>, Rejection> {
         match params.get(name) {
             None => Ok(None),
-            Some(value) => value
-                .as_string()
-                .map(|s| Some(s.as_str().to_owned()))
-                .ok_or(Rejection::BadSignature),
+            Some(GenericBareItem::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(Rejection::BadSignature),
         }
     };
     let integer = |name: &str| -> Result<Option<i64>, Rejection> {
         match params.get(name) {
             None => Ok(None),
-            Some(value) => value
-                .as_integer()
-                .map(|i| Some(i64::from(i)))
-                .ok_or(Rejection::MalformedTimestamp),
+            Some(GenericBareItem::Integer(i)) => Ok(Some(i64::from(*i))),
+            Some(_) => Err(Rejection::MalformedTimestamp),
         }
     };
     Ok(SigParams {
@@ -165,55 +188,59 @@ mod tests {
             ],
             &["a=:AAEC:, b=:AwQ=:", "unused=:AA==:"],
         );
-        let all = candidates(&h).unwrap().unwrap();
-        let labels: Vec<_> = all.iter().map(|c| c.label.as_str()).collect();
+        let fields = Fields::read(&h).unwrap().unwrap();
+        let all = fields.candidates().unwrap();
+        let labels: Vec<_> = all.iter().map(|c| c.label).collect();
         assert_eq!(labels, ["b", "a"]);
         assert_eq!(all[0].signature, [3, 4]);
         assert_eq!(
-            all[0].params,
+            all[0].params(),
             Ok(SigParams {
-                keyid: Some("k".into()),
+                keyid: Some("k"),
                 created: Some(1),
                 expires: Some(2),
-                nonce: Some("n".into()),
-                alg: Some("ed25519".into()),
-                tag: Some("t".into()),
+                nonce: Some("n"),
+                alg: Some("ed25519"),
+                tag: Some("t"),
             })
         );
-        assert_eq!(all[1].input.items.len(), 0);
+        assert_eq!(all[1].input.components.len(), 0);
     }
 
     #[test]
     fn absent_one_sided_malformed_and_mistyped() {
+        let candidates = |h: &HeaderMap| {
+            Fields::read(h).and_then(|f| f.map(|f| f.candidates().map(|c| c.len())).transpose())
+        };
+        let params = |h: &HeaderMap| {
+            let fields = Fields::read(h).unwrap().unwrap();
+            let all = fields.candidates().unwrap();
+            all[0].params().map(|_| ())
+        };
+        assert_eq!(candidates(&HeaderMap::new()), Ok(None));
         assert_eq!(
-            candidates(&HeaderMap::new()).unwrap().map(|v| v.len()),
-            None
+            candidates(&headers(&["a=()"], &[])),
+            Err(Rejection::MissingSignature)
         );
         assert_eq!(
-            candidates(&headers(&["a=()"], &[])).unwrap_err(),
-            Rejection::MissingSignature
+            candidates(&headers(&[], &["a=:AA==:"])),
+            Err(Rejection::MissingSignature)
         );
         assert_eq!(
-            candidates(&headers(&[], &["a=:AA==:"])).unwrap_err(),
-            Rejection::MissingSignature
+            candidates(&headers(&["a=(\"@method\""], &["a=:AA==:"])),
+            Err(Rejection::BadSignature)
         );
         assert_eq!(
-            candidates(&headers(&["a=(\"@method\""], &["a=:AA==:"])).unwrap_err(),
-            Rejection::BadSignature
+            params(&headers(&["a=();created=\"1\""], &["a=:AA==:"])),
+            Err(Rejection::MalformedTimestamp)
         );
-        let mistyped = candidates(&headers(&["a=();created=\"1\""], &["a=:AA==:"]))
-            .unwrap()
-            .unwrap();
-        assert_eq!(mistyped[0].params, Err(Rejection::MalformedTimestamp));
-        let mistyped = candidates(&headers(&["a=();keyid=k"], &["a=:AA==:"]))
-            .unwrap()
-            .unwrap();
-        assert_eq!(mistyped[0].params, Err(Rejection::BadSignature));
-        let not_bytes = candidates(&headers(&["a=()"], &["a=\"x\""]))
-            .unwrap()
-            .unwrap();
-        assert!(
-            not_bytes.is_empty(),
+        assert_eq!(
+            params(&headers(&["a=();keyid=k"], &["a=:AA==:"])),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            candidates(&headers(&["a=()"], &["a=\"x\""])),
+            Ok(Some(0)),
             "a signature that is not a byte sequence is no candidate"
         );
     }

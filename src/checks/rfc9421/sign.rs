@@ -18,6 +18,7 @@ use rustls_pki_types::PrivateKeyDer;
 
 use super::base::{signature_base, Message};
 use super::digest::{self, DigestAlgorithm, CONTENT_DIGEST};
+use super::fields;
 use super::params::{SIGNATURE, SIGNATURE_INPUT};
 use crate::config::{Algorithm, Component, Secret};
 
@@ -202,26 +203,32 @@ pub fn sign(
         param(&mut params, "tag", string(tag)?);
     }
     let input = sfv::InnerList::with_params(components, params);
+    let label = sfv::KeyRef::from_str(signer.label)
+        .map_err(|_| format!("{:?} is not a signature label", signer.label))?
+        .to_owned();
+    let mut input_dict = sfv::Dictionary::new();
+    input_dict.insert(label.clone(), input.into());
+    let input_text = sfv::FieldType::serialize(&input_dict).unwrap_or_default();
+    // The base is built from the field as the verifier reads it.
+    let inputs = fields::inputs(&input_text).map_err(|e| e.to_string())?;
+    let Some((_, Some(parsed))) = inputs.first() else {
+        return Err("the signature input does not read back".to_owned());
+    };
     let message = Message {
         method: request.method,
         uri: request.uri,
         headers: &headers,
         https: request.https,
     };
-    let base = signature_base(&message, &input).map_err(|e| e.0)?;
+    let base = signature_base(&message, parsed).map_err(|e| e.0)?;
     let signature = key.sign(base.as_bytes())?;
-    let label = sfv::KeyRef::from_str(signer.label)
-        .map_err(|_| format!("{:?} is not a signature label", signer.label))?
-        .to_owned();
-    let mut input_dict = sfv::Dictionary::new();
-    input_dict.insert(label.clone(), input.into());
     let mut signature_dict = sfv::Dictionary::new();
     signature_dict.insert(label, sfv::BareItem::ByteSequence(signature).into());
-    for (name, dict) in [(SIGNATURE_INPUT, input_dict), (SIGNATURE, signature_dict)] {
-        let text = sfv::FieldType::serialize(&dict).unwrap_or_default();
+    let signature_text = sfv::FieldType::serialize(&signature_dict).unwrap_or_default();
+    for (name, text) in [(SIGNATURE_INPUT, &input_text), (SIGNATURE, &signature_text)] {
         added.push((
             name,
-            HeaderValue::from_str(&text).map_err(|e| e.to_string())?,
+            HeaderValue::from_str(text).map_err(|e| e.to_string())?,
         ));
     }
     Ok(added)

@@ -154,8 +154,23 @@ pub fn parse_component(text: &str) -> Result<Component, String> {
 
 /// Whether the verifier can derive this component from a request.
 pub fn supported(component: &Component) -> Result<(), String> {
-    let name = component.name();
-    let params: Vec<&str> = component.item().params.keys().map(|k| k.as_str()).collect();
+    support(
+        component.name(),
+        component
+            .item()
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), sfv::RefBareItem::from(v))),
+    )
+}
+
+/// [`supported`] over a name and its parameters as received: the one rule
+/// both the configuration and a request's covered components are held to.
+/// It allocates only to explain a refusal.
+pub fn support<'p>(
+    name: &str,
+    mut params: impl Iterator<Item = (&'p str, sfv::RefBareItem<'p>)>,
+) -> Result<(), String> {
     if name.starts_with('@') {
         if !DERIVED.contains(&name) {
             return Err(format!(
@@ -163,19 +178,15 @@ pub fn supported(component: &Component) -> Result<(), String> {
                 DERIVED.join(", ")
             ));
         }
-        let wanted: &[&str] = if name == "@query-param" {
-            &["name"]
+        let ok = if name == "@query-param" {
+            matches!(
+                (params.next(), params.next()),
+                (Some(("name", sfv::RefBareItem::String(_))), None)
+            )
         } else {
-            &[]
+            params.next().is_none()
         };
-        let name_ok = name != "@query-param"
-            || component
-                .item()
-                .params
-                .get("name")
-                .and_then(|v| v.as_string())
-                .is_some();
-        if params != wanted || !name_ok {
+        if !ok {
             return Err(match name {
                 "@query-param" => "\"@query-param\" takes exactly one parameter, name=\"...\", e.g. \"@query-param;name=\\\"id\\\"\"".to_owned(),
                 _ => format!("{name:?} takes no parameters"),
@@ -189,11 +200,10 @@ pub fn supported(component: &Component) -> Result<(), String> {
     {
         return Err(format!("{name:?} is not a lowercase HTTP field name"));
     }
-    for param in params {
-        match param {
-            "sf" if component.item().params.get("sf").and_then(|v| v.as_boolean()) == Some(true) => {}
-            "key" if component.item().params.get("key").and_then(|v| v.as_string()).is_some() => {}
-            "bs" | "req" | "tr" => return Err(format!("the {param:?} component parameter is not supported (binary-wrapped, response and trailer components)")),
+    for (param, value) in params {
+        match (param, value) {
+            ("sf", sfv::RefBareItem::Boolean(true)) | ("key", sfv::RefBareItem::String(_)) => {}
+            ("bs" | "req" | "tr", _) => return Err(format!("the {param:?} component parameter is not supported (binary-wrapped, response and trailer components)")),
             _ => return Err(format!("{param:?} is not a field component parameter; use sf or key=\"...\"")),
         }
     }
