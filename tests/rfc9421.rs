@@ -224,6 +224,12 @@ async fn tampering_after_signing_is_refused_and_nothing_is_forwarded() {
             "bad_signature",
         ),
         (
+            "33 signature labels (more than a request may carry)",
+            with_input(extra_labels(&input, 32)),
+            401,
+            "bad_signature",
+        ),
+        (
             "no Signature",
             good.clone().without_header("Signature"),
             401,
@@ -255,7 +261,27 @@ async fn tampering_after_signing_is_refused_and_nothing_is_forwarded() {
         200,
         "the untouched request still passes"
     );
+    let other = order(9);
+    let signed_other = signed(other.clone(), spec(&proxy, &other, KEYS[1], 9));
+    let input = signed_other
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("signature-input"))
+        .map(|(_, v)| v.clone())
+        .expect("Signature-Input");
+    let reply = signed_other
+        .replace_header("Signature-Input", extra_labels(&input, 31))
+        .send(proxy.addr)
+        .await;
+    assert_eq!(reply.status, 200, "32 labels are within the bound");
+    assert_eq!(upstream.count(), 2);
     proxy.shutdown().await;
+}
+
+/// `input` followed by `n` unsigned labels of empty inner lists.
+fn extra_labels(input: &str, n: usize) -> String {
+    let extra: Vec<String> = (0..n).map(|i| format!("extra{i}=()")).collect();
+    format!("{input}, {}", extra.join(", "))
 }
 
 #[tokio::test]

@@ -17,8 +17,7 @@ use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHAN
 use super::fields::{Covered, Input};
 use crate::config::{component_support as support, Component};
 
-/// At most this many covered components are read (bounds CPU).
-pub const MAX_COMPONENTS: usize = 32;
+pub use super::fields::MAX_COMPONENTS;
 
 /// The HTML `application/x-www-form-urlencoded` percent-encode set: every
 /// byte but ASCII alphanumerics and `*-._` (spaces as `%20`, RFC 9421

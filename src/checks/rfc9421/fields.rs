@@ -9,16 +9,42 @@
 //! them (the last value wins, in the place of the first), so a value means
 //! the same here as in the parsed types the signer and the tests use.
 //!
+//! Parsing stops at [`TooMany`]: more than [`MAX_MEMBERS`] members, or more
+//! than [`MAX_PARAMS`] parameters on one item or list, or more than
+//! [`MAX_COMPONENTS`] covered components in one list. A request carries a
+//! handful of each; the bounds keep the linear lookups that collapse
+//! repeated keys from costing quadratic time on a 64 KiB header.
+//!
 //! This module must never hand-parse a structured field, and never decide
 //! whether a signature is acceptable.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::fmt;
 
 use sfv::visitor::{
     DictionaryVisitor, EntryVisitor, Ignored, InnerListVisitor, ItemVisitor, ParameterVisitor,
 };
 use sfv::{BareItemFromInput, GenericBareItem, KeyRef, RefBareItem, StringRef};
+
+/// At most this many members are read from one Dictionary.
+pub const MAX_MEMBERS: usize = 32;
+/// At most this many parameters are read from one item or inner list.
+pub const MAX_PARAMS: usize = 32;
+/// At most this many covered components are read from one inner list.
+pub const MAX_COMPONENTS: usize = 32;
+
+/// A field with more members, parameters or components than the bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooMany;
+
+impl fmt::Display for TooMany {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("more members, parameters or components than a request may carry")
+    }
+}
+
+impl std::error::Error for TooMany {}
 
 /// Parameters as received, repeated names collapsed (last value, first
 /// place).
@@ -65,11 +91,14 @@ impl<'a> Params<'a> {
                 .all(|(key, value)| other.get(key.as_str()) == Some(value))
     }
 
-    fn set(&mut self, key: &'a KeyRef, value: BareItemFromInput<'a>) {
+    fn set(&mut self, key: &'a KeyRef, value: BareItemFromInput<'a>) -> Result<(), TooMany> {
+        let full = self.0.len() >= MAX_PARAMS;
         match self.0.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
+            None if full => return Err(TooMany),
             None => self.0.push((key, value)),
         }
+        Ok(())
     }
 }
 
@@ -171,11 +200,12 @@ where
     for<'s> Slot<'s, T>: EntryVisitor<'a>,
 {
     type Out = Members<'a, T>;
-    type Error = Infallible;
+    type Error = TooMany;
 
     fn entry(&mut self, key: &'a KeyRef) -> Result<impl EntryVisitor<'a>, Self::Error> {
         let at = match self.0.iter().position(|(k, _)| *k == key) {
             Some(at) => at,
+            None if self.0.len() >= MAX_MEMBERS => return Err(TooMany),
             None => {
                 self.0.push((key, None));
                 self.0.len() - 1
@@ -224,7 +254,7 @@ struct Component<'s, 'a>(&'s mut Input<'a>);
 
 impl<'a> ItemVisitor<'a> for Component<'_, 'a> {
     type Out = Option<()>;
-    type Error = Infallible;
+    type Error = TooMany;
 
     fn bare_item(
         self,
@@ -234,6 +264,9 @@ impl<'a> ItemVisitor<'a> for Component<'_, 'a> {
             self.0.not_strings = true;
             return Ok(None);
         };
+        if self.0.components.len() >= MAX_COMPONENTS {
+            return Err(TooMany);
+        }
         self.0.components.push(Covered {
             name,
             params: Params::default(),
@@ -244,15 +277,14 @@ impl<'a> ItemVisitor<'a> for Component<'_, 'a> {
 
 impl<'a> ParameterVisitor<'a> for &mut Params<'a> {
     type Out = ();
-    type Error = Infallible;
+    type Error = TooMany;
 
     fn parameter(
         &mut self,
         key: &'a KeyRef,
         value: BareItemFromInput<'a>,
     ) -> Result<(), Self::Error> {
-        self.set(key, value);
-        Ok(())
+        self.set(key, value)
     }
 
     fn finish(self) -> Result<Self::Out, Self::Error> {
@@ -373,5 +405,34 @@ mod tests {
         assert!(byte_sequences("a=:AAEC:,").is_err());
         assert!(inputs("a=(\"x\"").is_err());
         assert!(inputs("a=@1").is_err(), "RFC 8941 has no Dates");
+    }
+
+    /// Past the bounds parsing stops: a 64 KiB field of parameters or
+    /// labels is refused, not collapsed key by key.
+    #[test]
+    fn members_parameters_and_components_are_bounded() {
+        let params = |n: usize| (0..n).map(|i| format!(";p{i}")).collect::<String>();
+        let members = |n: usize| {
+            (0..n)
+                .map(|i| format!("s{i}=()"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let items = |n: usize| (0..n).map(|i| format!("\"h{i}\" ")).collect::<String>();
+        assert!(inputs(&format!("a=(){}", params(MAX_PARAMS))).is_ok());
+        assert!(inputs(&format!("a=(){}", params(MAX_PARAMS + 1))).is_err());
+        assert!(
+            inputs(&format!("a=(){};p0;p1", params(MAX_PARAMS))).is_ok(),
+            "a repeated parameter is not another one"
+        );
+        assert!(inputs(&format!("a=(\"x\"{})", params(MAX_PARAMS + 1))).is_err());
+        assert!(inputs(&members(MAX_MEMBERS)).is_ok());
+        assert!(inputs(&members(MAX_MEMBERS + 1)).is_err());
+        assert!(byte_sequences(&members(MAX_MEMBERS + 1)).is_err());
+        assert!(inputs(&format!("a=({})", items(MAX_COMPONENTS).trim())).is_ok());
+        assert!(inputs(&format!("a=({})", items(MAX_COMPONENTS + 1).trim())).is_err());
+        let huge = format!("a=(){}", params(12_000));
+        assert!(huge.len() > 60_000);
+        assert!(inputs(&huge).is_err());
     }
 }
