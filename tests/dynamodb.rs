@@ -77,14 +77,8 @@ async fn admin_get(admin: SocketAddr, path: &str) -> Reply {
 }
 
 /// The value of one sample line of the Prometheus text, 0 when absent.
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(sample)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
+fn metric(text: &str, series: &str) -> f64 {
+    support::metrics::sample(text, series).unwrap_or(0.0)
 }
 
 /// Send `request` to proxies round-robin, `copies` times concurrently;

@@ -338,16 +338,9 @@ async fn allow_proxy_behind_shim(
     TestProxy::start(&upstream.url(), &format!("{store}\n{}", routes(65_536))).await
 }
 
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(sample)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
+/// The value of one sample line of the Prometheus text, 0 when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    support::metrics::sample(text, series).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

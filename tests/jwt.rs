@@ -433,6 +433,28 @@ async fn a_failed_scheduled_refresh_keeps_the_last_good_set() {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(order(&token, 3).send(proxy.addr).await.status, 200);
     assert_eq!(upstream.count(), 3);
+    // What an operator alerts on: the failures are counted, and the set in
+    // use still has every key.
+    let text = support::metrics::scrape(proxy.admin.unwrap()).await;
+    let refreshes = |result: &str| {
+        support::metrics::sample(
+            &text,
+            &format!("replay_guard_jwks_refreshes_total{{result=\"{result}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no {result} series in\n{text}"))
+    };
+    assert!(refreshes("ok") >= 1.0, "the first fetch");
+    assert!(
+        refreshes("error") >= 2.0,
+        "the broken document and the dead server"
+    );
+    let published: Value = serde_json::from_str(&keys().jwks).unwrap();
+    assert_eq!(
+        support::metrics::sample(&text, "replay_guard_jwks_keys{source=\"url\"}"),
+        Some(published["keys"].as_array().unwrap().len() as f64),
+        "the last good set is still in use"
+    );
+    assert!(!text.contains("127.0.0.1"), "no JWKS URL in a label");
     proxy.shutdown().await;
 }
 

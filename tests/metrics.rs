@@ -49,11 +49,7 @@ async fn scrape(proxy: &ProxyProcess) -> String {
     String::from_utf8(reply.body.to_vec()).unwrap()
 }
 
-/// The value of the series written exactly as `series` (name and labels).
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
+use support::metrics::sample as value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_series_exists_at_zero_before_the_first_request() {
@@ -95,6 +91,18 @@ async fn every_route_series_exists_at_zero_before_the_first_request() {
         Some(0.0)
     );
     rejections("unmatched", &["route_not_allowed", "malformed_request"]);
+    // The store error series of the operations the routes call, at 0
+    // before the first error; none for operations no route calls.
+    assert_eq!(
+        value(
+            &text,
+            r#"replay_guard_store_errors_total{op="claim_nonce"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(!text.contains(r#"replay_guard_store_errors_total{op="claim_idempotency"}"#));
+    assert!(!text.contains("replay_guard_idempotency_lost_ownership_total{"));
     // Only reasons a route can produce: no nonce reasons on a rate limit.
     assert!(!text.contains(r#"route="search",reason="replayed_nonce""#));
     assert!(!text.contains(r#"route="health",reason="rate_limited""#));

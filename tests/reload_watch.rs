@@ -28,10 +28,8 @@ fn config(upstream: &Upstream, guarded: bool, extra_server: &str) -> String {
 }
 
 async fn metric(proxy: &ProxyProcess, series: &str) -> Option<f64> {
-    let reply = Req::get("/metrics").send(proxy.admin.unwrap()).await;
-    String::from_utf8_lossy(&reply.body)
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    let text = support::metrics::scrape(proxy.admin.unwrap()).await;
+    support::metrics::sample(&text, series)
 }
 
 /// Wait (bounded) until `series` reads `want`.

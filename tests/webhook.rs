@@ -176,11 +176,8 @@ async fn redeliver(req: &Req, proxy: &TestProxy, landed: usize) -> Reply {
     let sample = "replay_guard_store_duration_seconds_count{op=\"complete_idempotency\"}";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let written = || async {
-        let reply = Req::get("/metrics").send(proxy.admin.unwrap()).await;
-        String::from_utf8_lossy(&reply.body)
-            .lines()
-            .find_map(|line| line.strip_prefix(sample)?.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
+        let text = support::metrics::scrape(proxy.admin.unwrap()).await;
+        support::metrics::sample(&text, sample).unwrap_or(0.0)
     };
     while written().await < landed as f64 {
         assert!(
@@ -208,12 +205,8 @@ fn assert_refused(reply: &Reply, status: u16, reason: &str, what: &str) {
 
 /// A metric series' value from the admin listener's `/metrics`.
 async fn metric(proxy: &TestProxy, series: &str) -> f64 {
-    let reply = Req::get("/metrics").send(proxy.admin.unwrap()).await;
-    let text = String::from_utf8(reply.body.to_vec()).unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no series {series}"))
+    let text = support::metrics::scrape(proxy.admin.unwrap()).await;
+    support::metrics::sample(&text, series).unwrap_or_else(|| panic!("no series {series}"))
 }
 
 // ------------------------------------------------------------------ cases

@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 use crate::checks::header_text;
 use crate::clock::SharedClock;
 use crate::config::{JwksSource, JwtConfig, JwtKeys};
+use crate::metrics::JwksSeries;
 use crate::rejection::Rejection;
 
 /// The least time between two refreshes caused by an unknown `kid`.
@@ -66,6 +67,8 @@ pub struct JwtVerifier {
     refreshing: tokio::sync::Mutex<Option<Instant>>,
     /// JWKS fetches so far (for tests and metrics).
     fetches: AtomicU64,
+    /// Refreshes by result and the keys in use, for `/metrics`.
+    series: JwksSeries,
     /// The proxy's clock for `exp` and `nbf`.
     clock: SharedClock,
     /// Tokens that verified, by SHA-256, until their `exp`.
@@ -130,6 +133,7 @@ impl JwtVerifier {
         config: &JwtConfig,
         clock: SharedClock,
         previous: Option<&JwtVerifier>,
+        series: JwksSeries,
     ) -> Arc<JwtVerifier> {
         let keys = match (&config.jwks, &config.file_keys, previous) {
             (Some(JwksSource::File(_)), Some(keys), _) => keys.clone(),
@@ -149,6 +153,7 @@ impl JwtVerifier {
             .secret
             .as_ref()
             .and_then(|secret| DecodingKey::from_secret(secret.expose()).ok());
+        series.set_keys(keys.keys.len());
         Arc::new(JwtVerifier {
             config: config.clone(),
             validations,
@@ -157,6 +162,7 @@ impl JwtVerifier {
             generation: AtomicU64::new(0),
             refreshing: tokio::sync::Mutex::new(None),
             fetches: AtomicU64::new(0),
+            series,
             clock,
             cache: Cache {
                 capacity: config.cache_entries,
@@ -344,10 +350,12 @@ impl JwtVerifier {
         match fetched.and_then(|bytes| JwtKeys::parse(&bytes)) {
             Ok(keys) => {
                 tracing::debug!(keys = keys.keys.len(), "JWKS refreshed");
+                self.series.refreshed(keys.keys.len());
                 self.keys.store(Arc::new(keys));
                 self.cache.clear();
             }
             Err(why) => {
+                self.series.failed();
                 tracing::warn!(error = %why, "JWKS refresh failed; keeping the last good key set");
             }
         }

@@ -11,6 +11,7 @@
 //! `replay_guard_build_info` are the only series without the prefix rule
 //! (`process_*` carry no prefix, like every other exporter's).
 
+mod jwks;
 mod memory;
 mod process;
 mod reasons;
@@ -27,6 +28,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 
+pub use jwks::JwksSeries;
 use memory::{MemoryCollector, MemorySource};
 use reload::ReloadSeries;
 
@@ -132,6 +134,7 @@ pub struct Metrics {
     lost_ownership: Family<OpLabel, Counter>,
     in_flight: Gauge,
     reloads: ReloadSeries,
+    jwks: jwks::JwksFamilies,
     report_only: Family<RouteReason, Counter>,
     webhooks: Family<WebhookLabels, Counter>,
     memory: MemoryCollector,
@@ -191,6 +194,7 @@ impl Metrics {
         let requests = request_families(registry, upstream_timeout);
         let store = store_families(registry);
         let reloads = ReloadSeries::register(registry);
+        let jwks = jwks::JwksFamilies::register(registry);
         let in_flight = add(
             registry,
             "in_flight_requests",
@@ -217,6 +221,7 @@ impl Metrics {
             lost_ownership: store.lost_ownership,
             in_flight,
             reloads,
+            jwks,
             memory,
         }
     }
@@ -257,6 +262,7 @@ impl Metrics {
                 route: rule.name.clone(),
             });
         }
+        self.zero_store_series(rule);
         if rule.mode == crate::config::Mode::Report {
             for reason in reasons.iter().chain(&["idempotent_replay"]) {
                 let _ = self.report_only.get_or_create(&RouteReason {
@@ -266,6 +272,45 @@ impl Metrics {
             }
         }
         self.route(&rule.name)
+    }
+
+    /// Create, at 0, the store error series of the operations `rule` calls
+    /// and, where it fences idempotency records, its lost-ownership series,
+    /// so that an alert on their rate has a series before the first error.
+    fn zero_store_series(&self, rule: &Route) {
+        let idempotency = rule.idempotency.is_some() || rule.webhook.is_some();
+        let cluster = rule
+            .rate_limit
+            .as_ref()
+            .is_some_and(|r| r.scope == crate::config::RateScope::Cluster);
+        let ops = [
+            (rule.nonce.is_some(), &["claim_nonce"][..]),
+            (
+                idempotency,
+                &[
+                    "claim_idempotency",
+                    "complete_idempotency",
+                    "release_idempotency",
+                ][..],
+            ),
+            (cluster, &["reserve_rate"][..]),
+        ];
+        for op in ops
+            .iter()
+            .filter(|(used, _)| *used)
+            .flat_map(|(_, ops)| *ops)
+        {
+            let _ = self.store_errors.get_or_create(&OpLabel {
+                op: (*op).to_owned(),
+            });
+        }
+        if idempotency {
+            for op in ["complete_idempotency", "release_idempotency"] {
+                let _ = self
+                    .lost_ownership
+                    .get_or_create(&OpLabel { op: op.to_owned() });
+            }
+        }
     }
 
     /// The series of requests no route names (`route = "unmatched"`), with
@@ -331,6 +376,11 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// The series of a JWKS read from `source` (`file` or `url`).
+    pub fn jwks(&self, source: &str) -> JwksSeries {
+        self.jwks.series(source)
     }
 
     /// Count a configuration reload attempt that took `took`.
@@ -533,31 +583,4 @@ impl RouteMetrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_buckets_reach_the_upstream_timeout() {
-        let buckets = request_buckets(Duration::from_secs(30));
-        assert_eq!(buckets.0.last(), Some(&30.0));
-        assert!(buckets.0.contains(&8.192) && buckets.0.contains(&20.0));
-        assert!(buckets.0.windows(2).all(|w| w[0] < w[1]));
-        let buckets = request_buckets(Duration::from_millis(1500));
-        assert_eq!(buckets.0.last(), Some(&1.5));
-        assert!(buckets.0.iter().all(|&b| b <= 1.5));
-    }
-
-    #[test]
-    fn build_info_and_reload_series_are_there_from_the_start() {
-        let text = Metrics::new().encode();
-        let version = env!("CARGO_PKG_VERSION");
-        assert!(
-            text.contains(&format!(
-                "replay_guard_build_info{{version=\"{version}\"}} 1"
-            )),
-            "{text}"
-        );
-        assert!(text.contains("replay_guard_config_reloads_total{result=\"error\"} 0"));
-        assert!(text.contains("replay_guard_config_last_reload_successful 1"));
-    }
-}
+mod tests;

@@ -46,10 +46,10 @@ use crate::checks::nonce;
 use crate::checks::rate_limit::cluster::ClusterParts;
 use crate::checks::rate_limit::RateLimiter;
 use crate::clock::SharedClock;
-use crate::config::{Config, Mode, RateScope, Route, StoreKind, Unmatched};
+use crate::config::{Config, JwksSource, Mode, RateScope, Route, StoreKind, Unmatched};
 use crate::forward::Peer;
 use crate::identity::JwtVerifier;
-use crate::metrics::{Metrics, Outcome, RouteMetrics};
+use crate::metrics::{JwksSeries, Metrics, Outcome, RouteMetrics};
 use crate::path;
 use crate::rejection::Rejection;
 use crate::routes::{RouteTable, Routed};
@@ -195,7 +195,12 @@ impl Proxy {
             jwt: previous_jwt,
         } = shared;
         let jwt = config.jwt.as_ref().map(|jwt| {
-            let verifier = JwtVerifier::new(jwt, clock.clone(), previous_jwt.as_deref());
+            let series = match &jwt.jwks {
+                Some(JwksSource::File(_)) => metrics.jwks("file"),
+                Some(JwksSource::Url(_)) => metrics.jwks("url"),
+                None => JwksSeries::default(),
+            };
+            let verifier = JwtVerifier::new(jwt, clock.clone(), previous_jwt.as_deref(), series);
             verifier.spawn_refresh();
             verifier
         });

@@ -12,6 +12,7 @@ pub mod dynalite;
 pub mod httpsig;
 pub mod jwt;
 pub mod matrix;
+pub mod metrics;
 pub mod moto;
 pub mod proxy;
 pub mod python;
