@@ -266,3 +266,87 @@ async fn a_rotated_secret_file_is_read_again_on_reload() {
         "no secret in a log line"
     );
 }
+
+/// A Kubernetes Secret volume, mounted apart from the config: the kubelet's
+/// atomic writer swaps `..data` to a new timestamped directory.
+struct SecretMount {
+    dir: tempfile::TempDir,
+    generation: usize,
+}
+
+impl SecretMount {
+    fn new(name: &str, content: &str) -> SecretMount {
+        let mut mount = SecretMount {
+            dir: tempfile::tempdir().unwrap(),
+            generation: 0,
+        };
+        mount.publish(name, content);
+        std::os::unix::fs::symlink(format!("..data/{name}"), mount.dir.path().join(name)).unwrap();
+        mount
+    }
+
+    /// A new generation: its directory, `..data_tmp`, renamed over `..data`.
+    fn publish(&mut self, name: &str, content: &str) {
+        self.generation += 1;
+        let generation = format!("..2026_01_01_00_00_00.{:09}", self.generation);
+        let dir = self.dir.path().join(&generation);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join(name), content).unwrap();
+        let tmp = self.dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink(&generation, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("..data")).unwrap();
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_volume_is_reloaded_without_a_config_change() {
+    let upstream = Upstream::start().await;
+    let (old, new) = ("watched-old-secret-5d2e81", "watched-new-secret-a93c04");
+    let mut secret = SecretMount::new("billing.key", &format!("{old}\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replay-guard.toml");
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"{}\"\n\
+         [[keys]]\nid = \"billing\"\nsecret_file = {:?}\n\
+         [[routes]]\nname = \"pay\"\nmethods = [\"POST\"]\npath = \"/pay\"\n\
+         freshness = {{ max_skew_secs = 120 }}\nnonce = {{ required = true }}\nsignature = {{ required = true }}\n",
+        upstream.url(),
+        secret.path("billing.key").display().to_string()
+    );
+    std::fs::write(&path, toml).unwrap();
+    let proxy = ProxyProcess::start_path(&path, &[]);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let host = proxy.addr.to_string();
+    let signed =
+        |key: &str, n: usize| Req::post("/pay").signed(&host, "billing", key, now, &nonce(n));
+    assert_eq!(signed(old, 1).send(proxy.addr).await.status, 200);
+
+    // The Secret is rotated; the config file is not touched.
+    secret.publish("billing.key", &format!("{new}\n"));
+    until_metric(&proxy, OK, 1.0).await;
+    assert_eq!(signed(new, 2).send(proxy.addr).await.status, 200);
+    assert_eq!(
+        signed(old, 3).send(proxy.addr).await.reason(),
+        "bad_signature",
+        "the old secret no longer verifies"
+    );
+    // The same content published again is not a reload.
+    secret.publish("billing.key", &format!("{new}\n"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(metric(&proxy, OK).await, Some(1.0));
+    assert_eq!(upstream.count(), 2);
+    assert!(
+        proxy
+            .lines()
+            .iter()
+            .all(|l| !l.contains(old) && !l.contains(new)),
+        "no secret in a log line"
+    );
+}

@@ -243,6 +243,10 @@ pub struct Config {
     /// Valid but almost certainly not meant (`file:line:col: warning: …`):
     /// `check` prints them, `run` logs them at startup.
     pub warnings: Vec<String>,
+    /// Every other file the config was built from (secret, public key and
+    /// JWKS files), with the TLS certificate, key and client CA files: a
+    /// change to any of them is a reload's business (`watch_config`).
+    pub files: Vec<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------
@@ -319,12 +323,24 @@ impl Config {
                 });
             }
         };
-        let config = validate::validate(raw, &mut problems, file, env);
+        let recording = environment::Recording::new(env);
+        let config = validate::validate(raw, &mut problems, file, &recording);
         let errors = problems.into_lines();
         if errors.is_empty() {
-            config.ok_or_else(|| ConfigErrors {
+            let mut config = config.ok_or_else(|| ConfigErrors {
                 errors: vec![format!("{file}: invalid configuration")],
-            })
+            })?;
+            let mut files = recording.into_files();
+            if let Some(tls) = &config.server.tls {
+                let ca = tls.client_auth.iter().map(|auth| &auth.ca_file);
+                for path in [&tls.cert_file, &tls.key_file].into_iter().chain(ca) {
+                    if !files.contains(path) {
+                        files.push(path.clone());
+                    }
+                }
+            }
+            config.files = files;
+            Ok(config)
         } else {
             Err(ConfigErrors { errors })
         }

@@ -89,7 +89,7 @@ impl Reloader {
         path: PathBuf,
         tls: Option<crate::tls::SharedAcceptor>,
     ) -> Self {
-        let seen = content_hash(&path);
+        let seen = content_hash(&path, &current.load().config().files);
         Self {
             current,
             path,
@@ -111,8 +111,9 @@ impl Reloader {
             .last
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *last = content_hash(&self.path);
-        self.attempt(trigger)
+        let result = self.attempt(trigger);
+        *last = self.content_hash();
+        result
     }
 
     /// Reload only if the file's content differs from what the last
@@ -122,13 +123,25 @@ impl Reloader {
             .last
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = content_hash(&self.path);
+        let now = self.content_hash();
         if now.is_none() || now == *last {
             // Unreadable (mid-swap, or removed): the next event retries.
             return None;
         }
-        *last = now;
-        Some(self.attempt(Trigger::FileChanged))
+        let result = self.attempt(Trigger::FileChanged);
+        // Over the files the config now in use reads (a reload may name
+        // other secret files).
+        *last = self.content_hash();
+        Some(result)
+    }
+
+    /// The files the config in use was built from, besides its own.
+    pub(super) fn files(&self) -> Vec<PathBuf> {
+        self.current.load().config().files.clone()
+    }
+
+    fn content_hash(&self) -> Option<[u8; 32]> {
+        content_hash(&self.path, &self.current.load().config().files)
     }
 
     /// One attempt; the caller holds the lock.
@@ -186,11 +199,28 @@ impl Reloader {
     }
 }
 
-/// SHA-256 of the file's bytes, `None` when it cannot be read.
-fn content_hash(path: &std::path::Path) -> Option<[u8; 32]> {
-    std::fs::read(path)
-        .ok()
-        .map(|bytes| Sha256::digest(bytes).into())
+/// SHA-256 over the config file's bytes and every file it reads (path,
+/// then content, or a mark when unreadable: the reload that follows says
+/// why); `None` when the config file itself cannot be read.
+fn content_hash(path: &std::path::Path, files: &[PathBuf]) -> Option<[u8; 32]> {
+    let mut hash = Sha256::new();
+    let config = std::fs::read(path).ok()?;
+    hash.update((config.len() as u64).to_be_bytes());
+    hash.update(&config);
+    for file in files {
+        let name = file.as_os_str().as_encoded_bytes();
+        hash.update((name.len() as u64).to_be_bytes());
+        hash.update(name);
+        match std::fs::read(file) {
+            Ok(bytes) => {
+                hash.update([1]);
+                hash.update((bytes.len() as u64).to_be_bytes());
+                hash.update(&bytes);
+            }
+            Err(_) => hash.update([0]),
+        }
+    }
+    Some(hash.finalize().into())
 }
 
 /// Every setting that changed in the file but only takes effect after a

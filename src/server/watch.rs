@@ -3,20 +3,27 @@
 //! and sends no signal, and editors save by renaming a new file over the
 //! old one.
 //!
-//! The watcher watches the file's directory (not the file: a rename or a
+//! The same holds for every file the config reads (`secret_file`,
+//! `public_key_file`, `jwks_file`, the TLS certificate, key and client CA:
+//! a mounted Secret is swapped like a ConfigMap, e.g. by cert-manager).
+//!
+//! The watcher watches each file's directory (not the file: a rename or a
 //! symlink swap replaces the inode a file watch would follow) and, when
 //! the file resolves through a symlink into another directory, that
-//! directory too. Events on the file, on the directory entries the
-//! Kubernetes atomic writer uses (`..data`, `..<timestamp>`) and on the
+//! directory too. Events on a file, on the directory entries the
+//! Kubernetes atomic writer uses (`..data`, `..<timestamp>`) and on a
 //! symlink's target wake it; after a quiet [`DEBOUNCE`] it asks the
-//! [`Reloader`] to reload *if the content changed*, with the same
-//! validation and metrics as SIGHUP. Reads (access events) are ignored, so
-//! the reload's own read never wakes it again.
+//! [`Reloader`] to reload *if the content changed* (of the config file or
+//! of any file it reads), with the same validation and metrics as SIGHUP.
+//! After each reload it watches the files the new config reads. Reads
+//! (access events) are ignored, so the reload's own reads never wake it
+//! again.
 //!
 //! This module must never reload without the content having changed, and
 //! never block the event loop: the reload runs on a blocking thread.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::{Event, EventKind, RecursiveMode, Watcher};
@@ -38,13 +45,16 @@ pub(super) fn spawn(reloader: Reloader, mut stop: watch::Receiver<bool>) {
         return;
     }
     let (wake, mut woken) = mpsc::unbounded_channel::<()>();
-    let file = reloader.path.clone();
-    let target = std::fs::canonicalize(&file).ok();
-    let watched = directories(&file, target.as_deref());
-    let relevant = Relevant { file, target };
-    let handler = move |event: notify::Result<Event>| {
-        if let Ok(event) = event {
-            if relevant.wakes(&event) {
+    let relevant = Arc::new(Mutex::new(Relevant::of(&reloader.path, &reloader.files())));
+    let handler = {
+        let relevant = Arc::clone(&relevant);
+        move |event: notify::Result<Event>| {
+            let Ok(event) = event else { return };
+            let wakes = relevant
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .wakes(&event);
+            if wakes {
                 let _ = wake.send(());
             }
         }
@@ -56,15 +66,15 @@ pub(super) fn spawn(reloader: Reloader, mut stop: watch::Receiver<bool>) {
             return;
         }
     };
-    for dir in &watched {
-        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(target: LOG_TARGET, dir = %dir.display(), error = %e, "cannot watch the config file's directory; reload with SIGHUP or POST /reload");
-            return;
-        }
+    let mut watched = Vec::new();
+    let dirs = relevant
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .directories();
+    if !watch_new(&mut watcher, &mut watched, dirs) {
+        return;
     }
     tokio::spawn(async move {
-        // Owned by the task: dropping it stops the watch.
-        let _watcher = watcher;
         loop {
             tokio::select! {
                 got = woken.recv() => if got.is_none() { break },
@@ -78,11 +88,36 @@ pub(super) fn spawn(reloader: Reloader, mut stop: watch::Receiver<bool>) {
                     Err(_) => break,
                 }
             }
-            let reloader = reloader.clone();
+            let task = reloader.clone();
             // Errors are logged and counted by the reloader.
-            let _ = tokio::task::spawn_blocking(move || reloader.reload_if_changed()).await;
+            let _ = tokio::task::spawn_blocking(move || task.reload_if_changed()).await;
+            // The config now in use may read other files.
+            let now = Relevant::of(&reloader.path, &reloader.files());
+            let dirs = now.directories();
+            *relevant
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = now;
+            watch_new(&mut watcher, &mut watched, dirs);
         }
+        // Owned by the task until here: dropping it stops the watch.
+        drop(watcher);
     });
+}
+
+/// Watch the directories of `dirs` not watched yet; `false` (logged) when
+/// one cannot be.
+fn watch_new(watcher: &mut impl Watcher, watched: &mut Vec<PathBuf>, dirs: Vec<PathBuf>) -> bool {
+    for dir in dirs {
+        if watched.contains(&dir) {
+            continue;
+        }
+        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(target: LOG_TARGET, dir = %dir.display(), error = %e, "cannot watch a directory of the config's files; reload with SIGHUP or POST /reload");
+            return false;
+        }
+        watched.push(dir);
+    }
+    true
 }
 
 /// The file's directory and, if it resolves elsewhere, the target's.
@@ -102,22 +137,58 @@ fn directories(file: &Path, target: Option<&Path>) -> Vec<PathBuf> {
     dirs
 }
 
-/// Which events may have changed the file's content.
+/// Which events may have changed a watched file's content.
 struct Relevant {
-    /// The config path as given.
+    files: Vec<Watched>,
+}
+
+/// One file the config depends on.
+struct Watched {
+    /// The path as given.
     file: PathBuf,
-    /// What it resolved to at startup.
+    /// What it resolved to when it was last read.
     target: Option<PathBuf>,
 }
 
 impl Relevant {
+    /// The config file and the files it reads.
+    fn of(config: &Path, files: &[PathBuf]) -> Relevant {
+        Relevant {
+            files: std::iter::once(config)
+                .chain(files.iter().map(PathBuf::as_path))
+                .map(|file| Watched {
+                    file: file.to_path_buf(),
+                    target: std::fs::canonicalize(file).ok(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Every directory to watch, each once.
+    fn directories(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for watched in &self.files {
+            for dir in directories(&watched.file, watched.target.as_deref()) {
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+            }
+        }
+        dirs
+    }
+
     fn wakes(&self, event: &Event) -> bool {
         if matches!(event.kind, EventKind::Access(_)) {
             return false;
         }
-        event.paths.iter().any(|path| self.names(path))
+        event
+            .paths
+            .iter()
+            .any(|path| self.files.iter().any(|watched| watched.names(path)))
     }
+}
 
+impl Watched {
     fn names(&self, path: &Path) -> bool {
         let same_name = path.file_name().is_some() && path.file_name() == self.file.file_name();
         // The Kubernetes atomic writer: `..data` and `..<timestamp>` entries.
@@ -145,8 +216,10 @@ mod tests {
     #[test]
     fn file_saves_and_configmap_swaps_wake_reads_and_neighbours_do_not() {
         let relevant = Relevant {
-            file: PathBuf::from("/etc/rg/replay-guard.toml"),
-            target: Some(PathBuf::from("/etc/rg/..2026_01_01/replay-guard.toml")),
+            files: vec![Watched {
+                file: PathBuf::from("/etc/rg/replay-guard.toml"),
+                target: Some(PathBuf::from("/etc/rg/..2026_01_01/replay-guard.toml")),
+            }],
         };
         let modify = EventKind::Modify(ModifyKind::Any);
         assert!(relevant.wakes(&event(modify, "/etc/rg/replay-guard.toml")));

@@ -235,6 +235,7 @@ pub(super) fn validate(
             jwt,
             routes,
             warnings: std::mem::take(&mut p.warnings),
+            files: Vec::new(),
         });
     }
     None
