@@ -6,27 +6,21 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use http::Response;
+use http_body_util::Full;
 use support::binary::{config_file, run_cli, ProxyProcess};
 use support::client::{nonce, Reply, Req};
 use support::config::{self, dynamo_store, Route};
 use support::moto::MotoServer;
 use support::proxy::{TestProxy, T0};
+use support::store_link::{take, StoreLink, Tap, TapFuture};
 use support::upstream::Upstream;
-use tokio::net::TcpListener;
 
 /// Payments with three freshness windows (120 s, 10 s, 1000 s), and an
 /// idempotent route.
@@ -401,139 +395,67 @@ struct Forwarder {
 }
 
 async fn counting_forwarder(moto: SocketAddr) -> Forwarder {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let forwarder = Forwarder {
-        addr,
-        ops: Arc::default(),
-        refuse: Arc::default(),
-        hold_updates: Arc::default(),
-        updates_landed: Arc::default(),
-        pair_puts: Arc::default(),
-        peak_puts: Arc::default(),
-    };
-    let state = Arc::new(LinkState {
-        log: forwarder.ops.clone(),
-        refuse: forwarder.refuse.clone(),
-        hold_updates: forwarder.hold_updates.clone(),
-        updates_landed: forwarder.updates_landed.clone(),
-        pair_puts: forwarder.pair_puts.clone(),
-        peak_puts: forwarder.peak_puts.clone(),
-        puts: AtomicUsize::new(0),
-        client: Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>(),
-        moto,
-    });
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let state = state.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(state.forward(request).await) }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    forwarder
+    let tap = Arc::new(Pairing::default());
+    let link = StoreLink::with_tap(moto, tap.clone()).await;
+    Forwarder {
+        addr: link.addr,
+        ops: link.ops,
+        refuse: link.refuse,
+        hold_updates: tap.hold_updates.clone(),
+        updates_landed: tap.updates_landed.clone(),
+        pair_puts: tap.pair_puts.clone(),
+        peak_puts: tap.peak_puts.clone(),
+    }
 }
 
-/// What every connection of a [`Forwarder`] shares.
-struct LinkState {
-    log: Arc<Mutex<Vec<String>>>,
-    refuse: Arc<AtomicBool>,
+/// What the [`Forwarder`]'s link does to `PutItem`s and `UpdateItem`s.
+#[derive(Default)]
+struct Pairing {
     hold_updates: Arc<AtomicBool>,
     updates_landed: Arc<AtomicUsize>,
     pair_puts: Arc<AtomicBool>,
     peak_puts: Arc<AtomicUsize>,
     /// `PutItem`s in flight now.
     puts: AtomicUsize,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    moto: SocketAddr,
 }
 
-impl LinkState {
-    async fn forward(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        let (mut parts, body) = request.into_parts();
-        let target = parts
-            .headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit('.').next())
-            .unwrap_or("?")
-            .to_owned();
-        if self.refuse.load(Ordering::SeqCst) {
-            self.log.lock().unwrap().push(format!("{target} (refused)"));
-            let refused = Response::builder()
-                .status(503)
-                .body(Full::new(Bytes::new()));
-            return refused.unwrap();
-        }
-        self.log.lock().unwrap().push(target.clone());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        if target == "PutItem" {
-            let now = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
-            self.peak_puts.fetch_max(now, Ordering::SeqCst);
-            while self.pair_puts.load(Ordering::SeqCst)
-                && self.puts.load(Ordering::SeqCst) < 2
-                && Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+impl Tap for Pairing {
+    fn before<'a>(&'a self, op: &'a str) -> TapFuture<'a, Option<Response<Full<Bytes>>>> {
+        Box::pin(async move {
+            if op == "PutItem" {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let now = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+                self.peak_puts.fetch_max(now, Ordering::SeqCst);
+                while self.pair_puts.load(Ordering::SeqCst)
+                    && self.puts.load(Ordering::SeqCst) < 2
+                    && Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             }
-        }
-        if target == "UpdateItem" {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while self.hold_updates.load(Ordering::SeqCst) && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            if op == "UpdateItem" {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while self.hold_updates.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             }
-        }
-        let body = body
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/".into());
-        parts.uri = format!("http://{}{path}", self.moto).parse().unwrap();
-        let response = match self
-            .client
-            .request(Request::from_parts(parts, Full::new(body)))
-            .await
-        {
-            Ok(response) => {
-                let (parts, body) = response.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map(|c| c.to_bytes())
-                    .unwrap_or_default();
-                Response::from_parts(parts, Full::new(body))
-            }
-            Err(_) => Response::builder()
-                .status(502)
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        };
-        if target == "PutItem" {
-            // Leave the count up a moment so that the partner of a pair,
-            // released by this one, still sees it in flight.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            self.puts.fetch_sub(1, Ordering::SeqCst);
-        }
-        if target == "UpdateItem" {
-            self.updates_landed.fetch_add(1, Ordering::SeqCst);
-        }
-        response
+            None
+        })
     }
-}
 
-fn take(ops: &Mutex<Vec<String>>) -> Vec<String> {
-    std::mem::take(&mut *ops.lock().unwrap())
+    fn after<'a>(&'a self, op: &'a str) -> TapFuture<'a, ()> {
+        Box::pin(async move {
+            if op == "PutItem" {
+                // Leave the count up a moment so that the partner of a
+                // pair, released by this one, still sees it in flight.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                self.puts.fetch_sub(1, Ordering::SeqCst);
+            }
+            if op == "UpdateItem" {
+                self.updates_landed.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

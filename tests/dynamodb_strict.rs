@@ -9,27 +9,21 @@
 mod support;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use http::Response;
+use http_body_util::Full;
 use replay_guard::store::dynamodb::{DynamoSettings, MAX_RESPONSE_BYTES};
 use support::client::{nonce, Req};
 use support::config::dynamo_store;
 use support::dynalite::DynaliteServer;
 use support::moto::MotoServer;
 use support::proxy::{TestProxy, T0};
+use support::store_link::{dynamodb_error, StoreLink, Tap, TapFuture};
 use support::upstream::Upstream;
-use tokio::net::TcpListener;
 
 /// Text a client sends that must never reach the table.
 const TOKEN: &str = "Bearer tok-SECRET-1f2e3d";
@@ -233,7 +227,7 @@ fn check_refuses_a_max_response_bytes_that_cannot_fit_one_item() {
 // throttling, 5xx, timeouts and connection failures are outages.
 // ---------------------------------------------------------------------------
 
-/// A loopback shim in front of moto that answers every request for the
+/// A loopback link in front of moto that answers every request for the
 /// operations in `refused` with `status` and DynamoDB error `code`, and
 /// forwards the rest.
 async fn refusing_shim(
@@ -242,84 +236,26 @@ async fn refusing_shim(
     status: u16,
     code: &'static str,
 ) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let client = Arc::new(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let client = client.clone();
-            let service = service_fn(move |request: Request<Incoming>| {
-                let client = client.clone();
-                async move {
-                    Ok::<_, Infallible>(shim(request, &client, moto, refused, status, code).await)
-                }
-            });
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    struct Refusing {
+        refused: &'static [&'static str],
+        status: u16,
+        code: &'static str,
+    }
+    impl Tap for Refusing {
+        fn before<'a>(&'a self, op: &'a str) -> TapFuture<'a, Option<Response<Full<Bytes>>>> {
+            let answer = self
+                .refused
+                .contains(&op)
+                .then(|| dynamodb_error(self.status, self.code));
+            Box::pin(async move { answer })
         }
+    }
+    let tap = Arc::new(Refusing {
+        refused,
+        status,
+        code,
     });
-    addr
-}
-
-async fn shim(
-    request: Request<Incoming>,
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    moto: SocketAddr,
-    refused: &[&str],
-    status: u16,
-    code: &str,
-) -> Response<Full<Bytes>> {
-    let (mut parts, body) = request.into_parts();
-    let op = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit('.').next())
-        .unwrap_or("")
-        .to_owned();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    if refused.contains(&op.as_str()) {
-        let error = format!(
-            r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"refused by the test shim"}}"#
-        );
-        return Response::builder()
-            .status(status)
-            .header("content-type", "application/x-amz-json-1.0")
-            .header("x-amzn-errortype", code)
-            .body(Full::new(Bytes::from(error)))
-            .unwrap();
-    }
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "/".into());
-    parts.uri = format!("http://{moto}{path}").parse().unwrap();
-    match client
-        .request(Request::from_parts(parts, Full::new(body)))
-        .await
-    {
-        Ok(response) => {
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            Response::from_parts(parts, Full::new(body))
-        }
-        Err(_) => Response::builder()
-            .status(502)
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    }
+    StoreLink::with_tap(moto, tap).await.addr
 }
 
 /// A proxy with `on_error = "allow"` whose store calls go through a shim

@@ -15,28 +15,18 @@
 mod support;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use support::client::{Reply, Req};
 use support::config::{self, dynamo_store, Route};
 use support::dynalite::DynaliteServer;
 use support::moto::MotoServer;
 use support::proxy::TestProxy;
+use support::store_link::{take, StoreLink};
 use support::upstream::Upstream;
-use tokio::net::TcpListener;
 
 /// The DynamoDB-compatible server a case runs on.
 #[derive(Debug, Clone, Copy)]
@@ -108,8 +98,8 @@ struct Cluster {
     upstream: Upstream,
     a: TestProxy,
     b: TestProxy,
-    fa: Forwarder,
-    fb: Forwarder,
+    fa: StoreLink,
+    fb: StoreLink,
     table: String,
 }
 
@@ -469,94 +459,10 @@ async fn store_down_falls_back_to_a_per_instance_share(server: Server) {
 // The store link, counted on the wire (as in tests/dynamodb.rs).
 // ---------------------------------------------------------------------------
 
-/// A loopback HTTP forwarder in front of the DynamoDB server.
-struct Forwarder {
-    addr: SocketAddr,
-    /// The DynamoDB operation (`X-Amz-Target`) of every request that
-    /// arrived, with ` (refused)` appended to those answered 503.
-    ops: Arc<Mutex<Vec<String>>>,
-    /// While set, requests are answered 503 and never reach the server.
-    refuse: Arc<AtomicBool>,
-}
-
-async fn counting_forwarder(target: SocketAddr) -> Forwarder {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let ops: Arc<Mutex<Vec<String>>> = Arc::default();
-    let refuse: Arc<AtomicBool> = Arc::default();
-    let log = ops.clone();
-    let refusing = refuse.clone();
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let log = log.clone();
-            let client = client.clone();
-            let refusing = refusing.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let log = log.clone();
-                    let client = client.clone();
-                    let refusing = refusing.load(Ordering::SeqCst);
-                    async move {
-                        let (mut parts, body) = request.into_parts();
-                        let op = parts
-                            .headers
-                            .get("x-amz-target")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.rsplit('.').next())
-                            .unwrap_or("?")
-                            .to_owned();
-                        if refusing {
-                            log.lock().unwrap().push(format!("{op} (refused)"));
-                            let refused = Response::builder()
-                                .status(503)
-                                .body(Full::new(Bytes::new()));
-                            return Ok::<_, Infallible>(refused.unwrap());
-                        }
-                        log.lock().unwrap().push(op);
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes())
-                            .unwrap_or_default();
-                        let path = parts
-                            .uri
-                            .path_and_query()
-                            .map(|p| p.as_str().to_owned())
-                            .unwrap_or_else(|| "/".into());
-                        parts.uri = format!("http://{target}{path}").parse().unwrap();
-                        let response = match client
-                            .request(Request::from_parts(parts, Full::new(body)))
-                            .await
-                        {
-                            Ok(response) => {
-                                let (parts, body) = response.into_parts();
-                                let body = body
-                                    .collect()
-                                    .await
-                                    .map(|c| c.to_bytes())
-                                    .unwrap_or_default();
-                                Response::from_parts(parts, Full::new(body))
-                            }
-                            Err(_) => Response::builder()
-                                .status(502)
-                                .body(Full::new(Bytes::new()))
-                                .unwrap(),
-                        };
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Forwarder { addr, ops, refuse }
-}
-
-fn take(ops: &Mutex<Vec<String>>) -> Vec<String> {
-    std::mem::take(&mut *ops.lock().unwrap())
+/// A loopback link in front of the DynamoDB server, counting and refusing
+/// store calls on the wire.
+async fn counting_forwarder(target: SocketAddr) -> StoreLink {
+    StoreLink::start(target).await
 }
 
 /// Every item of `table`.

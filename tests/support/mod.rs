@@ -17,4 +17,5 @@ pub mod moto;
 pub mod proxy;
 pub mod python;
 pub mod raw;
+pub mod store_link;
 pub mod upstream;
