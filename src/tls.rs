@@ -9,7 +9,7 @@
 //! "required"` a client without one is refused, under `"optional"` it is
 //! let in without an identity. This module must never log key material.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -17,7 +17,31 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsFiles;
+/// TLS listener files: `[server.tls]` as validated (the config re-exports
+/// this type; this module reads nothing else of the config).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// Client certificates (mTLS), when `client_ca_file` is set.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// `[server.tls] client_ca_file` and `client_auth`: which CAs vouch for
+/// client certificates, and whether a client must present one.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// The CA file (for messages).
+    pub ca_file: PathBuf,
+    /// The CA certificates read from it when the config was loaded.
+    pub roots: std::sync::Arc<rustls::RootCertStore>,
+    /// `client_auth = "required"` (the default): the handshake refuses a
+    /// client without a verified certificate. `optional`: it is let in,
+    /// and only `identity = "client_cert"` routes refuse it.
+    pub required: bool,
+}
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -103,7 +103,16 @@ pub fn run(args: &SignArgs) -> Result<(), ExitCode> {
     let extra = parse_headers(&args.headers).map_err(fail)?;
     let mut headers = match args.scheme {
         Scheme::Rfc9421 => {
-            sign_rfc9421::headers(args, &method, &body, &extra, || secret(args)).map_err(fail)?
+            let request = sign_rfc9421::Request {
+                url: &args.url,
+                key_id: &args.key_id,
+                timestamp: args.timestamp.as_deref(),
+                nonce: args.nonce.as_deref(),
+            };
+            sign_rfc9421::headers(&args.rfc9421, request, &method, &body, &extra, || {
+                secret(args)
+            })
+            .map_err(fail)?
         }
         Scheme::V1 => {
             if let Some(option) = args.rfc9421.given() {

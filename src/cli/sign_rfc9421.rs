@@ -19,8 +19,6 @@ use replay_guard::client::{self, Rfc9421Request};
 use replay_guard::clock::{Clock, SystemClock};
 use replay_guard::config::{parse_component, Algorithm, Component, Secret, DEFAULT_COMPONENTS};
 
-use super::sign::SignArgs;
-
 /// The options of `sign` that only `--scheme rfc9421` reads.
 #[derive(Debug, Args)]
 pub struct Rfc9421Args {
@@ -77,16 +75,29 @@ impl Rfc9421Args {
     }
 }
 
-/// The headers of one RFC 9421 request for `args`.
+/// What `sign` says of the request besides the RFC 9421 options.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// `--url`.
+    pub url: &'a str,
+    /// `--key-id`.
+    pub key_id: &'a str,
+    /// `--timestamp`: `created`, Unix seconds (now when absent).
+    pub timestamp: Option<&'a str>,
+    /// `--nonce` (a fresh one when absent).
+    pub nonce: Option<&'a str>,
+}
+
+/// The headers of one RFC 9421 request: `opts` over `request`.
 pub fn headers(
-    args: &SignArgs,
+    opts: &Rfc9421Args,
+    request: Request<'_>,
     method: &str,
     body: &[u8],
     extra: &[(String, String)],
     secret: impl FnOnce() -> Result<Secret, String>,
 ) -> Result<Vec<(String, String)>, String> {
-    let opts = &args.rfc9421;
-    let (host, path_and_query, https) = target(&args.url)?;
+    let (host, path_and_query, https) = target(request.url)?;
     let key = signing_key(
         opts.algorithm.as_deref(),
         opts.private_key_file.as_deref(),
@@ -94,13 +105,13 @@ pub fn headers(
         secret,
     )?;
     let components = components(&opts.components)?;
-    let created = match &args.timestamp {
+    let created = match request.timestamp {
         Some(text) => text
             .parse::<i64>()
             .map_err(|_| format!("--timestamp {text:?}: `created` is Unix seconds"))?,
         None => i64::try_from(SystemClock.now_secs()).unwrap_or(i64::MAX),
     };
-    let nonce = args.nonce.clone().unwrap_or_else(client::new_nonce);
+    let nonce = request.nonce.map_or_else(client::new_nonce, str::to_owned);
     let signed = client::sign_rfc9421(
         &key,
         &Rfc9421Request {
@@ -109,7 +120,7 @@ pub fn headers(
             path_and_query: &path_and_query,
             https,
             body,
-            key_id: &args.key_id,
+            key_id: request.key_id,
             created,
             nonce: Some(&nonce),
             tag: opts.tag.as_deref(),

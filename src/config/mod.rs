@@ -43,6 +43,7 @@ mod secret;
 mod validate;
 mod webhook;
 
+pub use crate::tls::{ClientAuth, TlsFiles};
 pub use access_log::{AccessField, AccessLogFields};
 pub use algorithm::{Algorithm, KeyMaterial, PublicKey};
 pub use environment::{Environment, ProcessEnvironment};
@@ -101,31 +102,6 @@ pub enum OnStoreError {
     Reject,
     /// Fail open: forward unchecked, counted and logged.
     Allow,
-}
-
-/// TLS listener files.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// PEM certificate chain.
-    pub cert_file: PathBuf,
-    /// PEM private key.
-    pub key_file: PathBuf,
-    /// Client certificates (mTLS), when `client_ca_file` is set.
-    pub client_auth: Option<ClientAuth>,
-}
-
-/// `[server.tls] client_ca_file` and `client_auth`: which CAs vouch for
-/// client certificates, and whether a client must present one.
-#[derive(Debug, Clone)]
-pub struct ClientAuth {
-    /// The CA file (for messages).
-    pub ca_file: PathBuf,
-    /// The CA certificates read from it when the config was loaded.
-    pub roots: std::sync::Arc<rustls::RootCertStore>,
-    /// `client_auth = "required"` (the default): the handshake refuses a
-    /// client without a verified certificate. `optional`: it is let in,
-    /// and only `identity = "client_cert"` routes refuse it.
-    pub required: bool,
 }
 
 /// The upstream, split for building request URIs.

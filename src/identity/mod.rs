@@ -29,7 +29,6 @@ pub use scope::{encode, log_tag, scope};
 pub use unverified::{client_ip, unverified, MAX_HEADER_IDENTITY};
 
 use crate::config::Identity;
-use crate::forward::Peer;
 use crate::rejection::Rejection;
 
 /// A route's identity of a request, tagged with its kind (`ip:`, `hdr:`,
@@ -51,7 +50,16 @@ impl RouteIdentity {
     }
 }
 
-/// The identity `identity` names for a request from `peer`, known before
+/// What the connection a request came on says of its client.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection<'a> {
+    /// The TCP peer's address.
+    pub ip: std::net::IpAddr,
+    /// The client certificate the TLS handshake verified (mTLS), if any.
+    pub cert: Option<&'a CertIdentity>,
+}
+
+/// The identity `identity` names for a request on `connection`, known before
 /// the body is read: `Ok(None)` for `key_id` (known once the signature is
 /// verified). `client_ip` and `header:` as [`unverified`] reads them; a
 /// `jwt:` claim of the verified bearer token (`missing_token`,
@@ -60,7 +68,7 @@ impl RouteIdentity {
 pub async fn resolve(
     identity: &Identity,
     headers: &HeaderMap,
-    peer: &Peer,
+    connection: Connection<'_>,
     trusted: &[IpNet],
     jwt: Option<&JwtVerifier>,
 ) -> Result<Option<RouteIdentity>, Rejection> {
@@ -74,7 +82,7 @@ pub async fn resolve(
                 verified: true,
             }))
         }
-        Identity::ClientCert => match peer.client_cert() {
+        Identity::ClientCert => match connection.cert {
             Some(cert) => Ok(Some(RouteIdentity {
                 text: cert.scoped(),
                 verified: true,
@@ -82,7 +90,7 @@ pub async fn resolve(
             None => Err(Rejection::MissingIdentity),
         },
         other => Ok(
-            unverified(other, headers, peer.addr.ip(), trusted)?.map(|text| RouteIdentity {
+            unverified(other, headers, connection.ip, trusted)?.map(|text| RouteIdentity {
                 text,
                 verified: false,
             }),

@@ -96,7 +96,10 @@ impl Proxy {
         let identity = identity::resolve(
             &route.rule.identity,
             &parts.headers,
-            &ctx.peer,
+            identity::Connection {
+                ip: ctx.peer.addr.ip(),
+                cert: ctx.peer.client_cert(),
+            },
             &self.config.server.trusted_proxies,
             self.jwt.as_deref(),
         )

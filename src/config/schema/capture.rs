@@ -6,33 +6,14 @@
 //! file: it only ever deserializes placeholders.
 
 use std::cell::Cell;
-use std::fmt;
 
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
-use super::trace::{Alias, Ctx, Field, Shape};
+use super::shape::{Alias, Ctx, Field, Shape, TraceError};
 
 /// How deep tracing goes before it gives up (recursive types).
 const MAX_DEPTH: usize = 32;
-
-/// The error of a refused trace; never shown to anyone.
-#[derive(Debug)]
-pub(crate) struct TraceError(pub(super) String);
-
-impl fmt::Display for TraceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TraceError {}
-
-impl de::Error for TraceError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self(msg.to_string())
-    }
-}
 
 /// The capturing deserializer: writes the shape asked for into `out`.
 pub(super) struct Capture<'a> {

@@ -17,6 +17,7 @@
 
 mod capture;
 mod check;
+mod shape;
 mod trace;
 
 use std::sync::OnceLock;

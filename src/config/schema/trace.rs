@@ -19,52 +19,9 @@ use std::cell::RefCell;
 
 use serde::Deserialize;
 
-use super::capture::{Capture, TraceError};
-
-/// What the TOML at one place must look like.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Shape {
-    /// Not traced: anything is accepted.
-    Any,
-    /// A struct: a table with exactly these keys.
-    Table {
-        /// Fields in declaration order.
-        fields: Vec<Field>,
-    },
-    /// A map with free keys (`HashMap<String, T>`).
-    Map(Box<Shape>),
-    /// A sequence: an array (or an array of tables).
-    Array(Box<Shape>),
-    /// A string.
-    Str,
-    /// An integer in `min..=max`.
-    Int {
-        /// Smallest value.
-        min: i128,
-        /// Largest value.
-        max: i128,
-    },
-    /// A float (integers are accepted too).
-    Float,
-    /// A boolean.
-    Bool,
-    /// A string naming one unit variant.
-    Enum {
-        /// The accepted spellings.
-        variants: &'static [&'static str],
-    },
-}
-
-/// One field of a struct.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Field {
-    /// The key, as written in TOML (after serde's `rename`).
-    pub(crate) name: &'static str,
-    /// What its value must look like.
-    pub(crate) shape: Shape,
-    /// serde refuses the struct without it (no `Option`, no `default`).
-    pub(crate) required: bool,
-}
+use super::capture::Capture;
+use super::shape::{Alias, Ctx, Omit, TraceError};
+pub(crate) use super::shape::{Field, Shape};
 
 /// The shape of `T`, traced from its `Deserialize` impl.
 ///
@@ -111,25 +68,6 @@ pub(crate) fn shape_of<'de, T: Deserialize<'de>>() -> Shape {
     shape
 }
 
-/// What one trace leaves out and learns.
-#[derive(Default)]
-pub(super) struct Ctx {
-    /// The field left out to learn whether it is required.
-    pub(super) omit: Option<Omit>,
-    /// Alias spellings found so far: never presented.
-    pub(super) aliases: Vec<Alias>,
-    /// Aliases this trace ran into.
-    pub(super) found: RefCell<Vec<Alias>>,
-}
-
-/// A second spelling of a field of the struct at `path`.
-#[derive(Debug, Clone)]
-pub(super) struct Alias {
-    pub(super) path: Vec<&'static str>,
-    pub(super) alias: &'static str,
-    pub(super) field: String,
-}
-
 /// Give `alias` the shape of its field (never required: the field's other
 /// spelling satisfies serde).
 fn add_alias(shape: &mut Shape, alias: &Alias) {
@@ -165,13 +103,6 @@ fn add_alias(shape: &mut Shape, alias: &Alias) {
         Shape::Array(inner) | Shape::Map(inner) => add_alias(inner, alias),
         _ => {}
     }
-}
-
-/// A field to leave out of one trace: the struct at `path` (field names
-/// from the top), its field `field`.
-pub(super) struct Omit {
-    pub(super) path: Vec<&'static str>,
-    pub(super) field: &'static str,
 }
 
 fn trace<'de, T: Deserialize<'de>>(omit: &Ctx) -> Shape {
