@@ -227,6 +227,48 @@ async fn text_logs_have_no_colour_codes_on_a_pipe_or_under_no_color() {
     }
 }
 
+/// On a terminal (a pseudo-terminal from util-linux's `script`, as `docker
+/// run -t` or an operator's shell gives one) the text log is coloured, and
+/// `NO_COLOR` turns that off there too.
+#[test]
+fn text_logs_are_coloured_on_a_terminal_unless_no_color_is_set() {
+    let config = support::binary::config_file(
+        "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9\"\n",
+    );
+    let binary = env!("CARGO_BIN_EXE_replay-guard");
+    for (no_color, coloured) in [(None, true), (Some("1"), false)] {
+        // `timeout` ends the proxy (SIGTERM, then its drain) after its
+        // startup line; everything the pty showed is `script`'s stdout.
+        let inner = format!(
+            "timeout -s TERM 3 {binary} run --config {}",
+            config.path().display()
+        );
+        let mut command = std::process::Command::new("script");
+        command
+            .args(["-q", "-e", "-c", &inner, "/dev/null"])
+            .env("RUST_LOG", "info")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("NO_COLOR")
+            .stdin(std::process::Stdio::null());
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        let out = command
+            .output()
+            .expect("util-linux `script` (Debian's essential bsdutils) runs the proxy on a pty");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|line| line.contains("replay-guard listening"))
+            .unwrap_or_else(|| panic!("no startup line on the pty: {text:?}"));
+        assert_eq!(
+            line.contains('\u{1b}'),
+            coloured,
+            "NO_COLOR={no_color:?} on a terminal: {line:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_mode_and_upstream_lines_carry_the_request_id_and_say_why() {
     let upstream = Upstream::start().await;
