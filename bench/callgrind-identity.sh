@@ -18,25 +18,12 @@ DUR=${DUR:-10}
 OUT=${OUT:-$(mktemp -d /tmp/rg-callgrind-identity.XXXXXX)}
 BIN=${1:?usage: $0 BIN}
 mkdir -p "$OUT/tmp" "$OUT/keys"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT INT TERM
+. "$ROOT/bench/lib.sh"
 export PATH="$PATH:/usr/sbin"
 for tool in valgrind callgrind_annotate wrk nginx python3; do
     command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 2; }
 done
 
-wait_port() {
-    for _ in $(seq 1 300); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1" >&2
-    return 1
-}
 answered() { # route: requests the proxy answered on it
     python3 "$ROOT/bench/lib.py" metric "http://127.0.0.1:19901/metrics" \
         replay_guard_requests_total "route=\"$1\""

@@ -21,12 +21,7 @@ REQUESTS=${REQUESTS:-2000}
 OUT=${OUT:-$(mktemp -d /tmp/rg-callgrind.XXXXXX)}
 export RG_BENCH_SECRET=${RG_BENCH_SECRET:-callgrind-secret}
 mkdir -p "$OUT/tmp"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT INT TERM
+. "$ROOT/bench/lib.sh"
 [ $# -ge 1 ] || { echo "usage: $0 BIN [BIN ...]" >&2; exit 2; }
 for tool in valgrind callgrind_annotate wrk nginx; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {
@@ -36,14 +31,6 @@ for tool in valgrind callgrind_annotate wrk nginx; do
 done
 export PATH="$PATH:/usr/sbin"
 
-wait_port() {
-    for _ in $(seq 1 300); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1" >&2
-    return 1
-}
 answered() { # admin port, route: requests the proxy answered on it
     python3 "$ROOT/bench/lib.py" metric "http://127.0.0.1:$1/metrics" \
         replay_guard_requests_total "route=\"$2\""

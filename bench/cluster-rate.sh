@@ -38,26 +38,10 @@ export PATH="$PATH:/usr/sbin"
 [ $# -eq 1 ] || { echo "usage: $0 BIN" >&2; exit 2; }
 BIN=$1
 mkdir -p "$OUT/tmp"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT INT TERM
+. "$ROOT/bench/lib.sh"
 
-wait_port() {
-    for _ in $(seq 1 300); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1" >&2
-    return 1
-}
 metric() { # name label...
     python3 "$ROOT/bench/lib.py" metric "http://127.0.0.1:19990/metrics" "$@"
-}
-cpu_ticks() { # pid: utime + stime in clock ticks
-    awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
 nginx -p "$OUT/" -c "$ROOT/bench/nginx-upstream.conf" -e stderr 2>"$OUT/nginx-upstream.log" &

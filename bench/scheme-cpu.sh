@@ -43,24 +43,8 @@ for tool in nginx openssl; do
     command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install nginx-light openssl)" >&2; exit 2; }
 done
 mkdir -p "$OUT/tmp"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT INT TERM
+. "$ROOT/bench/lib.sh"
 
-wait_port() {
-    for _ in $(seq 1 300); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1" >&2
-    return 1
-}
-cpu_ticks() { # pid: utime + stime in clock ticks
-    awk '{print $14 + $15}' "/proc/$1/stat"
-}
 TICK=$(getconf CLK_TCK)
 
 openssl genpkey -algorithm ed25519 -out "$OUT/ed25519.pem" 2>/dev/null
