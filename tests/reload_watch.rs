@@ -215,6 +215,29 @@ async fn post_reload_names_the_changes_that_need_a_restart() {
     assert_eq!(upstream.count(), 0);
 }
 
+/// A config with one signed, nonce-checked route `/pay` whose key `billing`
+/// is read from `secret`.
+fn billing(upstream: &Upstream, secret: &Path, watch: bool) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"{}\"\nwatch_config = {watch}\n\
+         [[keys]]\nid = \"billing\"\nsecret_file = {:?}\n\
+         [[routes]]\nname = \"pay\"\nmethods = [\"POST\"]\npath = \"/pay\"\n\
+         freshness = {{ max_skew_secs = 120 }}\nnonce = {{ required = true }}\nsignature = {{ required = true }}\n",
+        upstream.url(),
+        secret.display().to_string()
+    )
+}
+
+/// `POST /pay` to `proxy`, signed for `billing` with a secret, nonce `n`.
+fn signer(proxy: &ProxyProcess) -> impl Fn(&str, usize) -> Req {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let host = proxy.addr.to_string();
+    move |key: &str, n: usize| Req::post("/pay").signed(&host, "billing", key, now, &nonce(n))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_secret_file_is_read_again_on_reload() {
     let upstream = Upstream::start().await;
@@ -223,23 +246,9 @@ async fn a_rotated_secret_file_is_read_again_on_reload() {
     let (old, new) = ("rotation-old-secret-4f1c9a", "rotation-new-secret-77b2e0");
     std::fs::write(&secret, format!("{old}\n")).unwrap();
     let path = dir.path().join("replay-guard.toml");
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"{}\"\nwatch_config = false\n\
-         [[keys]]\nid = \"billing\"\nsecret_file = {:?}\n\
-         [[routes]]\nname = \"pay\"\nmethods = [\"POST\"]\npath = \"/pay\"\n\
-         freshness = {{ max_skew_secs = 120 }}\nnonce = {{ required = true }}\nsignature = {{ required = true }}\n",
-        upstream.url(),
-        secret.display().to_string()
-    );
-    std::fs::write(&path, toml).unwrap();
+    std::fs::write(&path, billing(&upstream, &secret, false)).unwrap();
     let proxy = ProxyProcess::start_path(&path, &[]);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let host = proxy.addr.to_string();
-    let signed =
-        |key: &str, n: usize| Req::post("/pay").signed(&host, "billing", key, now, &nonce(n));
+    let signed = signer(&proxy);
     assert_eq!(signed(old, 1).send(proxy.addr).await.status, 200);
 
     // Rotate the file only; the config file is unchanged.
@@ -309,23 +318,9 @@ async fn a_rotated_secret_volume_is_reloaded_without_a_config_change() {
     let mut secret = SecretMount::new("billing.key", &format!("{old}\n"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("replay-guard.toml");
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"{}\"\n\
-         [[keys]]\nid = \"billing\"\nsecret_file = {:?}\n\
-         [[routes]]\nname = \"pay\"\nmethods = [\"POST\"]\npath = \"/pay\"\n\
-         freshness = {{ max_skew_secs = 120 }}\nnonce = {{ required = true }}\nsignature = {{ required = true }}\n",
-        upstream.url(),
-        secret.path("billing.key").display().to_string()
-    );
-    std::fs::write(&path, toml).unwrap();
+    std::fs::write(&path, billing(&upstream, &secret.path("billing.key"), true)).unwrap();
     let proxy = ProxyProcess::start_path(&path, &[]);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let host = proxy.addr.to_string();
-    let signed =
-        |key: &str, n: usize| Req::post("/pay").signed(&host, "billing", key, now, &nonce(n));
+    let signed = signer(&proxy);
     assert_eq!(signed(old, 1).send(proxy.addr).await.status, 200);
 
     // The Secret is rotated; the config file is not touched.
