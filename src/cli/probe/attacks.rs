@@ -13,7 +13,7 @@
 //! are not here but in `execute`, behind `--allow-execute`. This module
 //! only builds requests; it must never send one.
 
-use super::request::{Base, Draft, Framing, Fresh};
+use super::request::{Base, Draft, Framing, Fresh, Scheme};
 
 /// One attack, ready to send.
 #[derive(Debug, Clone)]
@@ -85,6 +85,14 @@ pub const MALFORMED_NONCE: &str = "probe!nonce*not*well-formed";
 /// A key id no deployment configures.
 pub const UNKNOWN_KEY_ID: &str = "replay-guard-probe-unknown-key";
 
+/// A forged RFC 9421 signature: 32 zero bytes, the length of an HMAC-SHA256.
+const ZERO_MAC_BASE64: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+/// Whether the profile signs RFC 9421.
+fn rfc9421(base: &Base) -> bool {
+    matches!(base.profile.scheme, Scheme::Rfc9421 { .. })
+}
+
 /// Every attack for `base`. `bypasses` is false when a bare request to the
 /// canonical path is legitimately accepted (a route with no required rule),
 /// so that sending bare requests elsewhere would prove nothing.
@@ -113,14 +121,22 @@ fn header_attacks(base: &Base, plan: &mut Plan) {
         base.bare(),
         format!("{line} with no replay headers reached the upstream: it accepts requests without a timestamp, nonce or signature"),
     );
-    let mut draft = base.fresh(&Fresh::now());
-    draft.remove(&names.timestamp);
-    plan.add(
-        "no-timestamp",
-        "no timestamp",
-        draft,
-        "accepts requests without a timestamp",
-    );
+    if rfc9421(base) {
+        plan.skip(
+            "no-timestamp",
+            "no timestamp",
+            "an RFC 9421 route reads `created` from the signature, which the stale and future attacks sign",
+        );
+    } else {
+        let mut draft = base.fresh(&Fresh::now());
+        draft.remove(&names.timestamp);
+        plan.add(
+            "no-timestamp",
+            "no timestamp",
+            draft,
+            "accepts requests without a timestamp",
+        );
+    }
     let secs = profile.stale_secs;
     let offset = i64::try_from(secs).unwrap_or(i64::MAX / 2000);
     let stale = Fresh {
@@ -174,30 +190,23 @@ fn signature_attacks(base: &Base, plan: &mut Plan) {
         plan.skip("unknown-key", "unknown key", why);
         return;
     }
+    let stranger = super::request::Signing {
+        key_id: UNKNOWN_KEY_ID.into(),
+        secret: replay_guard::config::Secret::new(b"replay-guard-probe-not-a-secret".to_vec()),
+    };
     let mut forged = base.fresh(&Fresh::now());
-    forged.set(&names.signature, format!("v1={}", "0".repeat(64)));
+    match &base.profile.scheme {
+        Scheme::Rfc9421 { label, .. } => {
+            forged.set("Signature", format!("{label}=:{ZERO_MAC_BASE64}:"));
+        }
+        Scheme::V1 => forged.set(&names.signature, format!("v1={}", "0".repeat(64))),
+    }
+    let unknown = base.fresh_signed_by(Some(&stranger), &Fresh::now());
     plan.add(
         "forged-signature",
         "forged signature",
         forged,
         "accepts a forged signature",
-    );
-    let fresh = Fresh::now();
-    let mut unknown = base.fresh(&fresh);
-    let stranger = super::request::Signing {
-        key_id: UNKNOWN_KEY_ID.into(),
-        secret: replay_guard::config::Secret::new(b"replay-guard-probe-not-a-secret".to_vec()),
-    };
-    let timestamp = unknown
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(&names.timestamp))
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    unknown.set(&names.key_id, UNKNOWN_KEY_ID);
-    unknown.set(
-        &names.signature,
-        base.signature(&stranger, &timestamp, &fresh.nonce),
     );
     plan.add(
         "unknown-key",

@@ -322,6 +322,7 @@ mod tests {
                 nonce: true,
                 idempotency,
                 signing: None,
+                scheme: Default::default(),
             },
         }
     }

@@ -11,9 +11,9 @@
 use std::path::Path;
 
 use http::header::{HeaderName, HeaderValue};
-use replay_guard::config::{Config, Identity, Route, Secret, TimestampFormat};
+use replay_guard::config::{Config, Identity, Route, Secret, SignatureScheme, TimestampFormat};
 
-use super::request::{Base, Names, Profile, Signing};
+use super::request::{Base, Fresh, Names, Profile, Scheme, Signing};
 use super::{Built, ProbeArgs};
 
 /// Headers the probe writes itself, refused in `--header`.
@@ -151,6 +151,12 @@ fn apply_route(
         }
     }
     base.profile = route_profile(args, &config, route, &mut built.notes)?;
+    if let (Some(signing), Scheme::Rfc9421 { .. }) = (&base.profile.signing, &base.profile.scheme) {
+        // Once here, so that a request the probe cannot sign is a usage
+        // error, never a report of vacuous refusals.
+        base.rfc9421_headers(signing, &Fresh::now(), &base.extra)
+            .map_err(|e| format!("route {name}: cannot sign its RFC 9421 requests: {e}"))?;
+    }
     built.profile_text = format!("route {name} from {}", file.display());
     built.route = Some(name.to_owned());
     built.bypasses_pointless = pointless_bypasses(route);
@@ -235,7 +241,22 @@ fn route_profile(
             route.name
         ));
     }
+    let scheme = match &route.scheme {
+        SignatureScheme::V1 => Scheme::V1,
+        SignatureScheme::Rfc9421(rule) => {
+            notes.push(format!(
+                "route {} signs RFC 9421: created and nonce are signature parameters",
+                route.name
+            ));
+            Scheme::Rfc9421 {
+                components: rule.components.clone(),
+                tag: rule.tag.clone(),
+                label: rule.label.clone().unwrap_or_else(|| "sig1".to_owned()),
+            }
+        }
+    };
     Ok(Profile {
+        scheme,
         names,
         format: route.freshness.map_or(TimestampFormat::Unix, |f| f.format),
         stale_secs: route
@@ -282,12 +303,12 @@ fn route_key(
     }))
 }
 
-/// The key's current HMAC secret: probe signs scheme `v1`, which a public
-/// key (RFC 9421) cannot.
+/// The key's current HMAC secret: probe signs with a secret (scheme `v1`,
+/// or RFC 9421 HMAC-SHA256), which a public key cannot.
 fn v1_secret(key: &replay_guard::config::Key) -> Result<Secret, String> {
     key.secrets().next().cloned().ok_or_else(|| {
         format!(
-            "key {}: a public key (RFC 9421); probe signs scheme v1 with a secret, choose another --key-id",
+            "key {}: a public key; probe signs with an HMAC secret (v1 or RFC 9421 hmac-sha256), choose another --key-id",
             key.id
         )
     })
@@ -321,5 +342,6 @@ fn generic_profile(args: &ProbeArgs) -> Result<Profile, String> {
         nonce: true,
         idempotency: true,
         signing: explicit_key(args)?,
+        scheme: Scheme::V1,
     })
 }

@@ -6,12 +6,15 @@
 //! print (`--dry-run`) or to send.
 //!
 //! Signatures are made by the library's client signing
-//! ([`replay_guard::client::sign`]) over the normalised path, exactly as
-//! `replay-guard sign` does. This module must never perform I/O, and never
+//! ([`replay_guard::client::sign`], or [`replay_guard::client::sign_rfc9421`]
+//! on an RFC 9421 route, with the route's components, `tag` and the
+//! transmission's `created` and `nonce` as signature parameters) over the
+//! normalised path, exactly as `replay-guard sign` does. This module must never perform I/O, and never
 //! print or put a secret into a request (only the HMAC leaves it).
 
-use replay_guard::client::{self, SignRequest};
-use replay_guard::config::{Secret, TimestampFormat};
+use replay_guard::checks::rfc9421::sign::SigningKey;
+use replay_guard::client::{self, Rfc9421Request, SignRequest};
+use replay_guard::config::{Component, Secret, TimestampFormat};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
@@ -52,6 +55,24 @@ pub struct Signing {
     pub secret: Secret,
 }
 
+/// How a client of the target signs.
+#[derive(Debug, Clone, Default)]
+pub enum Scheme {
+    /// `X-Signature: v1=<hex>` with timestamp and nonce headers.
+    #[default]
+    V1,
+    /// RFC 9421 (HMAC-SHA256): `Signature-Input` / `Signature` covering
+    /// the route's components, `created` and `nonce` signed parameters.
+    Rfc9421 {
+        /// What the route requires the signature to cover.
+        components: Vec<Component>,
+        /// The route's `tag`, if it sets one.
+        tag: Option<String>,
+        /// The label to sign under.
+        label: String,
+    },
+}
+
 /// How a well-behaved client of the target writes its replay headers.
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -65,8 +86,10 @@ pub struct Profile {
     pub nonce: bool,
     /// Whether the client sends an `Idempotency-Key`.
     pub idempotency: bool,
-    /// The v1 signing key, where the client signs.
+    /// The signing key (an HMAC secret), where the client signs.
     pub signing: Option<Signing>,
+    /// How it signs.
+    pub scheme: Scheme,
 }
 
 /// How a request's body is framed.
@@ -230,23 +253,79 @@ impl Base {
     /// A request as a well-behaved client sends it: timestamp, nonce,
     /// idempotency key and signature as the profile says.
     pub fn fresh(&self, fresh: &Fresh) -> Draft {
+        self.fresh_signed_by(self.profile.signing.as_ref(), fresh)
+    }
+
+    /// [`Base::fresh`], signed by `signing` (another key than the
+    /// profile's, for the unknown-key attack).
+    pub fn fresh_signed_by(&self, signing: Option<&Signing>, fresh: &Fresh) -> Draft {
         let profile = &self.profile;
         let names = &profile.names;
         let mut draft = self.bare();
-        let timestamp = format_timestamp(now_millis() + fresh.offset_secs * 1000, profile.format);
-        draft.set(&names.timestamp, timestamp.clone());
-        if profile.nonce || profile.signing.is_some() {
-            draft.set(&names.nonce, fresh.nonce.clone());
-        }
         if profile.idempotency {
             draft.set(&names.idempotency_key, fresh.idempotency_key.clone());
         }
-        if let Some(signing) = &profile.signing {
+        if let (Some(signing), Scheme::Rfc9421 { .. }) = (signing, &profile.scheme) {
+            // The idempotency key is an ordinary header: covered when the
+            // route's `components` name it, like any other.
+            for (name, value) in self
+                .rfc9421_headers(signing, fresh, &draft.headers)
+                .unwrap_or_default()
+            {
+                draft.set(&name, value);
+            }
+            return draft;
+        }
+        let timestamp = format_timestamp(now_millis() + fresh.offset_secs * 1000, profile.format);
+        draft.set(&names.timestamp, timestamp.clone());
+        if profile.nonce || signing.is_some() {
+            draft.set(&names.nonce, fresh.nonce.clone());
+        }
+        if let Some(signing) = signing {
             let signature = self.signature(signing, &timestamp, &fresh.nonce);
             draft.set(&names.key_id, signing.key_id.clone());
             draft.set(&names.signature, signature);
         }
         draft
+    }
+
+    /// `Content-Digest`, `Signature-Input` and `Signature` for this base's
+    /// request on an RFC 9421 route, `created` offset as `fresh` says;
+    /// `headers` are the request's other headers (a covered header takes
+    /// its value from them).
+    pub fn rfc9421_headers(
+        &self,
+        signing: &Signing,
+        fresh: &Fresh,
+        headers: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, String> {
+        let Scheme::Rfc9421 {
+            components,
+            tag,
+            label,
+        } = &self.profile.scheme
+        else {
+            return Err("not an RFC 9421 route".into());
+        };
+        let created = now_millis().div_euclid(1000) + fresh.offset_secs;
+        let signed = client::sign_rfc9421(
+            &SigningKey::Hmac(signing.secret.clone()),
+            &Rfc9421Request {
+                method: &self.method,
+                host: &self.host,
+                path_and_query: &self.signed_path_and_query,
+                https: self.scheme == "https",
+                body: &self.body,
+                key_id: &signing.key_id,
+                created,
+                nonce: Some(&fresh.nonce),
+                tag: tag.as_deref(),
+                label,
+                components,
+                headers,
+            },
+        )?;
+        Ok(signed.headers)
     }
 
     /// The v1 signature header value for this base's request.
