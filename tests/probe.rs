@@ -330,6 +330,84 @@ signature = { required = true, scheme = "rfc9421", tag = "partner-api" }
     }
 }
 
+/// An RFC 9421 route whose key is a public key: the probe signs with the
+/// client's private key (`--private-key-file`, a key pair made by the
+/// `cryptography` library), and refuses to guess without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rfc9421_public_key_route_is_probed_with_the_private_key() {
+    let upstream = Upstream::start().await;
+    let keys = support::httpsig::keys_dir();
+    let route = format!(
+        r#"
+[[keys]]
+id = "partner-ed"
+public_key_file = {:?}
+algorithm = "ed25519"
+
+[[routes]]
+name = "orders"
+path = "/orders"
+identity = "key_id"
+freshness = {{ max_skew_secs = 120 }}
+nonce = {{ required = true }}
+signature = {{ required = true, scheme = "rfc9421" }}
+"#,
+        keys.join("ed25519.pub.pem").display().to_string()
+    );
+    let (proxy, config) = proxy(&format!("{}{route}", server(&upstream, "")));
+    let url = format!("http://{}/orders", proxy.addr);
+    let private = keys.join("ed25519.key.pem").display().to_string();
+    let output = probe(args(&[
+        "--url",
+        &url,
+        "--config",
+        &config,
+        "--route",
+        "orders",
+        "--key-id",
+        "partner-ed",
+        "--private-key-file",
+        &private,
+        "--algorithm",
+        "ed25519",
+        "--allow-execute",
+        "4",
+        "--json",
+    ]))
+    .await;
+    assert_exit(&output, 0);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(report["valid_request"]["status"], 200, "{report:#}");
+    let attacks = report["attacks"].as_array().unwrap();
+    let stale = attacks
+        .iter()
+        .find(|a| a["id"] == "stale-timestamp")
+        .unwrap();
+    assert_eq!(stale["reason"], "stale_timestamp", "{report:#}");
+    let replay = attacks.iter().find(|a| a["id"] == "replay").unwrap();
+    assert_eq!(replay["reason"], "replayed_nonce", "{report:#}");
+    assert!(upstream.count() <= 4);
+
+    // Without the private key: a usage error naming what to give.
+    let output = probe(args(&[
+        "--url",
+        &url,
+        "--config",
+        &config,
+        "--route",
+        "orders",
+        "--key-id",
+        "partner-ed",
+    ]))
+    .await;
+    assert_exit(&output, 2);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--private-key-file"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_prints_every_request_and_sends_nothing() {
     let upstream = Upstream::start().await;

@@ -190,10 +190,10 @@ fn signature_attacks(base: &Base, plan: &mut Plan) {
         plan.skip("unknown-key", "unknown key", why);
         return;
     }
-    let stranger = super::request::Signing {
-        key_id: UNKNOWN_KEY_ID.into(),
-        secret: replay_guard::config::Secret::new(b"replay-guard-probe-not-a-secret".to_vec()),
-    };
+    let stranger = super::request::Signing::secret(
+        UNKNOWN_KEY_ID.into(),
+        replay_guard::config::Secret::new(b"replay-guard-probe-not-a-secret".to_vec()),
+    );
     let mut forged = base.fresh(&Fresh::now());
     match &base.profile.scheme {
         Scheme::Rfc9421 { label, .. } => {

@@ -62,8 +62,14 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub key_id: Option<String>,
     /// Environment variable holding the --key-id's secret.
-    #[arg(long, requires = "key_id")]
+    #[arg(long, requires = "key_id", conflicts_with = "private_key_file")]
     pub secret_env: Option<String>,
+    /// PEM private key of the --key-id, for an RFC 9421 route whose key is a public key (with --algorithm).
+    #[arg(long, requires_all = ["key_id", "algorithm"])]
+    pub private_key_file: Option<PathBuf>,
+    /// The private key's algorithm: ed25519, ecdsa-p256-sha256, rsa-pss-sha512 or rsa-v1_5-sha256.
+    #[arg(long, requires = "private_key_file")]
+    pub algorithm: Option<String>,
     /// Send requests meant to execute (a valid one, its replays, a storm): at most N of them.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub allow_execute: Option<u32>,

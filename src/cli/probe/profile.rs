@@ -89,6 +89,11 @@ fn has(headers: &[(String, String)], name: &str) -> bool {
 
 /// Build the base request and profile from the arguments.
 pub fn build(args: &ProbeArgs) -> Result<Built, String> {
+    if args.private_key_file.is_some() && args.route.is_none() {
+        return Err(
+            "--private-key-file signs RFC 9421 and needs the route (--config and --route)".into(),
+        );
+    }
     let url = parse_url(args)?;
     let body = read_body(args)?;
     let mut extra = parse_headers(&args.headers)?;
@@ -255,6 +260,12 @@ fn route_profile(
             }
         }
     };
+    if matches!(scheme, Scheme::V1) && args.private_key_file.is_some() {
+        return Err(format!(
+            "--private-key-file signs RFC 9421; route {} is scheme v1, which signs with a secret (--secret-env)",
+            route.name
+        ));
+    }
     Ok(Profile {
         scheme,
         names,
@@ -283,10 +294,7 @@ fn route_key(
             .keys
             .get(id)
             .ok_or_else(|| format!("--key-id {id}: not a key of the config"))?;
-        return Ok(Some(Signing {
-            key_id: id.clone(),
-            secret: v1_secret(key)?,
-        }));
+        return Ok(Some(Signing::secret(id.clone(), v1_secret(key)?)));
     }
     let Some(key) = config.keys.values().next() else {
         return Ok(None);
@@ -297,10 +305,7 @@ fn route_key(
             key.id
         ));
     }
-    Ok(Some(Signing {
-        key_id: key.id.clone(),
-        secret: v1_secret(key)?,
-    }))
+    Ok(Some(Signing::secret(key.id.clone(), v1_secret(key)?)))
 }
 
 /// The key's current HMAC secret: probe signs with a secret (scheme `v1`,
@@ -308,22 +313,38 @@ fn route_key(
 fn v1_secret(key: &replay_guard::config::Key) -> Result<Secret, String> {
     key.secrets().next().cloned().ok_or_else(|| {
         format!(
-            "key {}: a public key; probe signs with an HMAC secret (v1 or RFC 9421 hmac-sha256), choose another --key-id",
-            key.id
+            "key {}: a public key; give its private key (--key-id {} --private-key-file F --algorithm A), or choose a key with a secret",
+            key.id, key.id
         )
     })
 }
 
-/// `--key-id` with `--secret-env`, when both are given.
+/// `--key-id` with `--secret-env`, or with `--private-key-file` and
+/// `--algorithm`, when given.
 fn explicit_key(args: &ProbeArgs) -> Result<Option<Signing>, String> {
-    let (Some(id), Some(var)) = (&args.key_id, &args.secret_env) else {
+    let Some(id) = &args.key_id else {
+        return Ok(None);
+    };
+    if let Some(file) = &args.private_key_file {
+        let key = crate::cli::sign_rfc9421::signing_key(
+            args.algorithm.as_deref(),
+            Some(file),
+            crate::cli::sign_rfc9421::SecretEncoding::Utf8,
+            || Err("no secret with a private key".to_owned()),
+        )?;
+        return Ok(Some(Signing {
+            key_id: id.clone(),
+            key: std::sync::Arc::new(key),
+        }));
+    }
+    let Some(var) = &args.secret_env else {
         return Ok(None);
     };
     match std::env::var(var) {
-        Ok(value) if !value.is_empty() => Ok(Some(Signing {
-            key_id: id.clone(),
-            secret: Secret::new(value.into_bytes()),
-        })),
+        Ok(value) if !value.is_empty() => Ok(Some(Signing::secret(
+            id.clone(),
+            Secret::new(value.into_bytes()),
+        ))),
         _ => Err(format!("environment variable {var} is not set or empty")),
     }
 }

@@ -12,6 +12,8 @@
 //! normalised path, exactly as `replay-guard sign` does. This module must never perform I/O, and never
 //! print or put a secret into a request (only the HMAC leaves it).
 
+use std::sync::Arc;
+
 use replay_guard::checks::rfc9421::sign::SigningKey;
 use replay_guard::client::{self, Rfc9421Request, SignRequest};
 use replay_guard::config::{Component, Secret, TimestampFormat};
@@ -46,13 +48,24 @@ impl Default for Names {
     }
 }
 
-/// A v1 signing key: the id sent, the secret that makes the HMAC.
+/// A signing key: the id sent, and the secret (v1, RFC 9421 HMAC) or the
+/// private key (RFC 9421) that signs.
 #[derive(Debug, Clone)]
 pub struct Signing {
-    /// Key id, sent in the key-id header.
+    /// Key id, sent in the key-id header or as `keyid`.
     pub key_id: String,
-    /// The secret (never printed; `Debug` is redacted).
-    pub secret: Secret,
+    /// The key (never printed; `Debug` names only its algorithm).
+    pub key: Arc<SigningKey>,
+}
+
+impl Signing {
+    /// An HMAC secret.
+    pub fn secret(key_id: String, secret: Secret) -> Signing {
+        Signing {
+            key_id,
+            key: Arc::new(SigningKey::Hmac(secret)),
+        }
+    }
 }
 
 /// How a client of the target signs.
@@ -309,7 +322,7 @@ impl Base {
         };
         let created = now_millis().div_euclid(1000) + fresh.offset_secs;
         let signed = client::sign_rfc9421(
-            &SigningKey::Hmac(signing.secret.clone()),
+            &signing.key,
             &Rfc9421Request {
                 method: &self.method,
                 host: &self.host,
@@ -328,10 +341,14 @@ impl Base {
         Ok(signed.headers)
     }
 
-    /// The v1 signature header value for this base's request.
+    /// The v1 signature header value for this base's request (empty for
+    /// a private key, which v1 cannot sign with; the profile refuses one).
     pub fn signature(&self, signing: &Signing, timestamp: &str, nonce: &str) -> String {
+        let SigningKey::Hmac(secret) = &*signing.key else {
+            return String::new();
+        };
         let signed = client::sign(
-            &signing.secret,
+            secret,
             &SignRequest {
                 method: &self.method,
                 host: &self.host,
