@@ -15,7 +15,7 @@ use http::header::{HeaderName, SET_COOKIE};
 use http::{HeaderMap, Method};
 use sha2::{Digest, Sha256};
 
-use super::{hashed_key, header_text, owner_token, StoreAccess};
+use super::{hashed_key, header_text, owner_token, Content, StoreAccess};
 use crate::config::{Idempotency, Secret};
 use crate::metrics::Metrics;
 use crate::rejection::Rejection;
@@ -55,7 +55,7 @@ pub struct Request<'a> {
     /// The raw query (fingerprinted).
     pub query: Option<&'a str>,
     /// The body (fingerprinted).
-    pub body: &'a [u8],
+    pub body: &'a Content<'a>,
 }
 
 /// The idempotency check: the key header `name` under `rule`, scoped by
@@ -248,7 +248,7 @@ pub fn record_key(key_hash: Option<&Secret>, scope: &str, key: &str) -> String {
 }
 
 /// Lowercase hex SHA-256 over method, normalised path, raw query and body.
-pub fn fingerprint(method: &str, path: &str, query: Option<&str>, body: &[u8]) -> String {
+pub fn fingerprint(method: &str, path: &str, query: Option<&str>, body: &Content<'_>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(method.as_bytes());
     hasher.update(b"\n");
@@ -259,7 +259,7 @@ pub fn fingerprint(method: &str, path: &str, query: Option<&str>, body: &[u8]) -
         hasher.update(query.as_bytes());
     }
     hasher.update(b"\n");
-    hasher.update(Sha256::digest(body));
+    hasher.update(body.sha256());
     hex::encode(hasher.finalize())
 }
 
@@ -327,13 +327,28 @@ mod tests {
 
     #[test]
     fn fingerprint_covers_every_part() {
-        let base = fingerprint("POST", "/p", Some("a=1"), b"{}");
-        assert_ne!(base, fingerprint("PUT", "/p", Some("a=1"), b"{}"));
-        assert_ne!(base, fingerprint("POST", "/q", Some("a=1"), b"{}"));
-        assert_ne!(base, fingerprint("POST", "/p", Some("a=2"), b"{}"));
-        assert_ne!(base, fingerprint("POST", "/p", None, b"{}"));
-        assert_ne!(base, fingerprint("POST", "/p", Some("a=1"), b"{ }"));
-        assert_eq!(base, fingerprint("POST", "/p", Some("a=1"), b"{}"));
+        let base = fingerprint("POST", "/p", Some("a=1"), &Content::new(b"{}"));
+        assert_ne!(
+            base,
+            fingerprint("PUT", "/p", Some("a=1"), &Content::new(b"{}"))
+        );
+        assert_ne!(
+            base,
+            fingerprint("POST", "/q", Some("a=1"), &Content::new(b"{}"))
+        );
+        assert_ne!(
+            base,
+            fingerprint("POST", "/p", Some("a=2"), &Content::new(b"{}"))
+        );
+        assert_ne!(base, fingerprint("POST", "/p", None, &Content::new(b"{}")));
+        assert_ne!(
+            base,
+            fingerprint("POST", "/p", Some("a=1"), &Content::new(b"{ }"))
+        );
+        assert_eq!(
+            base,
+            fingerprint("POST", "/p", Some("a=1"), &Content::new(b"{}"))
+        );
     }
 
     #[test]
@@ -397,7 +412,7 @@ mod check_tests {
         let (access, clock, store) = (fixture.access(), &fixture.clock, &fixture.store);
         let name = HeaderName::from_static("idempotency-key");
         let mut headers = HeaderMap::new();
-        fn request<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Request<'a> {
+        fn request<'a>(headers: &'a HeaderMap, body: &'a Content<'a>) -> Request<'a> {
             Request {
                 headers,
                 method: &Method::POST,
@@ -407,15 +422,16 @@ mod check_tests {
             }
         }
         let rule = rule();
-        let missing = check(&access, &rule, &name, "a", request(&headers, b"{}")).await;
+        let (json, spaced) = (Content::new(b"{}"), Content::new(b"{ }"));
+        let missing = check(&access, &rule, &name, "a", request(&headers, &json)).await;
         assert_eq!(missing.unwrap_err(), Rejection::MissingIdempotencyKey);
         headers.insert(name.clone(), HeaderValue::from_static("k-1"));
         let Ok(Step::Claimed(claim)) =
-            check(&access, &rule, &name, "a", request(&headers, b"{}")).await
+            check(&access, &rule, &name, "a", request(&headers, &json)).await
         else {
             panic!("the first request claims the key");
         };
-        let again = check(&access, &rule, &name, "a", request(&headers, b"{}")).await;
+        let again = check(&access, &rule, &name, "a", request(&headers, &json)).await;
         assert_eq!(
             again.unwrap_err(),
             Rejection::IdempotencyInFlight {
@@ -424,7 +440,7 @@ mod check_tests {
         );
         assert!(
             matches!(
-                check(&access, &rule, &name, "b", request(&headers, b"{}")).await,
+                check(&access, &rule, &name, "b", request(&headers, &json)).await,
                 Ok(Step::Claimed(_))
             ),
             "keys are scoped per identity"
@@ -436,12 +452,12 @@ mod check_tests {
             Fenced::Done
         );
         let Ok(Step::Replay(replayed)) =
-            check(&access, &rule, &name, "a", request(&headers, b"{}")).await
+            check(&access, &rule, &name, "a", request(&headers, &json)).await
         else {
             panic!("a completed key replays");
         };
         assert_eq!(replayed, stored);
-        let reused = check(&access, &rule, &name, "a", request(&headers, b"{ }")).await;
+        let reused = check(&access, &rule, &name, "a", request(&headers, &spaced)).await;
         assert_eq!(reused.unwrap_err(), Rejection::IdempotencyKeyReused);
     }
 }

@@ -15,6 +15,7 @@
 //! proxy. None of them builds an HTTP response, forwards anything or knows
 //! about report mode.
 
+pub mod content;
 pub mod freshness;
 pub mod idempotency;
 pub mod nonce;
@@ -34,6 +35,7 @@ use crate::config::{OnStoreError, Secret};
 use crate::metrics::Metrics;
 use crate::rejection::Rejection;
 use crate::store::{IdemOutcome, Store, StoreError};
+pub use content::Content;
 
 /// A header's value as text when present and non-empty (after trimming).
 /// Non-UTF-8 or repeated headers count as present but unreadable: `Err(())`.
@@ -235,12 +237,13 @@ mod tests {
         let claim = |nonce_value: &'static str, key: &'static str| {
             let mut headers = HeaderMap::new();
             headers.insert(name.clone(), HeaderValue::from_static(key));
+            let content = Content::new(b"{}");
             let request = Request {
                 headers: &headers,
                 method: &Method::POST,
                 path: "/pay",
                 query: None,
-                body: b"{}",
+                body: &content,
             };
             let nonce = nonce::prepare(&access, Some(nonce_value), true, "a", &fresh);
             let idem = idempotency::prepare(&access, &rule, &name, "a", request);

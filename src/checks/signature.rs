@@ -22,7 +22,7 @@ use http::header::HOST;
 use http::request::Parts;
 use sha2::{Digest, Sha256};
 
-use super::header_text;
+use super::{header_text, Content};
 use crate::config::{Key, Route, Secret};
 use crate::rejection::Rejection;
 
@@ -106,7 +106,7 @@ pub fn check<'k>(
     route: &Route,
     parts: &Parts,
     path: &str,
-    body: &[u8],
+    body: &Content<'_>,
 ) -> Result<Option<&'k str>, Rejection> {
     let Some(required) = route.signature else {
         return Ok(None);
@@ -133,7 +133,7 @@ pub fn check<'k>(
         Some(query) => format!("{path}?{query}"),
         None => path.to_owned(),
     };
-    let body_sha256 = sha256_hex(body);
+    let body_sha256 = hex::encode(body.sha256());
     let signed = Signed {
         method: parts.method.as_str(),
         host: &host,
@@ -317,7 +317,7 @@ signature = { required = false }
         let config = Config::parse(TOML, "t.toml").unwrap();
         let (pay, optional) = (&config.routes[0], &config.routes[1]);
         let check = |route, parts: &Parts, path: &str, body: &[u8]| {
-            super::check(&config.keys, route, parts, path, body)
+            super::check(&config.keys, route, parts, path, &Content::new(body))
         };
         let signed = parts(&[("x-key-id", "billing-svc"), ("x-signature", GOOD)]);
         assert_eq!(

@@ -42,7 +42,7 @@ use super::scheme::NonceSource;
 use super::{Proxy, RouteState};
 use crate::checks::freshness::{self, Fence, Fresh};
 use crate::checks::idempotency::{self, Step};
-use crate::checks::{self, nonce, StoreAccess};
+use crate::checks::{self, nonce, Content, StoreAccess};
 use crate::config::Identity;
 use crate::identity::{self, RouteIdentity};
 use crate::rejection::Rejection;
@@ -191,7 +191,9 @@ impl Proxy {
             head.identity?;
             return self.webhook_checks(route, hook, parts, body, ctx).await;
         }
-        let signed = self.signature_step(route, parts, body, head.fresh, ctx)?;
+        // Hashed at most once, whichever checks read it.
+        let content = Content::new(body);
+        let signed = self.signature_step(route, parts, &content, head.fresh, ctx)?;
         let verified = signed.key;
         ctx.verified_key = verified.map(str::to_owned);
         let identity = head.identity?;
@@ -239,7 +241,7 @@ impl Proxy {
                     method: &parts.method,
                     path: ctx.target.path(),
                     query: parts.uri.query(),
-                    body,
+                    body: &content,
                 };
                 let name = &rule.headers.idempotency_key;
                 idempotency::prepare(&access, idem, name, &scope, request)?

@@ -13,7 +13,7 @@ use http::request::Parts;
 use super::ctx::RequestCtx;
 use super::{Proxy, RouteState};
 use crate::checks::freshness::Fresh;
-use crate::checks::{rfc9421, signature};
+use crate::checks::{rfc9421, signature, Content};
 use crate::config::SignatureScheme;
 use crate::rejection::Rejection;
 
@@ -43,7 +43,7 @@ impl Proxy {
         &self,
         route: &RouteState,
         parts: &Parts,
-        body: &[u8],
+        body: &Content<'_>,
         fresh: Option<Fresh>,
         ctx: &RequestCtx,
     ) -> Result<Signed<'_>, Rejection> {

@@ -127,10 +127,11 @@ impl Fixture {
         path: &str,
     ) -> Result<Option<Verified<'_>>, Rejection> {
         let route = self.route(route);
+        let content = crate::checks::Content::new(BODY);
         let request = Request {
             parts,
             path,
-            body: BODY,
+            body: &content,
             https: false,
         };
         let now = Now {

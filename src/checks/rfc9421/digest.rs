@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256, Sha512};
 
 use super::fields::byte_sequences;
 use super::params::combined;
+use crate::checks::Content;
 use crate::rejection::Rejection;
 
 /// The field's name.
@@ -69,7 +70,7 @@ pub fn header_value(content: &[u8], algorithm: DigestAlgorithm) -> String {
 /// Whether the request's `Content-Digest` (every line, combined) matches
 /// `body`: `Err(BadContentDigest)` when it is absent, malformed, has no
 /// `sha-256` or `sha-512` member, or any such member differs.
-pub fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(), Rejection> {
+pub fn verify(headers: &HeaderMap, body: &Content<'_>) -> Result<(), Rejection> {
     let text = match combined(headers, &CONTENT_DIGEST) {
         Some(Ok(text)) => text,
         None | Some(Err(())) => return Err(Rejection::BadContentDigest),
@@ -83,7 +84,12 @@ pub fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(), Rejection> {
         let Some(received) = member else {
             return Err(Rejection::BadContentDigest);
         };
-        if received.as_slice() != algorithm.digest(body).as_slice() {
+        let matches = match algorithm {
+            // The body's SHA-256 is shared with the other checks that hash it.
+            DigestAlgorithm::Sha256 => received.as_slice() == body.sha256().as_slice(),
+            DigestAlgorithm::Sha512 => received == &algorithm.digest(body.bytes()),
+        };
+        if !matches {
             return Err(Rejection::BadContentDigest);
         }
         checked += 1;
@@ -98,6 +104,11 @@ pub fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(), Rejection> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// [`super::verify`] over a body given as bytes.
+    fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(), Rejection> {
+        super::verify(headers, &Content::new(body))
+    }
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -238,10 +238,11 @@ fn the_check_accepts_b23_and_refuses_what_the_route_does_not_allow() {
         fences: &[],
     };
     let run = |route: &crate::config::Route, parts: &Parts, body: &[u8]| {
+        let content = crate::checks::Content::new(body);
         let request = Checked {
             parts,
             path: parts.uri.path(),
-            body,
+            body: &content,
             https: false,
         };
         check(&keys, route, &rule(route), &request, now).map(|v| v.map(|v| v.key_id))

@@ -44,6 +44,7 @@ use std::collections::BTreeMap;
 use http::request::Parts;
 
 use super::freshness::{self, Fence, Fresh};
+use super::Content;
 use crate::clock::Clock;
 use crate::config::{Freshness, Key, Rfc9421Rule, Route};
 use crate::rejection::Rejection;
@@ -62,7 +63,7 @@ pub struct Request<'a> {
     /// The normalised path the proxy matched and forwards.
     pub path: &'a str,
     /// The buffered body.
-    pub body: &'a [u8],
+    pub body: &'a Content<'a>,
     /// Whether the request arrived over TLS (`@scheme`).
     pub https: bool,
 }
@@ -187,7 +188,7 @@ fn verify_one<'k>(
 fn covers_what_the_route_requires(
     input: &Input<'_>,
     rule: &Rfc9421Rule,
-    body: &[u8],
+    body: &Content<'_>,
 ) -> Result<(), Rejection> {
     let covered = &input.components;
     let all_configured = rule

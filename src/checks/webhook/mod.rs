@@ -26,7 +26,7 @@ use http::{HeaderMap, Method};
 use sha2::{Digest, Sha256};
 
 use super::idempotency::{self, Step};
-use super::StoreAccess;
+use super::{Content, StoreAccess};
 use crate::config::{Secret, Webhook, WebhookProvider};
 use crate::rejection::Rejection;
 use crate::store::StoredResponse;
@@ -75,7 +75,7 @@ pub async fn check(
         method: delivery.method,
         path: delivery.path,
         query: None,
-        body: b"",
+        body: &Content::new(b""),
     };
     match idempotency::check(access, &hook.dedupe, &CLAIM_HEADER, &scope, request).await {
         // The first answer's body was too large to keep: the provider only
