@@ -152,16 +152,7 @@ fn read_jwks(
     p: &mut Problems<'_>,
 ) -> Option<JwtKeys> {
     let path = file.get_ref();
-    let bytes = match env.read_file(path) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            p.at(
-                file.span(),
-                format!("cannot read JWKS file {}: {e}", path.display()),
-            );
-            return None;
-        }
-    };
+    let bytes = super::read_file(file, "JWKS file", env, p)?;
     match JwtKeys::parse(&bytes) {
         Ok(keys) => Some(keys),
         Err(why) => {
@@ -254,16 +245,7 @@ pub(super) fn validate_client_auth(
         return None;
     };
     let path = file.get_ref();
-    let bytes = match env.read_file(path) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            p.at(
-                file.span(),
-                format!("cannot read client CA file {}: {e}", path.display()),
-            );
-            return None;
-        }
-    };
+    let bytes = super::read_file(file, "client CA file", env, p)?;
     let mut roots = rustls::RootCertStore::empty();
     let mut found = 0;
     for cert in CertificateDer::pem_slice_iter(&bytes) {

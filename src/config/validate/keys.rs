@@ -236,29 +236,19 @@ pub(super) fn read_secret_file(
     env: &dyn Environment,
     p: &mut Problems<'_>,
 ) -> Option<Secret> {
-    match env.read_file(path.get_ref()) {
-        Ok(mut bytes) => {
-            if bytes.last() == Some(&b'\n') {
-                bytes.pop();
-                if bytes.last() == Some(&b'\r') {
-                    bytes.pop();
-                }
-            }
-            if bytes.is_empty() {
-                p.at(
-                    path.span(),
-                    format!("secret file {} is empty", path.get_ref().display()),
-                );
-                return None;
-            }
-            Some(Secret::new(bytes))
-        }
-        Err(e) => {
-            p.at(
-                path.span(),
-                format!("cannot read secret file {}: {e}", path.get_ref().display()),
-            );
-            None
+    let mut bytes = super::read_file(path, "secret file", env, p)?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
         }
     }
+    if bytes.is_empty() {
+        p.at(
+            path.span(),
+            format!("secret file {} is empty", path.get_ref().display()),
+        );
+        return None;
+    }
+    Some(Secret::new(bytes))
 }

@@ -147,6 +147,26 @@ fn size(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
 
+/// The bytes of the file `file` names, read through `env`; `None` with
+/// "cannot read `what` PATH: why" reported at its span.
+pub(super) fn read_file(
+    file: &Spanned<std::path::PathBuf>,
+    what: &str,
+    env: &dyn Environment,
+    p: &mut Problems<'_>,
+) -> Option<Vec<u8>> {
+    match env.read_file(file.get_ref()) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            p.at(
+                file.span(),
+                format!("cannot read {what} {}: {e}", file.get_ref().display()),
+            );
+            None
+        }
+    }
+}
+
 /// Validate a whole raw file, reading variables and secret files from
 /// `env` only; `None` when a part the config cannot do without (server,
 /// store) is invalid. Problems go to `p`.

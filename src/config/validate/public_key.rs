@@ -94,16 +94,7 @@ fn load(
     p: &mut Problems<'_>,
 ) -> Option<PublicKey> {
     let path = file.get_ref().display();
-    let bytes = match env.read_file(file.get_ref()) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            p.at(
-                file.span(),
-                format!("cannot read public key file {path}: {e}"),
-            );
-            return None;
-        }
-    };
+    let bytes = super::read_file(file, "public key file", env, p)?;
     let Ok(der) = SubjectPublicKeyInfoDer::from_pem_slice(&bytes) else {
         p.at(file.span(), format!(
             "{path} holds no PEM public key (\"-----BEGIN PUBLIC KEY-----\", SubjectPublicKeyInfo); export one with `openssl pkey -in PRIVATE.pem -pubout`"
