@@ -99,16 +99,16 @@ async fn until_upstream_saw(upstream: &Upstream, n: usize) {
 /// path, issue 19), so a retry sent the moment the answer arrives may
 /// still find the key in flight (409); these cases test the stored answer.
 async fn until_recorded(proxy: &TestProxy, n: usize) {
-    let admin = proxy.admin.expect("admin listener");
-    let sample = "replay_guard_store_duration_seconds_count{op=\"complete_idempotency\"} ";
+    until_recorded_at(proxy.admin.expect("admin listener"), n).await;
+}
+
+/// [`until_recorded`] for the proxy whose admin listener is `admin`.
+async fn until_recorded_at(admin: SocketAddr, n: usize) {
+    let sample = "replay_guard_store_duration_seconds_count{op=\"complete_idempotency\"}";
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = Req::get("/metrics").send(admin).await;
-        let done = String::from_utf8_lossy(&metrics.body)
-            .lines()
-            .find_map(|line| line.strip_prefix(sample)?.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if done >= n as f64 {
+        let text = support::metrics::scrape(admin).await;
+        if support::metrics::sample(&text, sample).unwrap_or(0.0) >= n as f64 {
             return;
         }
         assert!(Instant::now() < deadline, "{n} records never landed");
@@ -207,6 +207,7 @@ async fn duplicate_while_in_flight_is_409_with_retry_after(backend: Backend) {
 
     let first = first.await.unwrap();
     assert_eq!(first.status, 200);
+    until_recorded(&proxy, 1).await;
     let replay = slow.send(proxy.addr).await;
     assert_eq!(replay.status, 200);
     assert_eq!(replay.body, first.body);
@@ -334,6 +335,7 @@ async fn connect_error_releases_the_claim(backend: Backend) {
     assert_eq!(retry.status, 200, "{:?}", retry.body);
     retry.assert_not_replayed();
     assert_eq!(upstream.count(), 1);
+    until_recorded(&proxy, 1).await;
     let replay = request.send(proxy.addr).await;
     replay.assert_replayed();
     assert_eq!(upstream.count(), 1);
@@ -787,6 +789,7 @@ async fn lease_of_a_killed_proxy_expires_then_a_retry_executes() {
     executed.assert_not_replayed();
     assert!(claimed_at.elapsed() >= Duration::from_secs(LEASE_SECS) - Duration::from_millis(1000));
     assert_eq!(upstream.count(), 2, "exactly one re-execution");
+    until_recorded_at(second.admin.expect("admin listener"), 1).await;
     let replay = retry.send(second.addr).await;
     replay.assert_replayed();
     assert_eq!(replay.body, executed.body);
