@@ -305,7 +305,7 @@ async fn a_write_the_store_refuses_as_invalid_is_500_and_never_failed_open() {
         "nothing forwarded, whatever on_error says"
     );
     let admin = proxy.admin.unwrap();
-    let text = String::from_utf8_lossy(&Req::get("/metrics").send(admin).await.body).into_owned();
+    let text = support::metrics::scrape(admin).await;
     assert_eq!(
         metric(
             &text,
@@ -332,8 +332,7 @@ async fn throttling_and_5xx_are_outages_failed_open_under_allow() {
         assert_eq!(reply.status, 200, "{code}: {:?}", reply.body);
         assert_eq!(upstream.count(), 1, "{code}: failed open, as configured");
         let admin = proxy.admin.unwrap();
-        let text =
-            String::from_utf8_lossy(&Req::get("/metrics").send(admin).await.body).into_owned();
+        let text = support::metrics::scrape(admin).await;
         assert!(
             metric(&text, r#"replay_guard_store_fail_open_total{route="pay"}"#) >= 1.0,
             "{code}: {text}"

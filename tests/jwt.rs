@@ -512,15 +512,7 @@ async fn reload_picks_up_a_new_jwks_file_and_refuses_one_that_does_not_parse() {
 
 #[test]
 fn check_refuses_alg_none_hmac_against_a_jwks_and_routes_without_jwt() {
-    let parse = |text: &str| {
-        let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9\"\n{text}"
-        );
-        match replay_guard::config::Config::parse(&toml, "t.toml") {
-            Ok(_) => Vec::new(),
-            Err(e) => e.errors,
-        }
-    };
+    let parse = support::config::problems;
     let route = "[[routes]]\nname = \"r\"\npath = \"/r\"\nidentity = \"jwt:sub\"\nrate_limit = { per_second = 1 }\n";
     let errors = parse(route);
     assert!(errors[0].contains("needs a [jwt] section"), "{errors:?}");

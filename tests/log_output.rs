@@ -31,13 +31,6 @@ nonce = {{ required = true }}
     )
 }
 
-/// The value of an unlabelled series in the Prometheus text.
-fn series(metrics: &str, name: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_stderr_pipe_never_stops_requests_reload_or_sigterm() {
     let upstream = Upstream::start().await;
@@ -63,9 +56,8 @@ async fn a_closed_stderr_pipe_never_stops_requests_reload_or_sigterm() {
     let reload = Req::post("/reload").send(admin).await;
     assert_eq!(reload.status, 200, "{:?}", reload.body);
 
-    let metrics = Req::get("/metrics").send(admin).await;
-    let text = String::from_utf8_lossy(&metrics.body).into_owned();
-    let dropped = series(&text, "replay_guard_log_lines_dropped_total");
+    let text = support::metrics::scrape(admin).await;
+    let dropped = support::metrics::sample(&text, "replay_guard_log_lines_dropped_total");
     assert!(
         dropped.is_some_and(|n| n >= 20.0),
         "lost lines are counted: {dropped:?}"

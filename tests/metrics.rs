@@ -42,11 +42,7 @@ path = "/health"
 }
 
 async fn scrape(proxy: &ProxyProcess) -> String {
-    let reply = Req::get("/metrics")
-        .send(proxy.admin.expect("admin listener"))
-        .await;
-    assert_eq!(reply.status, 200);
-    String::from_utf8(reply.body.to_vec()).unwrap()
+    support::metrics::scrape(proxy.admin.expect("admin listener")).await
 }
 
 use support::metrics::sample as value;

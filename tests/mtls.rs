@@ -369,15 +369,7 @@ async fn reload_picks_up_a_new_client_ca_file() {
 
 #[test]
 fn check_refuses_an_unreadable_ca_file_and_client_cert_without_mtls() {
-    let parse = |text: &str| {
-        let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9\"\n{text}"
-        );
-        match replay_guard::config::Config::parse(&toml, "t.toml") {
-            Ok(_) => Vec::new(),
-            Err(e) => e.errors,
-        }
-    };
+    let parse = support::config::problems;
     let errors = parse("[server.tls]\ncert_file = \"/x.pem\"\nkey_file = \"/x.key\"\nclient_ca_file = \"/nonexistent/ca.pem\"\n");
     assert!(
         errors.iter().any(|e| e.starts_with("t.toml:7:18:")

@@ -385,12 +385,12 @@ async fn in_flight_gauge_returns_to_zero_when_a_client_hangs_up() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let during = String::from_utf8(Req::get("/metrics").send(admin).await.body.to_vec()).unwrap();
+    let during = support::metrics::scrape(admin).await;
     assert_eq!(gauge(&during), 1.0);
     drop(stream);
     let mut after = f64::NAN;
     for _ in 0..50 {
-        let text = String::from_utf8(Req::get("/metrics").send(admin).await.body.to_vec()).unwrap();
+        let text = support::metrics::scrape(admin).await;
         after = gauge(&text);
         if after == 0.0 {
             break;

@@ -100,6 +100,15 @@ nonce = { required = true }
 signature = { required = true }
 "#;
 
+/// The attack `id` of a `--json` report.
+#[track_caller]
+fn attack<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["attacks"]
+        .as_array()
+        .and_then(|attacks| attacks.iter().find(|a| a["id"] == id))
+        .unwrap_or_else(|| panic!("{id} in {report:#}"))
+}
+
 /// A real proxy (child process) and the path of the config file it runs,
 /// to hand to the probe as `--config`.
 fn proxy(toml: &str) -> (ProxyProcess, String) {
@@ -221,12 +230,7 @@ async fn json_report_names_each_attack_with_its_evidence() {
         "{report:#}"
     );
     let attacks = report["attacks"].as_array().unwrap();
-    let by_id = |id: &str| {
-        attacks
-            .iter()
-            .find(|a| a["id"] == id)
-            .unwrap_or_else(|| panic!("{id} in {report:#}"))
-    };
+    let by_id = |id: &str| attack(&report, id);
     let put = by_id("method-put");
     assert_eq!(
         (put["verdict"].as_str(), put["status"].as_u64()),
@@ -288,12 +292,8 @@ signature = { required = true, scheme = "rfc9421", tag = "partner-api" }
     assert_exit(&output, 0);
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
     assert_eq!(report["valid_request"]["status"], 200, "{report:#}");
-    let attacks = report["attacks"].as_array().unwrap();
     let reason = |id: &str| {
-        let attack = attacks
-            .iter()
-            .find(|a| a["id"] == id)
-            .unwrap_or_else(|| panic!("{id} in {report:#}"));
+        let attack = attack(&report, id);
         (
             attack["verdict"].as_str().unwrap_or_default().to_owned(),
             attack["reason"].as_str().unwrap_or_default().to_owned(),
@@ -378,14 +378,16 @@ signature = {{ required = true, scheme = "rfc9421" }}
     assert_exit(&output, 0);
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
     assert_eq!(report["valid_request"]["status"], 200, "{report:#}");
-    let attacks = report["attacks"].as_array().unwrap();
-    let stale = attacks
-        .iter()
-        .find(|a| a["id"] == "stale-timestamp")
-        .unwrap();
-    assert_eq!(stale["reason"], "stale_timestamp", "{report:#}");
-    let replay = attacks.iter().find(|a| a["id"] == "replay").unwrap();
-    assert_eq!(replay["reason"], "replayed_nonce", "{report:#}");
+    assert_eq!(
+        attack(&report, "stale-timestamp")["reason"],
+        "stale_timestamp",
+        "{report:#}"
+    );
+    assert_eq!(
+        attack(&report, "replay")["reason"],
+        "replayed_nonce",
+        "{report:#}"
+    );
     assert!(upstream.count() <= 4);
 
     // Without the private key: a usage error naming what to give.

@@ -439,8 +439,7 @@ async fn store_down_falls_back_to_a_per_instance_share(server: Server) {
     }
     assert_eq!(admitted, [2, 2], "rate / replicas on each instance");
     assert_eq!(c.upstream.count(), 4);
-    let text = String::from_utf8_lossy(&Req::get("/metrics").send(c.a.admin.unwrap()).await.body)
-        .into_owned();
+    let text = support::metrics::scrape(c.a.admin.unwrap()).await;
     assert!(
         text.contains("replay_guard_rate_limit_fallback_total{route=\"search\"} 6"),
         "{text}"

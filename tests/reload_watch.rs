@@ -110,40 +110,61 @@ async fn an_edited_file_is_reloaded_and_an_invalid_edit_keeps_the_old_config() {
 }
 
 #[cfg(unix)]
+/// A Kubernetes ConfigMap or Secret volume of one file, as the kubelet's
+/// atomic writer lays it out: `name` → `..data/name`, `..data` → the
+/// current timestamped directory.
+struct Mount {
+    dir: tempfile::TempDir,
+    generation: usize,
+}
+
+impl Mount {
+    fn new(name: &str, content: &str) -> Mount {
+        let mut mount = Mount {
+            dir: tempfile::tempdir().unwrap(),
+            generation: 0,
+        };
+        mount.publish(name, content);
+        std::os::unix::fs::symlink(format!("..data/{name}"), mount.dir.path().join(name)).unwrap();
+        mount
+    }
+
+    /// An update: a new timestamped directory, a new `..data_tmp` link
+    /// renamed over `..data`, the old directory removed.
+    fn publish(&mut self, name: &str, content: &str) {
+        let old = self.generation_dir();
+        self.generation += 1;
+        let generation = format!("..2026_01_01_00_00_00.{:09}", self.generation);
+        let dir = self.dir.path().join(&generation);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join(name), content).unwrap();
+        let tmp = self.dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink(&generation, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("..data")).unwrap();
+        if self.generation > 1 {
+            std::fs::remove_dir_all(old).unwrap();
+        }
+    }
+
+    fn generation_dir(&self) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join(format!("..2026_01_01_00_00_00.{:09}", self.generation))
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configmap_symlink_swap_is_reloaded() {
-    use std::os::unix::fs::symlink;
     let upstream = Upstream::start().await;
-    // The layout the kubelet's atomic writer makes for a ConfigMap volume.
-    let mount = tempfile::tempdir().unwrap();
-    let first = mount.path().join("..2026_01_01_00_00_00.000000001");
-    std::fs::create_dir(&first).unwrap();
-    std::fs::write(
-        first.join("replay-guard.toml"),
-        config(&upstream, false, ""),
-    )
-    .unwrap();
-    symlink(first.file_name().unwrap(), mount.path().join("..data")).unwrap();
-    symlink(
-        "..data/replay-guard.toml",
-        mount.path().join("replay-guard.toml"),
-    )
-    .unwrap();
-    let proxy = ProxyProcess::start_path(&mount.path().join("replay-guard.toml"), &[]);
+    let mut mount = Mount::new("replay-guard.toml", &config(&upstream, false, ""));
+    let proxy = ProxyProcess::start_path(&mount.path("replay-guard.toml"), &[]);
     assert_eq!(Req::get("/guarded").send(proxy.addr).await.status, 200);
 
-    // The update: a new timestamped directory, a new `..data_tmp` link,
-    // renamed over `..data`, the old directory removed.
-    let second = mount.path().join("..2026_01_01_00_05_00.000000002");
-    std::fs::create_dir(&second).unwrap();
-    std::fs::write(
-        second.join("replay-guard.toml"),
-        config(&upstream, true, ""),
-    )
-    .unwrap();
-    symlink(second.file_name().unwrap(), mount.path().join("..data_tmp")).unwrap();
-    std::fs::rename(mount.path().join("..data_tmp"), mount.path().join("..data")).unwrap();
-    std::fs::remove_dir_all(&first).unwrap();
+    mount.publish("replay-guard.toml", &config(&upstream, true, ""));
 
     until_metric(&proxy, OK, 1.0).await;
     assert_eq!(
@@ -276,46 +297,11 @@ async fn a_rotated_secret_file_is_read_again_on_reload() {
     );
 }
 
-/// A Kubernetes Secret volume, mounted apart from the config: the kubelet's
-/// atomic writer swaps `..data` to a new timestamped directory.
-struct SecretMount {
-    dir: tempfile::TempDir,
-    generation: usize,
-}
-
-impl SecretMount {
-    fn new(name: &str, content: &str) -> SecretMount {
-        let mut mount = SecretMount {
-            dir: tempfile::tempdir().unwrap(),
-            generation: 0,
-        };
-        mount.publish(name, content);
-        std::os::unix::fs::symlink(format!("..data/{name}"), mount.dir.path().join(name)).unwrap();
-        mount
-    }
-
-    /// A new generation: its directory, `..data_tmp`, renamed over `..data`.
-    fn publish(&mut self, name: &str, content: &str) {
-        self.generation += 1;
-        let generation = format!("..2026_01_01_00_00_00.{:09}", self.generation);
-        let dir = self.dir.path().join(&generation);
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::write(dir.join(name), content).unwrap();
-        let tmp = self.dir.path().join("..data_tmp");
-        std::os::unix::fs::symlink(&generation, &tmp).unwrap();
-        std::fs::rename(&tmp, self.dir.path().join("..data")).unwrap();
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_secret_volume_is_reloaded_without_a_config_change() {
     let upstream = Upstream::start().await;
     let (old, new) = ("watched-old-secret-5d2e81", "watched-new-secret-a93c04");
-    let mut secret = SecretMount::new("billing.key", &format!("{old}\n"));
+    let mut secret = Mount::new("billing.key", &format!("{old}\n"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("replay-guard.toml");
     std::fs::write(&path, billing(&upstream, &secret.path("billing.key"), true)).unwrap();

@@ -124,7 +124,7 @@ async fn an_invalid_file_keeps_the_old_config_serving() {
     let request = Req::post("/payments").fresh(T0, &nonce(3));
     assert_eq!(request.send(proxy.addr).await.status, 200);
     assert_eq!(request.send(proxy.addr).await.reason(), "replayed_nonce");
-    let metrics = String::from_utf8(Req::get("/metrics").send(admin).await.body.to_vec()).unwrap();
+    let metrics = support::metrics::scrape(admin).await;
     assert!(
         metrics.contains(r#"replay_guard_config_reloads_total{result="error"} 1"#),
         "{metrics}"
@@ -303,7 +303,7 @@ async fn report_mode_forwards_would_be_rejections_and_counts_them() {
             Some("idempotent_replay"),
         ]
     );
-    let metrics = String::from_utf8(Req::get("/metrics").send(admin).await.body.to_vec()).unwrap();
+    let metrics = support::metrics::scrape(admin).await;
     for reason in [
         "replayed_nonce",
         "stale_timestamp",

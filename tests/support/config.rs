@@ -155,3 +155,14 @@ pub fn dynamo_store(endpoint: &str, table: &str, timeout_ms: u64, on_error: &str
         "[store]\nkind = \"dynamodb\"\non_error = \"{on_error}\"\n[store.dynamodb]\ntable = \"{table}\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\ntimeout_ms = {timeout_ms}\n"
     )
 }
+
+/// The problems `Config::parse` reports for a minimal `[server]` followed
+/// by `tables` (file `t.toml`: `[server]` takes lines 1–3), none when valid.
+pub fn problems(tables: &str) -> Vec<String> {
+    let toml =
+        format!("[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:9\"\n{tables}");
+    match replay_guard::config::Config::parse(&toml, "t.toml") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.errors,
+    }
+}
