@@ -146,6 +146,7 @@ mod scope {
         first.assert_not_replayed();
         // A retry with a fresh nonce and another header value is the same
         // operation of the same key: the stored answer.
+        proxy.until_recorded(1).await;
         let retry = signed(&proxy, "bob", 2)
             .header("Idempotency-Key", "op-1")
             .send(proxy.addr)
@@ -383,6 +384,7 @@ mod idempotency_key {
         let first = send("\"op-7\"").send(proxy.addr).await;
         assert_eq!(first.status, 200);
         first.assert_not_replayed();
+        proxy.until_recorded(1).await;
         let bare = send("op-7").send(proxy.addr).await;
         bare.assert_replayed();
         let quoted = send("\"op-7\"").send(proxy.addr).await;

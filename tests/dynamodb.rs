@@ -124,6 +124,7 @@ async fn two_proxies_sharing_a_table_forward_a_duplicate_once() {
         .body("10 EUR");
     let first = charge.send(a.addr).await;
     assert_eq!(first.status, 200);
+    a.until_recorded(1).await;
     let replay = charge.send(b.addr).await;
     assert_eq!(replay.body, first.body);
     replay.assert_replayed();
@@ -216,6 +217,7 @@ async fn expired_but_not_deleted_records_do_not_block_a_new_claim() {
             .body("10")
     };
     assert_eq!(charge().send(proxy.addr).await.status, 200);
+    proxy.until_recorded(1).await;
     charge().send(proxy.addr).await.assert_replayed();
     proxy.clock.advance(Duration::from_secs(101));
     assert_eq!(

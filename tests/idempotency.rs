@@ -94,28 +94,6 @@ async fn until_upstream_saw(upstream: &Upstream, n: usize) {
     }
 }
 
-/// Wait (bounded) until the proxy has finished `n` completion writes. The
-/// record is written after the answer is sent (off the client's critical
-/// path, issue 19), so a retry sent the moment the answer arrives may
-/// still find the key in flight (409); these cases test the stored answer.
-async fn until_recorded(proxy: &TestProxy, n: usize) {
-    until_recorded_at(proxy.admin.expect("admin listener"), n).await;
-}
-
-/// [`until_recorded`] for the proxy whose admin listener is `admin`.
-async fn until_recorded_at(admin: SocketAddr, n: usize) {
-    let sample = "replay_guard_store_duration_seconds_count{op=\"complete_idempotency\"}";
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = support::metrics::scrape(admin).await;
-        if support::metrics::sample(&text, sample).unwrap_or(0.0) >= n as f64 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{n} records never landed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Cases, each run on both stores.
 // ---------------------------------------------------------------------------
@@ -129,7 +107,7 @@ async fn replay_returns_the_stored_answer(backend: Backend) {
     first.assert_not_replayed();
     assert_eq!(first.header("set-cookie").as_deref(), Some("session=abc"));
 
-    until_recorded(&proxy, 1).await;
+    proxy.until_recorded(1).await;
     for _ in 0..2 {
         let replay = request.send(proxy.addr).await;
         assert_eq!(replay.status, 201);
@@ -207,7 +185,7 @@ async fn duplicate_while_in_flight_is_409_with_retry_after(backend: Backend) {
 
     let first = first.await.unwrap();
     assert_eq!(first.status, 200);
-    until_recorded(&proxy, 1).await;
+    proxy.until_recorded(1).await;
     let replay = slow.send(proxy.addr).await;
     assert_eq!(replay.status, 200);
     assert_eq!(replay.body, first.body);
@@ -308,7 +286,7 @@ async fn keys_are_scoped_per_identity(backend: Backend) {
         "bob's key is his own"
     );
     assert_eq!(upstream.count(), 2);
-    until_recorded(&proxy, 2).await;
+    proxy.until_recorded(2).await;
     assert_eq!(alice.send(proxy.addr).await.body, a.body);
     assert_eq!(bob.send(proxy.addr).await.body, b.body);
     // Bob reusing his key with another body is his conflict, not alice's.
@@ -335,7 +313,7 @@ async fn connect_error_releases_the_claim(backend: Backend) {
     assert_eq!(retry.status, 200, "{:?}", retry.body);
     retry.assert_not_replayed();
     assert_eq!(upstream.count(), 1);
-    until_recorded(&proxy, 1).await;
+    proxy.until_recorded(1).await;
     let replay = request.send(proxy.addr).await;
     replay.assert_replayed();
     assert_eq!(upstream.count(), 1);
@@ -374,7 +352,7 @@ async fn timeout_keeps_the_lease_until_it_expires(backend: Backend) {
     assert_eq!(retried.status, 200, "{:?}", retried.body);
     retried.assert_not_replayed();
     assert_eq!(upstream.count(), 2);
-    until_recorded(&proxy, 1).await;
+    proxy.until_recorded(1).await;
     retry.send(proxy.addr).await.assert_replayed();
     assert_eq!(upstream.count(), 2);
 }
@@ -390,7 +368,7 @@ async fn release_statuses_are_released_and_other_5xx_stored(backend: Backend) {
     assert_eq!(retry.status, 200);
     retry.assert_not_replayed();
     assert_eq!(upstream.count(), 2);
-    until_recorded(&proxy, 1).await;
+    proxy.until_recorded(1).await;
     pay("alice", "k-503", "a")
         .send(proxy.addr)
         .await
@@ -401,7 +379,7 @@ async fn release_statuses_are_released_and_other_5xx_stored(backend: Backend) {
     let failing = pay("alice", "k-500", "a").header("x-test-status", 500);
     let first = failing.send(proxy.addr).await;
     assert_eq!(first.status, 500);
-    until_recorded(&proxy, 2).await;
+    proxy.until_recorded(2).await;
     let again = pay("alice", "k-500", "a").send(proxy.addr).await;
     assert_eq!(again.status, 500);
     assert_eq!(again.body, first.body);
@@ -409,7 +387,7 @@ async fn release_statuses_are_released_and_other_5xx_stored(backend: Backend) {
     // So is a 4xx.
     let bad = pay("alice", "k-400", "a").header("x-test-status", 400);
     assert_eq!(bad.send(proxy.addr).await.status, 400);
-    until_recorded(&proxy, 3).await;
+    proxy.until_recorded(3).await;
     let bad_again = bad.send(proxy.addr).await;
     assert_eq!(bad_again.status, 400);
     bad_again.assert_replayed();
@@ -429,7 +407,7 @@ async fn oversize_response_is_delivered_once_then_not_retained(backend: Backend)
         "the first caller gets the whole body"
     );
     assert!(first.body.iter().all(|&b| b == b'x'));
-    until_recorded(&proxy, 1).await;
+    proxy.until_recorded(1).await;
     let replay = big.send(proxy.addr).await;
     assert_eq!(
         replay.status_reason(),
@@ -441,7 +419,7 @@ async fn oversize_response_is_delivered_once_then_not_retained(backend: Backend)
     // Exactly at the limit is retained.
     let edge = pay("alice", "k-edge", "a").header("x-test-body-size", 1024);
     assert_eq!(edge.send(proxy.addr).await.body.len(), 1024);
-    until_recorded(&proxy, 2).await;
+    proxy.until_recorded(2).await;
     let replay = edge.send(proxy.addr).await;
     assert_eq!((replay.status.as_u16(), replay.body.len()), (200, 1024));
     replay.assert_replayed();
@@ -459,7 +437,7 @@ async fn nonce_is_per_transmission_key_per_operation(backend: Backend) {
     };
     let first = attempt(1).send(proxy.addr).await;
     assert_eq!(first.status, 200);
-    until_recorded(&proxy, 1).await;
+    proxy.until_recorded(1).await;
     // A byte-for-byte resend is a replayed transmission.
     let resend = attempt(1).send(proxy.addr).await;
     assert_eq!(resend.status_reason(), (409, "replayed_nonce".into()));
@@ -568,7 +546,7 @@ async fn a_stored_idempotent_response_is_never_served_to_another_identity(backen
     assert_eq!(bob.json()["hit"], 2, "bob executed, not alice's replay");
     assert!(bob.header("idempotent-replayed").is_none());
     assert_eq!(upstream.count(), 2);
-    until_recorded(&proxy, 2).await;
+    proxy.until_recorded(2).await;
     // Retries get each their own stored answer.
     let alice_again = charge("alice").send(proxy.addr).await;
     let bob_again = charge("bob").send(proxy.addr).await;
@@ -627,7 +605,7 @@ async fn stalled_response_body_is_bounded_by_the_upstream_timeout(backend: Backe
     assert_eq!(reply.status_reason(), (504, "upstream_timeout".into()));
     assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
-    until_recorded(&proxy, 1).await;
+    proxy.until_recorded(1).await;
     // It reached the upstream and its head arrived: it executed. The key is
     // recorded completed without the lost answer (#17), so no retry —
     // before or after the lease — executes it again.
@@ -789,7 +767,7 @@ async fn lease_of_a_killed_proxy_expires_then_a_retry_executes() {
     executed.assert_not_replayed();
     assert!(claimed_at.elapsed() >= Duration::from_secs(LEASE_SECS) - Duration::from_millis(1000));
     assert_eq!(upstream.count(), 2, "exactly one re-execution");
-    until_recorded_at(second.admin.expect("admin listener"), 1).await;
+    support::metrics::until_recorded(second.admin.expect("admin listener"), 1).await;
     let replay = retry.send(second.addr).await;
     replay.assert_replayed();
     assert_eq!(replay.body, executed.body);

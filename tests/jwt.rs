@@ -563,6 +563,7 @@ async fn nonce_idempotency_and_rate_limit_by_claim(backend: Backend) {
     let first = idem(alice, 10).send(proxy.addr).await;
     assert_eq!(first.status, 200);
     first.assert_not_replayed();
+    proxy.until_recorded(1).await;
     let retry = idem(alice_hs, 11).send(proxy.addr).await;
     retry.assert_replayed();
     assert_eq!(retry.body, first.body);

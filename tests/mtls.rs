@@ -257,6 +257,7 @@ async fn optional_client_certificates_scope_by_their_names_and_reach_the_upstrea
     first.assert_not_replayed();
     let other = send(&proxy, shipping.clone(), &idem(11)).await.unwrap();
     other.assert_not_replayed();
+    proxy.until_recorded(2).await;
     let retry = send(&proxy, billing.clone(), &idem(12)).await.unwrap();
     retry.assert_replayed();
     assert_eq!(retry.body, first.body);

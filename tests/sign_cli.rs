@@ -405,6 +405,7 @@ idempotency = {{ required = true }}
     let first = sh(sign(&["--header", "Idempotency-Key: order-42"])).await;
     let text = String::from_utf8_lossy(&first.stdout).into_owned();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    proxy.until_recorded(1).await;
     let retry = sh(sign(&["--header", "Idempotency-Key: order-42"])).await;
     let text = String::from_utf8_lossy(&retry.stdout).into_owned();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");

@@ -173,19 +173,7 @@ fn sign(specs: &[Spec]) -> Vec<Req> {
 /// redelivery that arrives before it lands gets 409
 /// `idempotency_in_flight` (`tests/idempotency.rs` covers that gap).
 async fn redeliver(req: &Req, proxy: &TestProxy, landed: usize) -> Reply {
-    let sample = "replay_guard_store_duration_seconds_count{op=\"complete_idempotency\"}";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let written = || async {
-        let text = support::metrics::scrape(proxy.admin.unwrap()).await;
-        support::metrics::sample(&text, sample).unwrap_or(0.0)
-    };
-    while written().await < landed as f64 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{landed} records never landed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    proxy.until_recorded(landed).await;
     req.clone().send(proxy.addr).await
 }
 

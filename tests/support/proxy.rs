@@ -69,6 +69,19 @@ impl TestProxy {
         }
     }
 
+    /// Wait (bounded) until this proxy has finished `n` idempotency
+    /// completion writes. The record is written after the answer is sent
+    /// (off the client's critical path, issue 19), so a retry sent the
+    /// moment the answer arrives may still find the key in flight (409,
+    /// documented); a case that asserts the stored answer waits here first.
+    /// Needs the admin listener (`start` and `with_upstream` open one).
+    pub async fn until_recorded(&self, n: usize) {
+        let admin = self
+            .admin
+            .expect("until_recorded reads the admin listener's /metrics");
+        super::metrics::until_recorded(admin, n).await;
+    }
+
     pub fn host(&self) -> String {
         self.addr.to_string()
     }
