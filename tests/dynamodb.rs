@@ -609,8 +609,9 @@ async fn an_answer_the_store_refused_is_stored_once_the_store_is_back() {
     take(&forwarder.ops);
 
     // While the store is away a retry cannot be checked: 503, not sent on.
-    // Once it is back, the background completion lands (until then the
-    // lease holds the key) and a retry gets the stored answer.
+    // Once it is back, a retry gets the answer: from this replica's memory
+    // while the background completion is still pausing, from the store
+    // once it lands (until then the lease holds the key elsewhere).
     let refused = charge.clone().send(proxy.addr).await;
     assert_eq!(refused.status_reason(), (503, "store_unavailable".into()));
     forwarder.refuse.store(false, Ordering::SeqCst);
@@ -631,10 +632,15 @@ async fn an_answer_the_store_refused_is_stored_once_the_store_is_back() {
     replayed.assert_replayed();
     assert_eq!(replayed.body, first.body);
     assert_eq!(upstream.count(), 1, "executed once");
-    assert!(
-        take(&forwarder.ops).contains(&"UpdateItem".to_owned()),
-        "stored by a later completion"
-    );
+    // Stored by a later completion: a replica that never saw the answer
+    // (straight to moto) replays it from the table.
+    until_landed(&forwarder.updates_landed, 1).await;
+    let fresh = proxy_on(&upstream, &moto.endpoint(), &table, "reject", 5000).await;
+    let from_store = charge.clone().send(fresh.addr).await;
+    assert_eq!(from_store.status, 200, "{:?}", from_store.body);
+    from_store.assert_replayed();
+    assert_eq!(from_store.body, first.body);
+    assert_eq!(upstream.count(), 1, "executed once");
 }
 
 /// Wait (bounded) until the forwarder has seen `n` completions answered.
@@ -648,9 +654,10 @@ async fn until_landed(landed: &AtomicUsize, n: usize) {
 
 /// Issue 19 on one DynamoDB-compatible server at `endpoint` (a fresh
 /// `table` on it): a request with a nonce and an idempotency key sends
-/// both claims in one round trip, gets its answer while the completion is
-/// still held back on the wire, and a retry in that gap is 409 without
-/// reaching the upstream.
+/// both claims in one round trip and gets its answer while the completion
+/// is still held back on the wire. A retry in that gap gets the answer on
+/// the replica that holds it and 409 on another one; neither reaches the
+/// upstream.
 async fn one_round_trip_then_the_answer_before_the_record(endpoint: &str, table: &str) {
     let server: SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
     let link = counting_forwarder(server).await;
@@ -690,25 +697,44 @@ async fn one_round_trip_then_the_answer_before_the_record(endpoint: &str, table:
     }
     assert_eq!(link.updates_landed.load(Ordering::SeqCst), 0);
 
-    // A retry in the gap: the key is still in flight, never a second run.
+    // A retry in the gap, on the replica that answered: the answer it is
+    // still recording, never a second run.
     let early = attempt(2).send(proxy.addr).await;
-    assert_eq!(early.status_reason(), (409, "idempotency_in_flight".into()));
-    assert!(early.header("retry-after").is_some());
+    assert_eq!(early.status, 200, "{:?}", early.body);
+    early.assert_replayed();
+    assert_eq!(early.body, first.body);
+    assert_eq!(upstream.count(), 1);
+    // On another replica sharing the table: the store says in flight.
+    let other = proxy_on(
+        &upstream,
+        &format!("http://{}", link.addr),
+        table,
+        "reject",
+        5000,
+    )
+    .await;
+    let elsewhere = attempt(4).send(other.addr).await;
+    assert_eq!(
+        elsewhere.status_reason(),
+        (409, "idempotency_in_flight".into())
+    );
+    assert!(elsewhere.header("retry-after").is_some());
     assert_eq!(upstream.count(), 1);
 
     link.hold_updates.store(false, Ordering::SeqCst);
     until_landed(&link.updates_landed, 1).await;
-    let retry = attempt(3).send(proxy.addr).await;
+    let retry = attempt(3).send(other.addr).await;
     assert_eq!(retry.status, 200);
     retry.assert_replayed();
     assert_eq!(retry.body, first.body);
     // The retry's own transmission replayed: its nonce was consumed.
-    let resend = attempt(3).send(proxy.addr).await;
+    let resend = attempt(3).send(other.addr).await;
     assert_eq!(resend.status_reason(), (409, "replayed_nonce".into()));
     assert_eq!(link.peak_puts.load(Ordering::SeqCst), 2);
     let seen = upstream.seen();
     assert_eq!(seen.len(), 1, "executed once");
     assert_eq!(&seen[0].body[..], b"pay 10");
+    other.shutdown().await;
     proxy.shutdown().await;
 }
 

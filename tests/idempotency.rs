@@ -131,6 +131,47 @@ async fn replay_returns_the_stored_answer(backend: Backend) {
     assert_eq!(seen[0].headers["idempotency-key"], "order-1");
 }
 
+/// A client that retries the moment its answer arrives reaches the same
+/// proxy before the completion record has landed (it is written after the
+/// answer): the proxy answers from what it is still recording, never 409
+/// and never a second run; a different request under the key is still 422.
+async fn an_immediate_retry_is_the_stored_answer(backend: Backend) {
+    let (upstream, proxy) = setup(backend).await;
+    for i in 0..20 {
+        let key = format!("at-once-{i}");
+        let first = pay("alice", &key, &format!("body {i}"))
+            .send(proxy.addr)
+            .await;
+        assert_eq!(first.status, 200, "{:?}", first.body);
+        first.assert_not_replayed();
+        let retry = pay("alice", &key, &format!("body {i}"))
+            .send(proxy.addr)
+            .await;
+        assert_eq!(retry.status, 200, "retry {i}: {:?}", retry.body);
+        retry.assert_replayed();
+        assert_eq!(retry.body, first.body);
+        let other = pay("alice", &key, "another body").send(proxy.addr).await;
+        assert_eq!(
+            other.status_reason(),
+            (422, "idempotency_key_reused".into())
+        );
+        let bob = pay("bob", &key, &format!("body {i}"))
+            .send(proxy.addr)
+            .await;
+        bob.assert_not_replayed();
+    }
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 40, "alice's 20 and bob's 20, each once");
+    for i in 0..20 {
+        let body = format!("body {i}");
+        let runs = seen
+            .iter()
+            .filter(|r| r.body[..] == *body.as_bytes())
+            .count();
+        assert_eq!(runs, 2, "{body}: once for alice, once for bob");
+    }
+}
+
 async fn same_key_different_request_is_422(backend: Backend) {
     let (upstream, proxy) = setup(backend).await;
     assert_eq!(
@@ -625,6 +666,7 @@ store_matrix! {
     }
     cases {
         replay_returns_the_stored_answer,
+        an_immediate_retry_is_the_stored_answer,
         same_key_different_request_is_422,
         duplicate_while_in_flight_is_409_with_retry_after,
         fifty_concurrent_identical_requests_execute_once,

@@ -6,6 +6,8 @@
 //! builds the record key and fingerprint, claims it and applies `on_error`;
 //! its halves [`prepare`] and [`Pending::conclude`] let the request path
 //! send the claim in the same round trip as the nonce claim.
+//! [`Landing`] holds the answers this process is still recording, so a
+//! retry it receives before the record lands gets the stored answer.
 //! A [`Claim`] it returns is completed or released by its holder (the
 //! request path, after forwarding); every such write is conditional on the
 //! claim's owner token. This module must never talk to the upstream.
@@ -21,6 +23,9 @@ use crate::metrics::Metrics;
 use crate::rejection::Rejection;
 use crate::store::{Fenced, IdemClaim, IdemOutcome, Store, StoreError, StoredResponse};
 
+mod landing;
+pub use landing::{Answered, Held, Landing};
+
 /// What the idempotency check asks of the rest of the request path.
 #[derive(Debug)]
 pub enum Step {
@@ -33,12 +38,13 @@ pub enum Step {
     Replay(StoredResponse),
 }
 
-/// A claimed idempotency key: the record's key, our owner token and the
-/// rule it was claimed under.
+/// A claimed idempotency key: the record's key, our owner token, the
+/// request's fingerprint and the rule it was claimed under.
 #[derive(Debug, Clone)]
 pub struct Claim {
     pk: String,
     owner: String,
+    fingerprint: String,
     /// The route's idempotency rule.
     pub rule: Idempotency,
 }
@@ -80,7 +86,9 @@ pub async fn check(
 #[derive(Debug)]
 pub struct Pending {
     claim: Claim,
-    fingerprint: String,
+    /// The answer this process is still recording under the key, looked
+    /// up before the claim is sent ([`Landing`]).
+    answered: Option<Answered>,
     lease_until: u64,
     now: u64,
 }
@@ -103,18 +111,20 @@ pub fn prepare(
     let key = unquote(key)?;
     validate(&key)?;
     let now = access.clock.now_secs();
+    let pk = record_key(access.key_hash, scope, &key);
     Ok(Some(Pending {
+        answered: access.landing.answered(&pk),
         claim: Claim {
-            pk: record_key(access.key_hash, scope, &key),
+            pk,
             owner: owner_token(),
+            fingerprint: fingerprint(
+                request.method.as_str(),
+                request.path,
+                request.query,
+                request.body,
+            ),
             rule: rule.clone(),
         },
-        fingerprint: fingerprint(
-            request.method.as_str(),
-            request.path,
-            request.query,
-            request.body,
-        ),
         lease_until: now + rule.lease.as_secs(),
         now,
     }))
@@ -126,7 +136,7 @@ impl Pending {
         IdemClaim {
             pk: &self.claim.pk,
             owner: &self.claim.owner,
-            fingerprint: &self.fingerprint,
+            fingerprint: &self.claim.fingerprint,
             lease_until: self.lease_until,
             expires_at: self.lease_until,
             now: self.now,
@@ -140,7 +150,8 @@ impl Pending {
     }
 
     /// What the claim's outcome means: forward holding the lease, replay
-    /// the stored answer, a rejection, or the store's failure under
+    /// the stored answer (the store's, or one this process is still
+    /// recording: [`Landing`]), a rejection, or the store's failure under
     /// `on_error` (failed open: forward without idempotency).
     pub fn conclude(
         self,
@@ -148,10 +159,13 @@ impl Pending {
         outcome: Result<IdemOutcome, StoreError>,
     ) -> Result<Step, Rejection> {
         match outcome {
-            Ok(outcome) => Ok(match decide(outcome, &self.fingerprint, self.now)? {
-                Decision::Forward => Step::Claimed(self.claim),
-                Decision::Replay(stored) => Step::Replay(stored),
-            }),
+            Ok(outcome) => {
+                let outcome = landing::resolve(outcome, self.answered);
+                Ok(match decide(outcome, &self.claim.fingerprint, self.now)? {
+                    Decision::Forward => Step::Claimed(self.claim),
+                    Decision::Replay(stored) => Step::Replay(stored),
+                })
+            }
             Err(e) => {
                 access.failed(e, "claim_idempotency")?;
                 Ok(Step::None)
@@ -161,6 +175,13 @@ impl Pending {
 }
 
 impl Claim {
+    /// Hold `stored` in `landing` while its record is written, so a retry
+    /// this process receives meanwhile gets it (drop the guard once the
+    /// write has ended).
+    pub fn hold(&self, landing: &std::sync::Arc<Landing>, stored: StoredResponse) -> Held {
+        landing.hold(&self.pk, &self.owner, &self.fingerprint, stored)
+    }
+
     /// Record the answer: the record becomes completed until `expires_at`,
     /// unless another claimant took it over.
     pub async fn complete(

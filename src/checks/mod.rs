@@ -71,6 +71,9 @@ pub struct StoreAccess<'a> {
     /// `[store] key_hash_secret_env`: when set, store keys are an HMAC
     /// under it instead of a plain SHA-256 (see [`hashed_key`]).
     pub key_hash: Option<&'a Secret>,
+    /// Answers this process is still recording (an in-flight record it
+    /// already answered is replayed from here).
+    pub landing: &'a idempotency::Landing,
 }
 
 impl StoreAccess<'_> {
@@ -185,6 +188,7 @@ pub(crate) struct Fixture {
     pub clock: std::sync::Arc<crate::clock::ManualClock>,
     pub store: crate::store::memory::MemoryStore,
     pub metrics: Metrics,
+    pub landing: idempotency::Landing,
 }
 
 #[cfg(test)]
@@ -194,6 +198,7 @@ impl Fixture {
             clock: crate::clock::ManualClock::at_secs(1_764_326_400),
             store: crate::store::memory::MemoryStore::new(100),
             metrics: Metrics::new(),
+            landing: idempotency::Landing::default(),
         }
     }
 
@@ -206,6 +211,7 @@ impl Fixture {
             route: "r",
             request_id: "test",
             key_hash: None,
+            landing: &self.landing,
         }
     }
 }

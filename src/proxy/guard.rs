@@ -42,7 +42,7 @@ use super::scheme::NonceSource;
 use super::{Proxy, RouteState};
 use crate::checks::freshness::{self, Fence, Fresh};
 use crate::checks::idempotency::{self, Step};
-use crate::checks::{self, nonce, Content, StoreAccess};
+use crate::checks::{self, nonce, Content};
 use crate::config::Identity;
 use crate::identity::{self, RouteIdentity};
 use crate::rejection::Rejection;
@@ -212,16 +212,8 @@ impl Proxy {
             }
             _ => None,
         };
-        let access = StoreAccess {
-            store: self.store.as_ref(),
-            clock: self.clock.as_ref(),
-            on_error: self.config.store.on_error,
-            metrics: &self.metrics,
-            route: &rule.name,
-            // The field, not `ctx.request_id()`: the checks below set other fields.
-            request_id: ctx.request_id.to_str().unwrap_or("-"),
-            key_hash: self.config.store.key_hash_secret.as_ref(),
-        };
+        // The field, not `ctx.request_id()`: the checks below set other fields.
+        let access = self.store_access(&rule.name, ctx.request_id.to_str().unwrap_or("-"));
         // Both store-writing checks are validated first (a malformed key no
         // longer burns the nonce), then claimed in one round trip.
         let nonce = match (rule.nonce, &signed.fresh) {

@@ -41,10 +41,11 @@ pub use record::REPLAYED_HEADER;
 
 use crate::body::{self, Body};
 use crate::checks::freshness::Fence;
-use crate::checks::idempotency::Step;
+use crate::checks::idempotency::{Landing, Step};
 use crate::checks::nonce;
 use crate::checks::rate_limit::cluster::ClusterParts;
 use crate::checks::rate_limit::RateLimiter;
+use crate::checks::StoreAccess;
 use crate::clock::SharedClock;
 use crate::config::{Config, JwksSource, Mode, RateScope, Route, StoreKind, Unmatched};
 use crate::forward::Peer;
@@ -83,6 +84,9 @@ pub struct Proxy {
     /// Claimed idempotent requests running on their own tasks; shared by
     /// every config generation so that shutdown can wait for them.
     detached: TaskTracker,
+    /// Answers of those tasks whose records have not landed yet; shared by
+    /// every config generation too.
+    landing: Arc<Landing>,
     /// Bearer-token verification for `jwt:` identities (`[jwt]`), with
     /// this generation's JWKS.
     jwt: Option<Arc<JwtVerifier>>,
@@ -166,6 +170,7 @@ impl Proxy {
             metrics,
             started,
             detached: TaskTracker::new(),
+            landing: Arc::default(),
             jwt: None,
         };
         Self::build(config, parts, &[])
@@ -180,6 +185,7 @@ impl Proxy {
             metrics: self.metrics.clone(),
             started: self.started,
             detached: self.detached.clone(),
+            landing: self.landing.clone(),
             jwt: self.jwt.clone(),
         };
         Self::build(config, parts, self.routes.routes())
@@ -192,6 +198,7 @@ impl Proxy {
             metrics,
             started,
             detached,
+            landing,
             jwt: previous_jwt,
         } = shared;
         let jwt = config.jwt.as_ref().map(|jwt| {
@@ -248,6 +255,7 @@ impl Proxy {
             upstream,
             metrics,
             detached,
+            landing,
             jwt,
         }
     }
@@ -278,6 +286,21 @@ impl Proxy {
     /// instead of their keys staying leased.
     pub fn detached_tasks(&self) -> &TaskTracker {
         &self.detached
+    }
+
+    /// What a store-writing check of route `route` needs, for the request
+    /// `request_id`.
+    fn store_access<'a>(&'a self, route: &'a str, request_id: &'a str) -> StoreAccess<'a> {
+        StoreAccess {
+            store: self.store.as_ref(),
+            clock: self.clock.as_ref(),
+            on_error: self.config.store.on_error,
+            metrics: &self.metrics,
+            route,
+            request_id,
+            key_hash: self.config.store.key_hash_secret.as_ref(),
+            landing: &self.landing,
+        }
     }
 
     /// Forget idle rate-limit identities (run on a schedule).
@@ -453,6 +476,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     started: std::time::Duration,
     detached: TaskTracker,
+    landing: Arc<Landing>,
     /// The previous generation's verifier (its fetched JWKS is kept).
     jwt: Option<Arc<JwtVerifier>>,
 }

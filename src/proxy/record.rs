@@ -2,8 +2,9 @@
 //! forwarded on its own task and its answer recorded (or its claim
 //! released), and a completed record is replayed as the stored answer.
 //! The completion write runs on the tracked background task after the
-//! answer is handed back, so the client never waits for it; the lease
-//! covers the gap (a retry gets 409 `idempotency_in_flight`). A release
+//! answer is handed back, so the client never waits for it; until it
+//! lands, a retry on this process gets the answer held in [`Landing`](idempotency::Landing), on
+//! another replica 409 `idempotency_in_flight` (the lease). A release
 //! (the upstream was never reached, or answered a `release_statuses`
 //! status) is still awaited before answering, so that whoever gets that
 //! answer can retry at once.
@@ -134,12 +135,17 @@ impl Proxy {
     /// Complete the record on the tracked background task, so the caller
     /// gets the answer as soon as it is buffered (SPEC §6, round trips).
     /// Shutdown waits for it within `shutdown_grace_secs`.
+    /// Until the write ends, the answer is held in [`Landing`](idempotency::Landing): a retry
+    /// this process receives meanwhile gets it instead of 409.
     fn record_later(self: &Arc<Self>, claim: Claim, stored: StoredResponse, ctx: &RequestCtx) {
         let proxy = Arc::clone(self);
         let route = ctx.route_name().to_owned();
         let request_id = ctx.request_id().to_owned();
+        // Held now, before the answer is handed back.
+        let held = claim.hold(&self.landing, stored.clone());
         self.detached.spawn(async move {
             proxy.record(claim, stored, &route, &request_id).await;
+            drop(held);
         });
     }
 

@@ -14,7 +14,6 @@ use super::ctx::RequestCtx;
 use super::{Proxy, RouteState};
 use crate::checks::idempotency::Step;
 use crate::checks::webhook::{self, Delivery};
-use crate::checks::StoreAccess;
 use crate::config::Webhook;
 use crate::rejection::Rejection;
 
@@ -28,15 +27,7 @@ impl Proxy {
         body: &Bytes,
         ctx: &RequestCtx,
     ) -> Result<Step, Rejection> {
-        let access = StoreAccess {
-            store: self.store.as_ref(),
-            clock: self.clock.as_ref(),
-            on_error: self.config.store.on_error,
-            metrics: &self.metrics,
-            route: &route.rule.name,
-            request_id: ctx.request_id(),
-            key_hash: self.config.store.key_hash_secret.as_ref(),
-        };
+        let access = self.store_access(&route.rule.name, ctx.request_id());
         let delivery = Delivery {
             headers: &parts.headers,
             method: &parts.method,
