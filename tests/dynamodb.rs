@@ -662,14 +662,10 @@ async fn one_round_trip_then_the_answer_before_the_record(endpoint: &str, table:
     let server: SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
     let link = counting_forwarder(server).await;
     let upstream = Upstream::start().await;
-    let proxy = proxy_on(
-        &upstream,
-        &format!("http://{}", link.addr),
-        table,
-        "reject",
-        5000,
-    )
-    .await;
+    // Two replicas sharing the table through the link.
+    let via_link = format!("http://{}", link.addr);
+    let proxy = proxy_on(&upstream, &via_link, table, "reject", 5000).await;
+    let other = proxy_on(&upstream, &via_link, table, "reject", 5000).await;
     let attempt = |n: usize| {
         Req::post("/pay-once")
             .header("X-Client", "alice")
@@ -704,15 +700,7 @@ async fn one_round_trip_then_the_answer_before_the_record(endpoint: &str, table:
     early.assert_replayed();
     assert_eq!(early.body, first.body);
     assert_eq!(upstream.count(), 1);
-    // On another replica sharing the table: the store says in flight.
-    let other = proxy_on(
-        &upstream,
-        &format!("http://{}", link.addr),
-        table,
-        "reject",
-        5000,
-    )
-    .await;
+    // On the other replica: the store says in flight.
     let elsewhere = attempt(4).send(other.addr).await;
     assert_eq!(
         elsewhere.status_reason(),

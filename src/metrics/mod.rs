@@ -64,7 +64,9 @@ struct RouteLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabel {
-    op: String,
+    /// A store operation's name: always one of ours, never client text, so
+    /// a `&'static str` (no allocation per store call).
+    op: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -300,15 +302,11 @@ impl Metrics {
             .filter(|(used, _)| *used)
             .flat_map(|(_, ops)| *ops)
         {
-            let _ = self.store_errors.get_or_create(&OpLabel {
-                op: (*op).to_owned(),
-            });
+            let _ = self.store_errors.get_or_create(&OpLabel { op });
         }
         if idempotency {
             for op in ["complete_idempotency", "release_idempotency"] {
-                let _ = self
-                    .lost_ownership
-                    .get_or_create(&OpLabel { op: op.to_owned() });
+                let _ = self.lost_ownership.get_or_create(&OpLabel { op });
             }
         }
     }
@@ -362,10 +360,8 @@ impl Metrics {
     }
 
     /// Count a fenced write that lost its record.
-    pub fn lost_ownership(&self, op: &str) {
-        self.lost_ownership
-            .get_or_create(&OpLabel { op: op.to_owned() })
-            .inc();
+    pub fn lost_ownership(&self, op: &'static str) {
+        self.lost_ownership.get_or_create(&OpLabel { op }).inc();
     }
 
     /// Count a would-be rejection forwarded in report mode.
@@ -395,8 +391,8 @@ impl Metrics {
 
     /// Record one store call: its latency and, if it failed, an error.
     /// Called by [`crate::store::MeteredStore`].
-    pub(crate) fn store_call(&self, op: &str, started: Instant, failed: bool) {
-        let label = OpLabel { op: op.to_owned() };
+    pub(crate) fn store_call(&self, op: &'static str, started: Instant, failed: bool) {
+        let label = OpLabel { op };
         self.store_duration
             .get_or_create(&label)
             .observe(started.elapsed().as_secs_f64());
