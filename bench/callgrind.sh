@@ -9,7 +9,9 @@
 # For each binary: `run` under callgrind with bench/replay-guard-bench.toml
 # in front of the bench's nginx upstream; wrk drives the pass-through route
 # for DUR seconds, then loadgen sends REQUESTS fresh signed requests to the
-# protected route (freshness + signature + nonce), then the same rules
+# protected route (freshness + signature + nonce), then the same plus an
+# Idempotency-Key per operation on /idem (RETRY_RATIO=0.2 makes a fifth of
+# them retries of an earlier operation), then the protected route's rules
 # with an RFC 9421 HMAC signature on /rfc9421; SIGTERM. Instructions
 # are the whole process's (callgrind's totals) divided by the requests the
 # proxy answered, one profile per route.
@@ -68,6 +70,9 @@ for bin in "$@"; do
     profile "$label" "$bin" pass wrk -t1 -c8 -d"${DUR}s" http://127.0.0.1:18082/pass
     profile "$label" "$bin" protected "$bin" loadgen --quiet --json --url http://127.0.0.1:18082/protected \
         --key-id bench-client --secret-env RG_BENCH_SECRET --body-size 64 --concurrency 8 --requests "$REQUESTS"
+    profile "$label" "$bin" idem "$bin" loadgen --quiet --json --url http://127.0.0.1:18082/idem \
+        --key-id bench-client --secret-env RG_BENCH_SECRET --body-size 64 --concurrency 8 --requests "$REQUESTS" \
+        --idempotency --retry-ratio "${RETRY_RATIO:-0}"
     profile "$label" "$bin" rfc9421 "$bin" loadgen --quiet --json --url http://127.0.0.1:18082/rfc9421 \
         --scheme rfc9421 --key-id bench-client --secret-env RG_BENCH_SECRET --body-size 64 --concurrency 8 --requests "$REQUESTS"
 done

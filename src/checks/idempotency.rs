@@ -12,6 +12,8 @@
 //! request path, after forwarding); every such write is conditional on the
 //! claim's owner token. This module must never talk to the upstream.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::{HeaderName, SET_COOKIE};
 use http::{HeaderMap, Method};
@@ -178,8 +180,8 @@ impl Claim {
     /// Hold `stored` in `landing` while its record is written, so a retry
     /// this process receives meanwhile gets it (drop the guard once the
     /// write has ended).
-    pub fn hold(&self, landing: &std::sync::Arc<Landing>, stored: StoredResponse) -> Held {
-        landing.hold(&self.pk, &self.owner, &self.fingerprint, stored)
+    pub fn hold(&self, landing: &Arc<Landing>, stored: Arc<StoredResponse>) -> Held {
+        landing.hold(&self.pk, &self.fingerprint, stored)
     }
 
     /// Record the answer: the record becomes completed until `expires_at`,

@@ -141,8 +141,10 @@ impl Proxy {
         let proxy = Arc::clone(self);
         let route = ctx.route_name().to_owned();
         let request_id = ctx.request_id().to_owned();
-        // Held now, before the answer is handed back.
-        let held = claim.hold(&self.landing, stored.clone());
+        // Held now, before the answer is handed back; one copy shared with
+        // the write.
+        let stored = Arc::new(stored);
+        let held = claim.hold(&self.landing, Arc::clone(&stored));
         self.detached.spawn(async move {
             proxy.record(claim, stored, &route, &request_id).await;
             drop(held);
@@ -159,7 +161,7 @@ impl Proxy {
     async fn record(
         &self,
         claim: Claim,
-        mut stored: StoredResponse,
+        mut stored: Arc<StoredResponse>,
         route: &str,
         request_id: &str,
     ) {
@@ -196,11 +198,11 @@ impl Proxy {
                     // execute again after the lease): offer it without the
                     // parts the store refused.
                     tracing::error!(request_id, route, error = %cause, "the store refused the idempotent response as invalid; recording it without its body");
-                    stored = StoredResponse {
+                    stored = Arc::new(StoredResponse {
                         status: stored.status,
                         headers: Vec::new(),
                         body: None,
-                    };
+                    });
                     continue;
                 }
                 Err(e) if tokio::time::Instant::now() + pause >= give_up => {

@@ -22,6 +22,7 @@
 //! store's record is then the truth.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::store::{IdemOutcome, StoredResponse};
@@ -29,16 +30,17 @@ use crate::store::{IdemOutcome, StoredResponse};
 /// One answer whose record is being written.
 #[derive(Debug)]
 struct Entry {
-    /// The claim's owner token: a later claimant's entry is not ours to drop.
-    owner: String,
+    /// Which hold this is: a later hold of the same key is not ours to drop.
+    token: u64,
     answered: Answered,
 }
 
-/// An executed request's fingerprint and the answer it got.
+/// An executed request's fingerprint and the answer it got (shared with
+/// the write that records it: no copy per request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answered {
     fingerprint: String,
-    response: StoredResponse,
+    response: Arc<StoredResponse>,
 }
 
 /// The answers this process is still recording, by record key. Shared by
@@ -46,20 +48,23 @@ pub struct Answered {
 #[derive(Debug, Default)]
 pub struct Landing {
     entries: Mutex<HashMap<String, Entry>>,
+    /// The next hold's token.
+    holds: AtomicU64,
 }
 
 impl Landing {
-    /// Hold `response` for the record `pk` claimed by `owner` until the
-    /// returned guard is dropped (when its completion write has ended).
+    /// Hold `response` to the request `fingerprint` for the record `pk`
+    /// until the returned guard is dropped (when its completion write has
+    /// ended).
     pub fn hold(
         self: &Arc<Self>,
         pk: &str,
-        owner: &str,
         fingerprint: &str,
-        response: StoredResponse,
+        response: Arc<StoredResponse>,
     ) -> Held {
+        let token = self.holds.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
-            owner: owner.to_owned(),
+            token,
             answered: Answered {
                 fingerprint: fingerprint.to_owned(),
                 response,
@@ -69,7 +74,7 @@ impl Landing {
         Held {
             landing: Arc::clone(self),
             pk: pk.to_owned(),
-            owner: owner.to_owned(),
+            token,
         }
     }
 
@@ -108,7 +113,7 @@ pub fn resolve(outcome: IdemOutcome, answered: Option<Answered>) -> IdemOutcome 
         {
             IdemOutcome::Completed {
                 fingerprint: answered.fingerprint,
-                response: answered.response,
+                response: Arc::unwrap_or_clone(answered.response),
             }
         }
         (outcome, _) => outcome,
@@ -121,13 +126,13 @@ pub fn resolve(outcome: IdemOutcome, answered: Option<Answered>) -> IdemOutcome 
 pub struct Held {
     landing: Arc<Landing>,
     pk: String,
-    owner: String,
+    token: u64,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         let mut entries = self.landing.lock();
-        if entries.get(&self.pk).is_some_and(|e| e.owner == self.owner) {
+        if entries.get(&self.pk).is_some_and(|e| e.token == self.token) {
             entries.remove(&self.pk);
         }
     }
@@ -137,12 +142,12 @@ impl Drop for Held {
 mod tests {
     use super::*;
 
-    fn answer(body: &'static str) -> StoredResponse {
-        StoredResponse {
+    fn answer(body: &'static str) -> Arc<StoredResponse> {
+        Arc::new(StoredResponse {
             status: 201,
             headers: vec![("content-type".into(), b"text/plain".to_vec())],
             body: Some(bytes::Bytes::from_static(body.as_bytes())),
-        }
+        })
     }
 
     fn in_flight(fingerprint: &str) -> IdemOutcome {
@@ -155,14 +160,14 @@ mod tests {
     #[test]
     fn an_in_flight_record_this_process_answered_reads_as_completed() {
         let landing = Arc::new(Landing::default());
-        let held = landing.hold("idem#a", "owner-1", "fp", answer("done"));
+        let held = landing.hold("idem#a", "fp", answer("done"));
         match resolve(in_flight("fp"), landing.answered("idem#a")) {
             IdemOutcome::Completed {
                 fingerprint,
                 response,
             } => {
                 assert_eq!(fingerprint, "fp");
-                assert_eq!(response, answer("done"));
+                assert_eq!(response, *answer("done"));
             }
             other => panic!("{other:?}"),
         }
@@ -183,7 +188,7 @@ mod tests {
     #[test]
     fn another_key_or_fingerprint_or_outcome_is_left_alone() {
         let landing = Arc::new(Landing::default());
-        let _held = landing.hold("idem#a", "owner-1", "fp", answer("done"));
+        let _held = landing.hold("idem#a", "fp", answer("done"));
         assert!(matches!(
             resolve(in_flight("fp"), landing.answered("idem#b")),
             IdemOutcome::InFlight { .. }
@@ -203,12 +208,12 @@ mod tests {
     #[test]
     fn a_later_claimants_answer_outlives_the_earlier_guard() {
         let landing = Arc::new(Landing::default());
-        let first = landing.hold("idem#a", "owner-1", "fp", answer("first"));
-        let _second = landing.hold("idem#a", "owner-2", "fp", answer("second"));
+        let first = landing.hold("idem#a", "fp", answer("first"));
+        let _second = landing.hold("idem#a", "fp", answer("second"));
         drop(first);
         assert_eq!(landing.len(), 1);
         match resolve(in_flight("fp"), landing.answered("idem#a")) {
-            IdemOutcome::Completed { response, .. } => assert_eq!(response, answer("second")),
+            IdemOutcome::Completed { response, .. } => assert_eq!(response, *answer("second")),
             other => panic!("{other:?}"),
         }
     }
