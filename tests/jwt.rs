@@ -10,6 +10,7 @@ mod support;
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
+use support::binary::ProxyProcess;
 use support::client::{nonce, Reply, Req};
 use support::jwt::{mint, JwksServer, KeySet};
 use support::matrix::Backend;
@@ -408,6 +409,100 @@ async fn a_jwks_url_rotates_on_an_unknown_kid_once_and_keeps_its_keys_when_the_s
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(upstream.count(), 4);
     proxy.shutdown().await;
+}
+
+/// A private CA and a server certificate it signed for 127.0.0.1: the
+/// CA's PEM, the server's chain and key.
+fn private_ca_for_loopback() -> (
+    String,
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name
+        .push(DnType::CommonName, "replay-guard test issuer CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    (ca.pem(), vec![leaf.der().clone()], key)
+}
+
+/// README, `[jwt] jwks_url`: an issuer behind a private CA is trusted
+/// through `SSL_CERT_FILE` (read by rustls-native-certs in place of the
+/// system roots). Run as real processes, since the variable is the
+/// process's: without it the JWKS cannot be fetched and the token is
+/// refused; with the CA's bundle the same token reaches the upstream.
+#[tokio::test]
+async fn a_jwks_url_behind_a_private_ca_is_trusted_through_ssl_cert_file() {
+    let (ca_pem, chain, key) = private_ca_for_loopback();
+    let server = JwksServer::start_tls(&keys().jwks, chain, key).await;
+    assert!(server.url().starts_with("https://127.0.0.1:"));
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("private-ca.pem");
+    std::fs::write(&bundle, ca_pem).unwrap();
+    let upstream = Upstream::start().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"{}\"\n{}",
+        upstream.url(),
+        config(&format!("jwks_url = {:?}", server.url()), 300)
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = keys().token(
+        "ES256",
+        json!({"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600}),
+    );
+    let order_now = |i: usize| {
+        Req::post("/orders")
+            .fresh(now, &nonce(i))
+            .header("Authorization", format!("Bearer {token}"))
+            .body(r#"{"amount":1}"#)
+    };
+    let jwks_keys = |admin| async move {
+        let text = support::metrics::scrape(admin).await;
+        support::metrics::sample(&text, "replay_guard_jwks_keys{source=\"url\"}")
+    };
+    let published: Value = serde_json::from_str(&keys().jwks).unwrap();
+    let published = published["keys"].as_array().unwrap().len() as f64;
+
+    // The system roots alone: the handshake fails, no key is loaded.
+    let untrusting = ProxyProcess::start_with_env(&toml, &[(HS_SECRET_ENV, HS_SECRET)]);
+    let reply = order_now(1).send(untrusting.addr).await;
+    assert_refused(&reply, 401, "bad_token", "a JWKS the proxy could not fetch");
+    assert_eq!(jwks_keys(untrusting.admin.unwrap()).await, Some(0.0));
+    assert_eq!(upstream.count(), 0);
+    assert_eq!(server.hits(), 0, "no request got past the handshake");
+
+    // SSL_CERT_FILE names the private CA: fetched, verified, forwarded.
+    let bundle = bundle.to_str().unwrap();
+    let trusting = ProxyProcess::start_with_env(
+        &toml,
+        &[(HS_SECRET_ENV, HS_SECRET), ("SSL_CERT_FILE", bundle)],
+    );
+    let reply = order_now(2).send(trusting.addr).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(jwks_keys(trusting.admin.unwrap()).await, Some(published));
+    assert!(server.hits() >= 1);
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("Bearer {token}"),
+        "the token reaches the upstream unchanged"
+    );
 }
 
 #[tokio::test]

@@ -15,8 +15,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 fn python(args: &[&str], stdin: &str) -> String {
     super::python::run("jwt_client.py", args, stdin, "PyJWT[crypto]")
@@ -94,9 +96,11 @@ pub fn mint(specs: &[Value]) -> Vec<String> {
     tokens
 }
 
-/// A loopback HTTP server answering every GET with the current JWKS.
+/// A loopback HTTP (or HTTPS) server answering every GET with the current
+/// JWKS.
 pub struct JwksServer {
     pub addr: SocketAddr,
+    scheme: &'static str,
     body: Arc<Mutex<String>>,
     hits: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -104,17 +108,40 @@ pub struct JwksServer {
 
 impl JwksServer {
     pub async fn start(jwks: &str) -> JwksServer {
+        Self::start_inner(jwks, None).await
+    }
+
+    /// The same over HTTPS, presenting `chain` (leaf first) and its `key`;
+    /// `url()` is then `https://127.0.0.1:<port>/…` (the leaf must name
+    /// that address).
+    pub async fn start_tls(
+        jwks: &str,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> JwksServer {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Self::start_inner(jwks, Some(TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_inner(jwks: &str, tls: Option<TlsAcceptor>) -> JwksServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let body = Arc::new(Mutex::new(jwks.to_owned()));
         let hits = Arc::new(AtomicUsize::new(0));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let (b, h) = (body.clone(), hits.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     break;
                 };
-                let (b, h) = (b.clone(), h.clone());
+                let (b, h, tls) = (b.clone(), h.clone(), tls.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |_req: Request<Incoming>| {
                         h.fetch_add(1, Ordering::SeqCst);
@@ -128,14 +155,26 @@ impl JwksServer {
                             )
                         }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let server = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = server.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        // A client that does not trust the certificate
+                        // ends the handshake: nothing is served.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ =
+                                    server.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                    }
                 });
             }
         });
         JwksServer {
             addr,
+            scheme,
             body,
             hits,
             task,
@@ -143,7 +182,7 @@ impl JwksServer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/.well-known/jwks.json", self.addr)
+        format!("{}://{}/.well-known/jwks.json", self.scheme, self.addr)
     }
 
     /// Fetches so far.
