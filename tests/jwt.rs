@@ -457,17 +457,22 @@ async fn a_jwks_url_behind_a_private_ca_is_trusted_through_ssl_cert_file() {
         upstream.url(),
         config(&format!("jwks_url = {:?}", server.url()), 300)
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let issued = now();
     let token = keys().token(
         "ES256",
-        json!({"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 600}),
+        json!({"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "iat": issued, "exp": issued + 600}),
     );
+    // Timestamped when sent: a memory store's restart fence refuses
+    // timestamps from before the process started.
     let order_now = |i: usize| {
         Req::post("/orders")
-            .fresh(now, &nonce(i))
+            .fresh(now(), &nonce(i))
             .header("Authorization", format!("Bearer {token}"))
             .body(r#"{"amount":1}"#)
     };
