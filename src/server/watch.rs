@@ -15,7 +15,10 @@
 //! symlink's target wake it; after a quiet [`DEBOUNCE`] it asks the
 //! [`Reloader`] to reload *if the content changed* (of the config file or
 //! of any file it reads), with the same validation and metrics as SIGHUP.
-//! After each reload it watches the files the new config reads. Reads
+//! After each reload it watches the directories of the files the new
+//! config reads, and stops watching those no file needs any more (a
+//! ConfigMap's previous `..<timestamp>` directory, a file the config no
+//! longer reads), so the watch list does not grow with every swap. Reads
 //! (access events) are ignored, so the reload's own reads never wake it
 //! again.
 //!
@@ -71,7 +74,7 @@ pub(super) fn spawn(reloader: Reloader, mut stop: watch::Receiver<bool>) {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .directories();
-    if !watch_new(&mut watcher, &mut watched, dirs) {
+    if !rewatch(&mut watcher, &mut watched, dirs) {
         return;
     }
     tokio::spawn(async move {
@@ -97,16 +100,26 @@ pub(super) fn spawn(reloader: Reloader, mut stop: watch::Receiver<bool>) {
             *relevant
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = now;
-            watch_new(&mut watcher, &mut watched, dirs);
+            rewatch(&mut watcher, &mut watched, dirs);
         }
         // Owned by the task until here: dropping it stops the watch.
         drop(watcher);
     });
 }
 
-/// Watch the directories of `dirs` not watched yet; `false` (logged) when
-/// one cannot be.
-fn watch_new(watcher: &mut impl Watcher, watched: &mut Vec<PathBuf>, dirs: Vec<PathBuf>) -> bool {
+/// Watch exactly `dirs`: stop watching the directories in `watched` that
+/// are not among them, start on those not watched yet; `false` (logged)
+/// when one cannot be watched.
+fn rewatch(watcher: &mut impl Watcher, watched: &mut Vec<PathBuf>, dirs: Vec<PathBuf>) -> bool {
+    watched.retain(|dir| {
+        if dirs.contains(dir) {
+            return true;
+        }
+        // A deleted directory (the atomic writer removes the old one) has
+        // lost its watch already: the error says only that.
+        let _ = watcher.unwatch(dir);
+        false
+    });
     for dir in dirs {
         if watched.contains(&dir) {
             continue;
@@ -211,6 +224,64 @@ mod tests {
 
     fn event(kind: EventKind, path: &str) -> Event {
         Event::new(kind).add_path(PathBuf::from(path))
+    }
+
+    /// A watcher that records what it was asked to watch.
+    #[derive(Default)]
+    struct Recording {
+        watching: Vec<PathBuf>,
+    }
+
+    impl Watcher for Recording {
+        fn new<F: notify::EventHandler>(_: F, _: notify::Config) -> notify::Result<Self> {
+            Ok(Recording::default())
+        }
+        fn watch(&mut self, path: &Path, _: RecursiveMode) -> notify::Result<()> {
+            self.watching.push(path.to_path_buf());
+            Ok(())
+        }
+        fn unwatch(&mut self, path: &Path) -> notify::Result<()> {
+            let before = self.watching.len();
+            self.watching.retain(|p| p != path);
+            if self.watching.len() == before {
+                return Err(notify::Error::watch_not_found());
+            }
+            Ok(())
+        }
+        fn kind() -> notify::WatcherKind {
+            notify::WatcherKind::NullWatcher
+        }
+    }
+
+    #[test]
+    fn a_swap_moves_the_watch_to_the_new_directory_and_drops_the_old() {
+        let mut watcher = Recording::default();
+        let mut watched = Vec::new();
+        let dirs = |names: &[&str]| names.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert!(rewatch(
+            &mut watcher,
+            &mut watched,
+            dirs(&["/etc/rg", "/etc/rg/..2026_01_01"])
+        ));
+        // Ten ConfigMap updates: always the mount and the current target.
+        for day in 2..12 {
+            let target = format!("/etc/rg/..2026_01_{day:02}");
+            assert!(rewatch(
+                &mut watcher,
+                &mut watched,
+                dirs(&["/etc/rg", &target])
+            ));
+            assert_eq!(watched, dirs(&["/etc/rg", &target]));
+            assert_eq!(watcher.watching, watched, "nothing left behind");
+        }
+        // A file the config no longer reads: its directory is dropped; a
+        // directory whose watch is already gone is no error.
+        watcher
+            .watching
+            .retain(|p| p.as_os_str() != "/etc/rg/..2026_01_11");
+        assert!(rewatch(&mut watcher, &mut watched, dirs(&["/etc/rg"])));
+        assert_eq!(watched, dirs(&["/etc/rg"]));
+        assert_eq!(watcher.watching, dirs(&["/etc/rg"]));
     }
 
     #[test]
