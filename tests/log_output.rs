@@ -362,6 +362,24 @@ nonce = {{ required = true }}
     assert_eq!(rejection["fields"]["request_id"], "rid-store-1");
 }
 
+/// The access-log lines once `n` have been read from the child's stderr
+/// (bounded: the line is written as the exchange ends), after a moment
+/// more for any extra line that should not be there.
+async fn access_lines(proxy: &ProxyProcess, n: usize) -> Vec<serde_json::Value> {
+    let read = || -> Vec<serde_json::Value> {
+        json_lines(proxy)
+            .into_iter()
+            .filter(|l| l["target"] == "replay_guard::access")
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while read().len() < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    read()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_is_one_json_object_with_the_chosen_fields() {
     let upstream = Upstream::start().await;
@@ -382,12 +400,6 @@ rate_limit = {{ per_minute = 1, burst = 1 }}
             upstream.url()
         )
     };
-    let access = |proxy: &ProxyProcess| -> Vec<serde_json::Value> {
-        json_lines(proxy)
-            .into_iter()
-            .filter(|l| l["target"] == "replay_guard::access")
-            .collect()
-    };
 
     // The default fields, like Envoy's default format.
     let proxy = ProxyProcess::start(&server(""));
@@ -399,8 +411,7 @@ rate_limit = {{ per_minute = 1, burst = 1 }}
         .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body.len(), 1234);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let lines = access(&proxy);
+    let lines = access_lines(&proxy, 1).await;
     assert_eq!(lines.len(), 1, "{lines:#?}");
     let fields = &lines[0]["fields"];
     assert_eq!(fields["request_id"], "rid-access-1");
@@ -431,8 +442,7 @@ rate_limit = {{ per_minute = 1, burst = 1 }}
             .send(proxy.addr)
             .await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let lines = access(&proxy);
+    let lines = access_lines(&proxy, 2).await;
     assert_eq!(lines.len(), 2, "{lines:#?}");
     let refused = &lines[1]["fields"];
     assert_eq!(refused["status"], 429);

@@ -203,7 +203,7 @@ async fn json_logs_name_the_reason_but_never_the_nonce() {
         .await;
     assert_eq!(reply.reason(), "stale_timestamp");
     assert_eq!(reply.header("x-request-id").as_deref(), Some("req-abc-1"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    child.until_line("request rejected").await;
     child.kill();
     let lines = child.lines();
     let rejection = lines

@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::binary::ProxyProcess;
 use support::client::{nonce, Req};
 use support::config::Route;
@@ -94,7 +92,8 @@ secret_env = "RG_ADVERSARIAL_SECRET"
     let metrics = Req::get("/metrics").send(admin).await;
     assert_eq!(metrics.status, 200);
     let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The last rejection's line: every line before it is in too.
+    process.until_line("malformed_idempotency_key").await;
     process.kill();
     let lines = process.lines();
     assert!(

@@ -224,6 +224,21 @@ impl ProxyProcess {
         self.log.lock().unwrap().clone()
     }
 
+    /// Wait (bounded) until a stderr line contains `needle`: lines are
+    /// read by a background thread, so one written a moment ago may not be
+    /// here yet.
+    pub async fn until_line(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.lines().iter().any(|line| line.contains(needle)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no line with {needle:?} in {:#?}",
+                self.lines()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL (kill -9) and reap: no drain, no cleanup, as in a crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
