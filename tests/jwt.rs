@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 use support::binary::ProxyProcess;
+use support::ca::Ca;
 use support::client::{nonce, Reply, Req};
 use support::jwt::{mint, JwksServer, KeySet};
 use support::matrix::Backend;
@@ -411,33 +412,6 @@ async fn a_jwks_url_rotates_on_an_unknown_kid_once_and_keeps_its_keys_when_the_s
     proxy.shutdown().await;
 }
 
-/// A private CA and a server certificate it signed for 127.0.0.1: the
-/// CA's PEM, the server's chain and key.
-fn private_ca_for_loopback() -> (
-    String,
-    Vec<rustls_pki_types::CertificateDer<'static>>,
-    rustls_pki_types::PrivateKeyDer<'static>,
-) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::default();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca.distinguished_name
-        .push(DnType::CommonName, "replay-guard test issuer CA");
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    (ca.pem(), vec![leaf.der().clone()], key)
-}
-
 /// README, `[jwt] jwks_url`: an issuer behind a private CA is trusted
 /// through `SSL_CERT_FILE` (read by rustls-native-certs in place of the
 /// system roots). Run as real processes, since the variable is the
@@ -445,12 +419,13 @@ fn private_ca_for_loopback() -> (
 /// refused; with the CA's bundle the same token reaches the upstream.
 #[tokio::test]
 async fn a_jwks_url_behind_a_private_ca_is_trusted_through_ssl_cert_file() {
-    let (ca_pem, chain, key) = private_ca_for_loopback();
-    let server = JwksServer::start_tls(&keys().jwks, chain, key).await;
+    let ca = Ca::new("replay-guard test issuer CA");
+    let leaf = ca.server(&["127.0.0.1"]);
+    let server = JwksServer::start_tls(&keys().jwks, leaf.chain.clone(), leaf.private_key()).await;
     assert!(server.url().starts_with("https://127.0.0.1:"));
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("private-ca.pem");
-    std::fs::write(&bundle, ca_pem).unwrap();
+    std::fs::write(&bundle, ca.pem()).unwrap();
     let upstream = Upstream::start().await;
     let toml = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nupstream = \"{}\"\n{}",

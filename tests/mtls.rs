@@ -13,56 +13,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rcgen::SanType;
+use rustls::pki_types::PrivateKeyDer;
+use support::ca::{Ca, Leaf as Client};
 use support::client::{nonce, Reply, Req};
 use support::proxy::{TestProxy, T0};
 use support::upstream::Upstream;
 
 const IDENTITY_HEADER: &str = "x-replay-guard-client-cert-identity";
-
-/// A CA that signs client certificates.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::default();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::CrlSign,
-        ];
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.self_signed(&key).unwrap();
-        Ca { cert, key }
-    }
-
-    fn pem(&self) -> String {
-        self.cert.pem()
-    }
-
-    /// A client certificate with these SANs and subject CN.
-    fn client(&self, sans: Vec<SanType>, cn: &str) -> Client {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = sans;
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        Client {
-            chain: vec![cert.der().clone()],
-            key: key.serialize_der(),
-        }
-    }
-}
 
 fn uri(text: &str) -> SanType {
     SanType::URI(text.try_into().unwrap())
@@ -70,12 +28,6 @@ fn uri(text: &str) -> SanType {
 
 fn dns(text: &str) -> SanType {
     SanType::DnsName(text.try_into().unwrap())
-}
-
-/// A client certificate and its key.
-struct Client {
-    chain: Vec<CertificateDer<'static>>,
-    key: Vec<u8>,
 }
 
 /// The proxy's own certificate (for `localhost`), its files, and the CA

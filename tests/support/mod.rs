@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod ca;
 pub mod client;
 pub mod config;
 pub mod dynalite;
