@@ -100,6 +100,16 @@ nonce = { required = true }
 signature = { required = true }
 "#;
 
+/// Run the probe with `items` and `--json`, expect exit `code`, and read
+/// its report.
+async fn probe_report(items: &[&str], code: i32) -> serde_json::Value {
+    let mut argv = args(items);
+    argv.push("--json".to_owned());
+    let output = probe(argv).await;
+    assert_exit(&output, code);
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
 /// The attack `id` of a `--json` report.
 #[track_caller]
 fn attack<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
@@ -208,20 +218,20 @@ async fn json_report_names_each_attack_with_its_evidence() {
     let upstream = Upstream::start().await;
     let (proxy, config) = proxy(&format!("{}{POST_ONLY}", server(&upstream, "")));
     let url = format!("http://{}/payments", proxy.addr);
-    let output = probe(args(&[
-        "--url",
-        &url,
-        "--config",
-        &config,
-        "--route",
-        "payments",
-        "--allow-execute",
-        "2",
-        "--json",
-    ]))
+    let report = probe_report(
+        &[
+            "--url",
+            &url,
+            "--config",
+            &config,
+            "--route",
+            "payments",
+            "--allow-execute",
+            "2",
+        ],
+        1,
+    )
     .await;
-    assert_exit(&output, 1);
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
     assert_eq!(report["verdict"], "got_through");
     assert_eq!(report["exit_code"], 1);
     assert_eq!(report["route"], "payments");
@@ -275,22 +285,22 @@ signature = { required = true, scheme = "rfc9421", tag = "partner-api" }
 "#;
     let (proxy, config) = proxy(&format!("{}{route}", server(&upstream, "")));
     let url = format!("http://{}/orders", proxy.addr);
-    let output = probe(args(&[
-        "--url",
-        &url,
-        "--body",
-        r#"{"item":"widget"}"#,
-        "--config",
-        &config,
-        "--route",
-        "orders",
-        "--allow-execute",
-        "10",
-        "--json",
-    ]))
+    let report = probe_report(
+        &[
+            "--url",
+            &url,
+            "--body",
+            r#"{"item":"widget"}"#,
+            "--config",
+            &config,
+            "--route",
+            "orders",
+            "--allow-execute",
+            "10",
+        ],
+        0,
+    )
     .await;
-    assert_exit(&output, 0);
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
     assert_eq!(report["valid_request"]["status"], 200, "{report:#}");
     let reason = |id: &str| {
         let attack = attack(&report, id);
@@ -357,26 +367,26 @@ signature = {{ required = true, scheme = "rfc9421" }}
     let (proxy, config) = proxy(&format!("{}{route}", server(&upstream, "")));
     let url = format!("http://{}/orders", proxy.addr);
     let private = keys.join("ed25519.key.pem").display().to_string();
-    let output = probe(args(&[
-        "--url",
-        &url,
-        "--config",
-        &config,
-        "--route",
-        "orders",
-        "--key-id",
-        "partner-ed",
-        "--private-key-file",
-        &private,
-        "--algorithm",
-        "ed25519",
-        "--allow-execute",
-        "4",
-        "--json",
-    ]))
+    let report = probe_report(
+        &[
+            "--url",
+            &url,
+            "--config",
+            &config,
+            "--route",
+            "orders",
+            "--key-id",
+            "partner-ed",
+            "--private-key-file",
+            &private,
+            "--algorithm",
+            "ed25519",
+            "--allow-execute",
+            "4",
+        ],
+        0,
+    )
     .await;
-    assert_exit(&output, 0);
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
     assert_eq!(report["valid_request"]["status"], 200, "{report:#}");
     assert_eq!(
         attack(&report, "stale-timestamp")["reason"],

@@ -350,28 +350,16 @@ mod tests {
 
     #[test]
     fn fingerprint_covers_every_part() {
-        let base = fingerprint("POST", "/p", Some("a=1"), &Content::new(b"{}"));
-        assert_ne!(
-            base,
-            fingerprint("PUT", "/p", Some("a=1"), &Content::new(b"{}"))
-        );
-        assert_ne!(
-            base,
-            fingerprint("POST", "/q", Some("a=1"), &Content::new(b"{}"))
-        );
-        assert_ne!(
-            base,
-            fingerprint("POST", "/p", Some("a=2"), &Content::new(b"{}"))
-        );
-        assert_ne!(base, fingerprint("POST", "/p", None, &Content::new(b"{}")));
-        assert_ne!(
-            base,
-            fingerprint("POST", "/p", Some("a=1"), &Content::new(b"{ }"))
-        );
-        assert_eq!(
-            base,
-            fingerprint("POST", "/p", Some("a=1"), &Content::new(b"{}"))
-        );
+        let of = |method, path, query, body: &[u8]| {
+            fingerprint(method, path, query, &Content::new(body))
+        };
+        let base = of("POST", "/p", Some("a=1"), b"{}");
+        assert_ne!(base, of("PUT", "/p", Some("a=1"), b"{}"));
+        assert_ne!(base, of("POST", "/q", Some("a=1"), b"{}"));
+        assert_ne!(base, of("POST", "/p", Some("a=2"), b"{}"));
+        assert_ne!(base, of("POST", "/p", None, b"{}"));
+        assert_ne!(base, of("POST", "/p", Some("a=1"), b"{ }"));
+        assert_eq!(base, of("POST", "/p", Some("a=1"), b"{}"));
     }
 
     #[test]

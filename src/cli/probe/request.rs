@@ -74,8 +74,9 @@ pub enum Scheme {
     /// `X-Signature: v1=<hex>` with timestamp and nonce headers.
     #[default]
     V1,
-    /// RFC 9421 (HMAC-SHA256): `Signature-Input` / `Signature` covering
-    /// the route's components, `created` and `nonce` signed parameters.
+    /// RFC 9421 (with the signing key's algorithm): `Signature-Input` /
+    /// `Signature` covering the route's components, `created` and `nonce`
+    /// signed parameters.
     Rfc9421 {
         /// What the route requires the signature to cover.
         components: Vec<Component>,
@@ -99,7 +100,8 @@ pub struct Profile {
     pub nonce: bool,
     /// Whether the client sends an `Idempotency-Key`.
     pub idempotency: bool,
-    /// The signing key (an HMAC secret), where the client signs.
+    /// The signing key (an HMAC secret, or an RFC 9421 private key), where
+    /// the client signs.
     pub signing: Option<Signing>,
     /// How it signs.
     pub scheme: Scheme,
